@@ -1,0 +1,45 @@
+# hvp top-level Makefile: the README's two commands, wrapping meson + ninja.
+#   make run   - set-up, build, and the main job
+#   make test  - set-up, build (plain and ASan+UBSan), every suite, one summary line
+BUILD ?= build
+ASAN  ?= build-asan
+MESON_OPTS ?= --buildtype=debugoptimized -Dwerror=true
+
+.PHONY: all build asan deps test-deps run test bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+test-deps:
+	@scripts/deps.sh test
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) $(MESON_OPTS)
+
+$(ASAN)/build.ninja:
+	meson setup $(ASAN) $(MESON_OPTS) -Db_sanitize=address,undefined -Db_lundef=false
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+asan: test-deps $(ASAN)/build.ninja
+	ninja -C $(ASAN)
+
+run: deps $(BUILD)/build.ninja
+	@scripts/deps.sh run
+	ninja -C $(BUILD)
+	@scripts/run.sh $(BUILD)
+
+test: test-deps $(BUILD)/build.ninja $(ASAN)/build.ninja
+	ninja -C $(BUILD)
+	ninja -C $(ASAN)
+	@scripts/run-tests.sh $(BUILD) $(ASAN)
+
+bench: test-deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+	@scripts/run-bench.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN)
