@@ -138,6 +138,17 @@ static void put_mem_raw(struct out *o, unsigned size, unsigned seg, unsigned bas
     put_c(o, ']');
 }
 
+/* The segment to print: an override's, except the ES/CS/SS/DS overrides
+ * that 64-bit mode ignores. */
+static unsigned shown_seg(const struct hvp_x86_insn *in)
+{
+    if (!(in->prefixes & HVP_X86_PFX_SEG))
+        return HVP_X86_REG_NONE;
+    if (in->mode == 64 && in->mem.seg != HVP_X86_REG_ES + 4 && in->mem.seg != HVP_X86_REG_ES + 5)
+        return HVP_X86_REG_NONE;
+    return in->mem.seg;
+}
+
 static bool is_far_branch(const struct hvp_x86_insn *in)
 {
     if (in->enc != HVP_X86_ENC_LEGACY || in->map != HVP_X86_MAP_1BYTE)
@@ -207,7 +218,7 @@ static void put_string_operands(struct out *o, const struct hvp_x86_insn *in, in
 {
     unsigned as = in->addrsize ? in->addrsize : (in->mode == 64 ? 8 : in->mode / 8);
     unsigned rsi = addr_reg(as, 6), rdi = addr_reg(as, 7);
-    unsigned src_seg = (in->prefixes & HVP_X86_PFX_SEG) ? in->mem.seg : HVP_X86_REG_NONE;
+    unsigned src_seg = shown_seg(in);
     unsigned es = HVP_X86_REG_ES + 0;
     unsigned acc = hvp_x86_gpr(sz, 0);
     put_c(o, ' ');
@@ -257,7 +268,7 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
         unsigned size = in->op == HVP_X86_OP_LEA ? 0 : op->size;
         if (op->flags & HVP_X86_OPF_BCST)
             size = op->elem;
-        unsigned seg = (in->prefixes & HVP_X86_PFX_SEG) ? in->mem.seg : HVP_X86_REG_NONE;
+        unsigned seg = shown_seg(in);
         put_mem_raw(o, size, seg, in->mem.base, in->mem.index, in->mem.scale, in->mem.disp,
                     in->addrsize);
         if ((op->flags & HVP_X86_OPF_BCST) && op->elem) {
