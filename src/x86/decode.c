@@ -1,10 +1,657 @@
-/* Placeholder until the table-driven decoder lands. */
+/* x86-64 instruction decoder: prefixes, escape bytes and VEX/EVEX/XOP
+ * headers are parsed here; the instruction forms come from the generated
+ * decision tree in decode_tables.c (source: decode_insns.txt). */
+#include "decode_tables.h"
 #include "hvp/x86.h"
 #include <string.h>
+
+/* Decoder state kept in locals of one call: no allocation, no setup. */
+struct dstate {
+    const uint8_t *code;
+    unsigned lim;     /* min(avail, 15) */
+    unsigned pos;     /* next byte */
+    unsigned mode;    /* 16, 32, 64 */
+    unsigned has66, has67, pcat, lock, segov;
+    unsigned rex;     /* REX bits, or VEX/EVEX equivalents: 8 W, 4 R, 2 X, 1 B */
+    unsigned rexpresent;
+    unsigned vex;     /* 0 legacy, 1 VEX, 2 EVEX, 3 XOP */
+    unsigned vl, vvvv, rr, vx; /* EVEX R', V' */
+    int modrm;        /* -1 = not read */
+    int err;
+};
+
+#define TRUNC_OR_LONG(s) ((s)->pos >= 15 ? -HVP_X86_ETOOLONG : -HVP_X86_ETRUNCATED)
+
+static inline int need(struct dstate *s, unsigned n)
+{
+    return s->pos + n <= s->lim;
+}
+
+/* Error for n more bytes that are not there. */
+static inline int short_err(const struct dstate *s, unsigned n)
+{
+    return s->pos + n > 15 ? -HVP_X86_ETOOLONG : -HVP_X86_ETRUNCATED;
+}
+
+static inline int fetch_modrm(struct dstate *s)
+{
+    if (s->modrm >= 0)
+        return 0;
+    if (!need(s, 1))
+        return TRUNC_OR_LONG(s);
+    s->modrm = s->code[s->pos++];
+    return 0;
+}
+
+static inline uint64_t read_le(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+    for (unsigned k = 0; k < n; k++)
+        v |= (uint64_t)p[k] << (8 * k);
+    return v;
+}
+
+static inline int64_t sext(uint64_t v, unsigned n)
+{
+    unsigned sh = 64 - 8 * n;
+    return (int64_t)(v << sh) >> sh;
+}
+
+/* Reads an immediate of n bytes at s->pos. */
+static inline int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign,
+                           int64_t *dst)
+{
+    if (!need(s, n))
+        return short_err(s, n);
+    if (!out->imm_off)
+        out->imm_off = (uint8_t)s->pos;
+    uint64_t v = read_le(s->code + s->pos, n);
+    s->pos += n;
+    *dst = sign ? sext(v, n) : (int64_t)v;
+    return 0;
+}
+
+static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
+
+/* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
+static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen)
+{
+    unsigned mod = (unsigned)s->modrm >> 6, rm = (unsigned)s->modrm & 7;
+    unsigned dispn = 0, seg = 3;
+    out->flags |= HVP_X86_F_MEM;
+    if (out->addrsize == 2) {
+        static const uint8_t b16[8] = {3, 3, 5, 5, 6, 7, 5, 3}; /* bx bx bp bp si di bp bx */
+        static const uint8_t i16[8] = {6, 7, 6, 7, 0, 0, 0, 0}; /* si di si di - - - - */
+        if (mod == 0 && rm == 6) {
+            dispn = 2;
+        } else {
+            out->mem.base = (uint8_t)(HVP_X86_REG_AX + b16[rm]);
+            if (rm < 4) {
+                out->mem.index = (uint8_t)(HVP_X86_REG_AX + i16[rm]);
+                out->mem.scale = 1;
+            }
+            seg = seg_of16_base[rm];
+            dispn = mod == 1 ? 1 : mod == 2 ? 2 : 0;
+        }
+    } else {
+        unsigned gbase = out->addrsize == 8 ? HVP_X86_REG_RAX : HVP_X86_REG_EAX;
+        unsigned rexb = s->rex & 1, rexx = (s->rex >> 1) & 1;
+        if (rm == 4) {
+            if (!need(s, 1))
+                return TRUNC_OR_LONG(s);
+            unsigned sib = s->code[s->pos++];
+            out->sib = (uint8_t)sib;
+            out->flags |= HVP_X86_F_SIB;
+            unsigned base = sib & 7, idx = ((sib >> 3) & 7) | rexx << 3;
+            if (idx != 4) {
+                out->mem.index = (uint8_t)(gbase + idx);
+                out->mem.scale = (uint8_t)(1u << (sib >> 6));
+            }
+            if (base == 5 && mod == 0) {
+                dispn = 4;
+            } else {
+                out->mem.base = (uint8_t)(gbase + (base | rexb << 3));
+                if ((base == 4 || base == 5) && !rexb)
+                    seg = 2;
+            }
+        } else if (rm == 5 && mod == 0) {
+            dispn = 4;
+            if (s->mode == 64) {
+                out->mem.base = out->addrsize == 8 ? HVP_X86_REG_RIP : HVP_X86_REG_EIP;
+                out->flags |= HVP_X86_F_RIPREL;
+            }
+        } else {
+            out->mem.base = (uint8_t)(gbase + (rm | rexb << 3));
+            if (rm == 5 && !rexb)
+                seg = 2;
+        }
+        if (mod == 1)
+            dispn = 1;
+        else if (mod == 2)
+            dispn = 4;
+    }
+    if (dispn) {
+        if (!need(s, dispn))
+            return short_err(s, dispn);
+        out->disp_off = (uint8_t)s->pos;
+        out->mem.disp = sext(read_le(s->code + s->pos, dispn), dispn);
+        s->pos += dispn;
+    }
+    if (s->segov && !agen)
+        seg = s->segov - 1;
+    out->mem.seg = (uint8_t)(HVP_X86_REG_ES + seg);
+    return 0;
+}
+
+/* Size in bytes of a size code for this instruction. */
+static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const struct dstate *s)
+{
+    unsigned os = out->opsize;
+    switch (code) {
+    case HVP_DEC_S_B: return 1;
+    case HVP_DEC_S_W: return 2;
+    case HVP_DEC_S_D: return 4;
+    case HVP_DEC_S_Q: return 8;
+    case HVP_DEC_S_V: return os;
+    case HVP_DEC_S_Z: return os == 2 ? 2 : 4;
+    case HVP_DEC_S_Y: return (s->mode == 64 && (s->rex & 8)) ? 8 : 4;
+    case HVP_DEC_S_DQ: return 16;
+    case HVP_DEC_S_QQ: return 32;
+    case HVP_DEC_S_X: case HVP_DEC_S_PS: case HVP_DEC_S_PD: return 16u << s->vl;
+    case HVP_DEC_S_T: return 10;
+    case HVP_DEC_S_P: return 2 + os;
+    case HVP_DEC_S_S: return s->mode == 64 ? 10 : 6;
+    case HVP_DEC_S_N: return s->mode == 64 ? 8 : 4;
+    case HVP_DEC_S_A: return 2 * os;
+    case HVP_DEC_S_H: case HVP_DEC_S_XH: return 8u << s->vl;
+    case HVP_DEC_S_XQ: return 4u << s->vl;
+    case HVP_DEC_S_XD: return 2u << s->vl;
+    case HVP_DEC_S_SS: case HVP_DEC_S_SI: case HVP_DEC_S_FS: return 4;
+    case HVP_DEC_S_SD: case HVP_DEC_S_PI: return 8;
+    case HVP_DEC_S_E: return os == 2 ? 14 : 28;
+    case HVP_DEC_S_F: return os == 2 ? 94 : 108;
+    case HVP_DEC_S_ZZ: case HVP_DEC_S_FX: return 512;
+    case HVP_DEC_S_XS: return 576;
+    case HVP_DEC_S_CL: return 64;
+    case HVP_DEC_S_AS: return out->addrsize;
+    case HVP_DEC_S_BM: return s->mode == 64 ? 16 : 8;
+    case HVP_DEC_S_BX: return s->mode == 64 ? 24 : 12;
+    case HVP_DEC_S_K: return s->mode == 64 ? 16 : 8;
+    case HVP_DEC_S_ST: case HVP_DEC_S_FE: return 10;
+    default: return 0;
+    }
+}
+
+static inline unsigned gpr(unsigned size, unsigned n, unsigned rexpresent)
+{
+    if (size == 1 && !rexpresent && n >= 4 && n < 8)
+        return HVP_X86_REG_AH + n - 4;
+    return hvp_x86_gpr(size, n);
+}
+
+static inline unsigned vreg(unsigned size, unsigned n)
+{
+    return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
+}
+
 int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, unsigned mode)
 {
-    (void)code;
+    struct dstate st, *s = &st;
+    int rc;
     memset(out, 0, sizeof(*out));
     out->mode = (uint8_t)mode;
-    return avail ? -HVP_X86_EINVALID : -HVP_X86_ETRUNCATED;
+    s->code = code;
+    s->lim = avail < 15 ? (unsigned)avail : 15;
+    s->pos = 0;
+    s->mode = mode;
+    s->has66 = s->has67 = s->pcat = s->lock = s->segov = 0;
+    s->rex = s->rexpresent = s->vex = s->vl = s->vvvv = s->rr = s->vx = 0;
+    s->modrm = -1;
+    unsigned last_rep = 0, pfx = 0;
+
+    /* Legacy prefixes and REX; a REX only counts right before the opcode. */
+    unsigned b;
+    for (;;) {
+        if (s->pos >= s->lim) {
+            rc = TRUNC_OR_LONG(s);
+            goto fail;
+        }
+        b = code[s->pos];
+        switch (b) {
+        case 0x26: if (mode != 64) s->segov = 1; pfx |= HVP_X86_PFX_SEG; break;
+        case 0x2e: if (mode != 64) s->segov = 2; pfx |= HVP_X86_PFX_SEG; break;
+        case 0x36: if (mode != 64) s->segov = 3; pfx |= HVP_X86_PFX_SEG; break;
+        case 0x3e: if (mode != 64) s->segov = 4; pfx |= HVP_X86_PFX_SEG; break;
+        case 0x64: s->segov = 5; break;
+        case 0x65: s->segov = 6; break;
+        case 0x66: s->has66 = 1; pfx |= HVP_X86_PFX_OPSIZE; break;
+        case 0x67: s->has67 = 1; pfx |= HVP_X86_PFX_ADDRSIZE; break;
+        case 0xf0: s->lock = 1; pfx |= HVP_X86_PFX_LOCK; break;
+        case 0xf2: last_rep = 0xf2; break;
+        case 0xf3: last_rep = 0xf3; break;
+        default:
+            if (mode == 64 && (b & 0xf0) == 0x40) {
+                s->rex = b & 15;
+                s->rexpresent = 1;
+                out->rex = (uint8_t)b;
+                s->pos++;
+                if (s->pos >= s->lim) {
+                    rc = TRUNC_OR_LONG(s);
+                    goto fail;
+                }
+                b = code[s->pos];
+                if ((b & 0xf0) == 0x40)
+                    continue;
+                switch (b) {
+                case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
+                case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+                    /* a legacy prefix after REX cancels it */
+                    s->rex = 0;
+                    s->rexpresent = 0;
+                    out->rex = 0;
+                    continue;
+                }
+            }
+            goto prefixes_done;
+        }
+        s->pos++;
+        out->pfx_count++;
+    }
+prefixes_done:
+    out->pfx_count = (uint8_t)(s->pos - (s->rexpresent ? 1 : 0));
+    if (last_rep == 0xf3)
+        s->pcat = 2, pfx |= HVP_X86_PFX_REP;
+    else if (last_rep == 0xf2)
+        s->pcat = 3, pfx |= HVP_X86_PFX_REPNE;
+    else if (s->has66)
+        s->pcat = 1;
+    if (s->segov)
+        pfx |= HVP_X86_PFX_SEG;
+    if (s->rexpresent) {
+        pfx |= HVP_X86_PFX_REX;
+        if (s->rex & 8)
+            pfx |= HVP_X86_PFX_REXW;
+    }
+
+    /* Opcode and escapes. */
+    unsigned map;
+    s->pos++;
+    if (b == 0x0f) {
+        if (s->pos >= s->lim) {
+            rc = TRUNC_OR_LONG(s);
+            goto fail;
+        }
+        b = code[s->pos++];
+        if (b == 0x38 || b == 0x3a) {
+            map = b == 0x38 ? HVP_DEC_MAP_0F38 : HVP_DEC_MAP_0F3A;
+            if (s->pos >= s->lim) {
+                rc = TRUNC_OR_LONG(s);
+                goto fail;
+            }
+            b = code[s->pos++];
+            out->map = b == 0x38 ? HVP_X86_MAP_0F38 : HVP_X86_MAP_0F3A;
+            out->map = map == HVP_DEC_MAP_0F38 ? HVP_X86_MAP_0F38 : HVP_X86_MAP_0F3A;
+        } else if (b == 0x0f) {
+            /* 3DNow!: ModRM, memory, then the opcode as a trailing byte. */
+            map = HVP_DEC_MAP_3DN;
+            out->map = HVP_X86_MAP_0F;
+            out->enc = HVP_X86_ENC_3DNOW;
+        } else {
+            map = HVP_DEC_MAP_0F;
+            out->map = HVP_X86_MAP_0F;
+        }
+    } else if ((b == 0xc4 || b == 0xc5 || b == 0x62 || b == 0x8f) &&
+               (mode == 64 || b == 0x8f || (s->pos < s->lim && code[s->pos] >= 0xc0)) &&
+               (b != 0x8f || (s->pos < s->lim && (code[s->pos] & 0x1f) >= 8))) {
+        rc = -HVP_X86_EINVALID;
+        if (s->has66 || last_rep || s->lock || s->rexpresent)
+            goto fail; /* #UD: legacy prefix or REX before VEX/EVEX/XOP */
+        if (b == 0xc5) {
+            if (s->pos >= s->lim) {
+                rc = TRUNC_OR_LONG(s);
+                goto fail;
+            }
+            unsigned v1 = code[s->pos++];
+            s->rex = (~v1 >> 5) & 4;
+            s->vvvv = (~v1 >> 3) & 15;
+            s->vl = (v1 >> 2) & 1;
+            s->pcat = v1 & 3;
+            map = HVP_DEC_MAP_V0F;
+            out->map = HVP_X86_MAP_0F;
+            s->vex = 1;
+            out->enc = HVP_X86_ENC_VEX;
+            pfx |= HVP_X86_PFX_VEX;
+        } else if (b == 0xc4 || b == 0x8f) {
+            if (!need(s, 2)) {
+                rc = TRUNC_OR_LONG(s);
+                goto fail;
+            }
+            unsigned v1 = code[s->pos], v2 = code[s->pos + 1];
+            s->pos += 2;
+            s->rex = ((~v1 >> 5) & 7) | ((v2 >> 4) & 8);
+            s->vvvv = (~v2 >> 3) & 15;
+            s->vl = (v2 >> 2) & 1;
+            s->pcat = v2 & 3;
+            unsigned mm = v1 & 0x1f;
+            if (b == 0xc4) {
+                if (mm < 1 || mm > 3)
+                    goto fail;
+                map = HVP_DEC_MAP_V0F + mm - 1;
+                out->map = (uint8_t)mm;
+                s->vex = 1;
+                out->enc = HVP_X86_ENC_VEX;
+                pfx |= HVP_X86_PFX_VEX;
+            } else {
+                if (mm > 10)
+                    goto fail;
+                map = HVP_DEC_MAP_X8 + mm - 8;
+                out->map = (uint8_t)mm;
+                s->vex = 3;
+                out->enc = HVP_X86_ENC_XOP;
+                pfx |= HVP_X86_PFX_XOP;
+            }
+            if (mode != 64)
+                s->rex &= 0x8; /* R X B ignored outside 64-bit mode */
+        } else {
+            rc = -HVP_X86_EINVALID; /* EVEX: not decoded yet */
+            goto fail;
+        }
+        if (mode != 64)
+            s->vvvv &= 7;
+        if (s->pos >= s->lim) {
+            rc = TRUNC_OR_LONG(s);
+            goto fail;
+        }
+        b = code[s->pos++];
+    } else {
+        map = HVP_DEC_MAP_1;
+        out->map = HVP_X86_MAP_1BYTE;
+    }
+    out->opcode = (uint8_t)b;
+
+    unsigned osz_def, osz_d64;
+    if (mode == 64) {
+        osz_def = (s->rex & 8) ? 8 : s->has66 ? 2 : 4;
+        osz_d64 = (s->rex & 8) ? 8 : s->has66 ? 2 : 8;
+    } else {
+        osz_def = osz_d64 = ((mode == 16) ^ s->has66) ? 2 : 4;
+    }
+    out->addrsize = (uint8_t)(mode == 64 ? (s->has67 ? 4 : 8) : ((mode == 16) ^ s->has67) ? 2 : 4);
+
+    if (map == HVP_DEC_MAP_3DN) {
+        if ((rc = fetch_modrm(s)))
+            goto fail;
+        if ((unsigned)s->modrm < 0xc0) {
+            out->opsize = (uint8_t)osz_def;
+            if ((rc = decode_mem(s, out, 0)))
+                goto fail;
+        }
+        if (s->pos >= s->lim) {
+            rc = TRUNC_OR_LONG(s);
+            goto fail;
+        }
+        b = code[s->pos++];
+        out->opcode = (uint8_t)b;
+    }
+
+    /* Walk the decision tree. */
+    uint32_t n = hvp_dec_root[map][b];
+    for (;;) {
+        unsigned kind = n >> 24, ix = n & 0xffffff;
+        switch (kind) {
+        case HVP_DEC_K_LEAF: goto leaf;
+        case HVP_DEC_K_MODE: n = hvp_dec_nodes[ix + (mode == 64)]; continue;
+        case HVP_DEC_K_PFX: n = hvp_dec_nodes[ix + s->pcat]; continue;
+        case HVP_DEC_K_REG:
+        case HVP_DEC_K_MOD:
+        case HVP_DEC_K_RM:
+            if ((rc = fetch_modrm(s)))
+                goto fail;
+            n = hvp_dec_nodes[ix + (kind == HVP_DEC_K_REG   ? ((unsigned)s->modrm >> 3) & 7
+                                    : kind == HVP_DEC_K_MOD ? (unsigned)s->modrm >= 0xc0
+                                                            : (unsigned)s->modrm & 7)];
+            continue;
+        case HVP_DEC_K_W: n = hvp_dec_nodes[ix + ((s->rex >> 3) & 1)]; continue;
+        case HVP_DEC_K_L: n = hvp_dec_nodes[ix + (s->vl & 1)]; continue;
+        case HVP_DEC_K_OSZ: n = hvp_dec_nodes[ix + (osz_def >> 2)]; continue;
+        case HVP_DEC_K_OSZD64: n = hvp_dec_nodes[ix + (osz_d64 >> 2)]; continue;
+        case HVP_DEC_K_ASZ: n = hvp_dec_nodes[ix + (out->addrsize >> 2)]; continue;
+        case HVP_DEC_K_B: n = hvp_dec_nodes[ix + (s->rex & 1)]; continue;
+        default: rc = -HVP_X86_EINVALID; goto fail;
+        }
+    }
+leaf:;
+    const struct hvp_dec_leaf *lf = &hvp_dec_leaves[n & 0xffffff];
+    unsigned lfl = lf->flags;
+    rc = -HVP_X86_EINVALID;
+    if (lf->op == HVP_X86_OP_INVALID)
+        goto fail;
+    if (lfl & HVP_DEC_F_MPX) {
+        /* MPX ignores 67 in 64-bit mode and has no 16-bit addressing */
+        if (mode == 64)
+            out->addrsize = 8;
+        else if (out->addrsize == 2)
+            goto fail;
+    }
+    out->op = lf->op;
+    out->isa = lf->isa;
+    if (mode == 64)
+        out->opsize = (uint8_t)((s->rex & 8) || (lfl & HVP_DEC_F_F64) ? 8
+                                : (s->has66 && !(lfl & HVP_DEC_F_MP66)) ? 2
+                                : (lfl & HVP_DEC_F_D64)                 ? 8
+                                                                        : 4);
+    else
+        out->opsize = (uint8_t)(((mode == 16) ^ (s->has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
+    if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s)))
+        goto fail;
+    if (s->modrm >= 0) {
+        out->flags |= HVP_X86_F_MODRM;
+        out->modrm = (uint8_t)s->modrm;
+    }
+    unsigned mod3 = s->modrm >= 0xc0, mreg = ((unsigned)s->modrm >> 3) & 7,
+             mrm = (unsigned)s->modrm & 7;
+    if (s->lock && (!(lfl & HVP_DEC_F_LOCK) || mod3)) {
+        rc = -HVP_X86_EINVALID;
+        goto fail;
+    }
+    unsigned rexr = (s->rex >> 2) & 1, rexb = s->rex & 1;
+    out->nops = lf->nops;
+    unsigned nimm = 0;
+    for (unsigned k = 0; k < lf->nops; k++) {
+        const struct hvp_dec_opnd *d = &lf->o[k];
+        struct hvp_x86_operand *o = &out->ops[k];
+        unsigned sz = size_of(d->s, out, s);
+        o->flags = d->f & (HVP_X86_OPF_READ | HVP_X86_OPF_WRITE);
+        o->size = (uint16_t)sz;
+        switch (d->m) {
+        case HVP_DEC_M_X:
+        case HVP_DEC_M_E:
+        case HVP_DEC_M_M:
+        case HVP_DEC_M_Q:
+        case HVP_DEC_M_W:
+            if (mod3) {
+                if (d->m == HVP_DEC_M_M) {
+                    rc = -HVP_X86_EINVALID;
+                    goto fail;
+                }
+                o->kind = HVP_X86_OPK_REG;
+                if (d->m == HVP_DEC_M_X) {
+                    if (mrm > 3 || rexb) {
+                        rc = -HVP_X86_EINVALID;
+                        goto fail;
+                    }
+                    o->reg = (uint8_t)(HVP_X86_REG_BND0 + mrm);
+                    break;
+                }
+                o->reg = (uint8_t)(d->m == HVP_DEC_M_E   ? gpr(sz, mrm | rexb << 3, s->rexpresent)
+                                   : d->m == HVP_DEC_M_Q ? HVP_X86_REG_MM0 + mrm
+                                                         : vreg(sz, mrm | rexb << 3));
+                break;
+            }
+            o->kind = HVP_X86_OPK_MEM;
+            if (!(out->flags & HVP_X86_F_MEM) && (rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN)))
+                goto fail;
+            break;
+        case HVP_DEC_M_G:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)gpr(sz, mreg | rexr << 3, s->rexpresent);
+            break;
+        case HVP_DEC_M_R:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)gpr(sz, mrm | rexb << 3, s->rexpresent);
+            break;
+        case HVP_DEC_M_Z:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)gpr(sz, (b & 7) | rexb << 3, s->rexpresent);
+            break;
+        case HVP_DEC_M_I: {
+            if ((rc = read_imm(s, out, sz, !(d->f & HVP_DEC_O_U), nimm ? &out->imm2 : &out->imm)))
+                goto fail;
+            o->kind = HVP_X86_OPK_IMM;
+            o->index = (uint8_t)nimm++;
+            break;
+        }
+        case HVP_DEC_M_J:
+            if ((rc = read_imm(s, out, sz, 1, &out->imm)))
+                goto fail;
+            o->kind = HVP_X86_OPK_REL;
+            o->size = (uint16_t)out->opsize;
+            break;
+        case HVP_DEC_M_O: {
+            unsigned an = out->addrsize;
+            if (!need(s, an)) {
+                rc = short_err(s, an);
+                goto fail;
+            }
+            out->disp_off = (uint8_t)s->pos;
+            out->mem.disp = sext(read_le(code + s->pos, an), an);
+            s->pos += an;
+            out->mem.seg = (uint8_t)(HVP_X86_REG_ES +
+                                     (s->segov ? s->segov - 1 : 3));
+            o->kind = HVP_X86_OPK_MEM;
+            break;
+        }
+        case HVP_DEC_M_A: {
+            unsigned on = out->opsize == 2 ? 2 : 4;
+            if ((rc = read_imm(s, out, on, 0, &out->imm)) || (rc = read_imm(s, out, 2, 0, &out->imm2)))
+                goto fail;
+            o->kind = HVP_X86_OPK_FAR;
+            o->size = (uint16_t)(on + 2);
+            break;
+        }
+        case HVP_DEC_M_K:
+            if (mreg > 3 || rexr) {
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_BND0 + mreg);
+            break;
+        case HVP_DEC_M_S:
+            if (mreg > 5 || (mreg == 1 && (d->f & HVP_DEC_O_W))) {
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_ES + mreg);
+            break;
+        case HVP_DEC_M_C:
+            if (!((0x11dU >> (mreg | rexr << 3)) & 1)) { /* cr0 cr2 cr3 cr4 cr8 */
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_CR0 + (mreg | rexr << 3));
+            break;
+        case HVP_DEC_M_D:
+            if (rexr) {
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_DR0 + (mreg | rexr << 3));
+            break;
+        case HVP_DEC_M_P:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_MM0 + mreg);
+            break;
+        case HVP_DEC_M_N:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_MM0 + mrm);
+            break;
+        case HVP_DEC_M_V:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)vreg(sz, mreg | rexr << 3);
+            break;
+        case HVP_DEC_M_U:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)vreg(sz, mrm | rexb << 3);
+            break;
+        case HVP_DEC_M_H:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)vreg(sz, s->vvvv);
+            break;
+        case HVP_DEC_M_B:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)gpr(sz, s->vvvv, 1);
+            break;
+        case HVP_DEC_M_L: {
+            int64_t v;
+            if ((rc = read_imm(s, out, 1, 0, &v)))
+                goto fail;
+            out->imm = v;
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)vreg(sz, ((unsigned)v >> 4) & (mode == 64 ? 15 : 7));
+            break;
+        }
+        case HVP_DEC_M_FGPR:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)gpr(sz, d->n, 0);
+            break;
+        case HVP_DEC_M_FSEG:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_ES + d->n);
+            break;
+        case HVP_DEC_M_FST:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = (uint8_t)(HVP_X86_REG_ST0 + ((d->f & HVP_DEC_O_STI) ? mrm : d->n));
+            break;
+        case HVP_DEC_M_FXMM:
+            o->kind = HVP_X86_OPK_REG;
+            o->reg = HVP_X86_REG_XMM0;
+            break;
+        case HVP_DEC_M_ONE:
+            o->kind = HVP_X86_OPK_IMM;
+            o->flags |= HVP_X86_OPF_IMPLICIT;
+            out->imm = 1;
+            break;
+        default:
+            rc = -HVP_X86_EINVALID;
+            goto fail;
+        }
+    }
+    if (lfl & HVP_DEC_F_BR)
+        out->flags |= HVP_X86_F_BRANCH;
+    if (lfl & HVP_DEC_F_COND)
+        out->flags |= HVP_X86_F_COND;
+    if (lfl & HVP_DEC_F_STR)
+        out->flags |= HVP_X86_F_STRING;
+    if (lfl & HVP_DEC_F_PRIV)
+        out->flags |= HVP_X86_F_PRIV;
+    if (lfl & HVP_DEC_F_LOCK)
+        out->flags |= HVP_X86_F_LOCKABLE;
+    if (lfl & HVP_DEC_F_SER)
+        out->flags |= HVP_X86_F_SERIALIZE;
+    out->prefixes = (uint16_t)pfx;
+    out->rex = s->vex ? 0 : out->rex;
+    out->vl = (uint8_t)s->vl;
+    out->vvvv = (uint8_t)s->vvvv;
+    out->len = (uint8_t)s->pos;
+    if (!(out->flags & HVP_X86_F_MEM) && !out->mem.seg)
+        out->mem.seg = (uint8_t)(HVP_X86_REG_ES + (s->segov ? s->segov - 1 : 3));
+    return (int)s->pos;
+fail:
+    out->len = (uint8_t)(s->pos > 15 ? 15 : s->pos);
+    out->prefixes = (uint16_t)pfx;
+    return rc;
 }
