@@ -6,7 +6,7 @@
  *     sign-extended -1 in a 64-bit operand prints 0xffffffffffffffff);
  *   - memory as "<size> ptr [seg:]...": "qword ptr [rip+0x10]",
  *     "dword ptr fs:[rax+rcx*4-0x8]"; the scale is always printed with an
- *     index; a zero displacement is left out; an absolute address (no base,
+ *     index (but 16-bit addressing, "[bx+si]", has none); a zero displacement is left out; an absolute address (no base,
  *     no index) prints unsigned, masked to the address size; lea and
  *     operands of unknown size print without "<size> ptr";
  *   - a segment prints when an override prefix is present, and always for
@@ -117,8 +117,10 @@ static void put_mem_raw(struct out *o, unsigned size, unsigned seg, unsigned bas
         if (base != HVP_X86_REG_NONE)
             put_c(o, '+');
         put_s(o, hvp_x86_reg_name(index));
-        put_c(o, '*');
-        put_dec(o, scale ? scale : 1);
+        if (addrsize != 2) { /* 16-bit addressing has no scale */
+            put_c(o, '*');
+            put_dec(o, scale ? scale : 1);
+        }
     }
     if (base == HVP_X86_REG_NONE && index == HVP_X86_REG_NONE) {
         put_hex(o, mask_bytes((uint64_t)disp, addrsize));

@@ -405,7 +405,7 @@ static int cmp_operand(const ZydisDecodedInstruction *zi, const ZydisDecodedOper
         const char *zidx = z->mem.index == ZYDIS_REGISTER_NONE ? "none" : zreg(z->mem.index);
         bool bad = strcmp(zreg(z->mem.segment), hreg(m->seg)) || strcmp(zbase, hreg(m->base)) ||
                    strcmp(zidx, hreg(m->index)) ||
-                   (z->mem.index != ZYDIS_REGISTER_NONE && z->mem.scale != m->scale) ||
+                   (z->mem.index != ZYDIS_REGISTER_NONE && (z->mem.scale ? z->mem.scale : 1) != m->scale) ||
                    maskw((uint64_t)z->mem.disp.value, as) != maskw((uint64_t)m->disp, as);
         if (bad) {
             snprintf(why, wsz,
