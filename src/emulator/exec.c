@@ -1,0 +1,720 @@
+/* Instruction semantics for I/O-port and MMIO exits.
+ *
+ * MMIO forms: MOV (incl. moffs), MOVNTI, MOVZX/MOVSX/MOVSXD, MOVBE,
+ * ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST, NOT/NEG/INC/DEC, BT/BTS/BTR/BTC,
+ * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
+ * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
+ * MOVAPD/MOVUPD. I/O forms: IN/OUT (imm8 and DX), INS/OUTS with REP.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static bool is_gpr(unsigned reg)
+{
+    return reg >= HVP_X86_REG_AL && reg < HVP_X86_REG_ES;
+}
+
+static bool is_xmm(unsigned reg)
+{
+    return reg >= HVP_X86_REG_XMM0 && reg < HVP_X86_REG_XMM0 + 16;
+}
+
+static bool is_mmx(unsigned reg)
+{
+    return reg >= HVP_X86_REG_MM0 && reg < HVP_X86_REG_MM0 + 8;
+}
+
+static uint64_t addr_mask(const struct emu *e)
+{
+    return alu_mask(e->insn.addrsize);
+}
+
+/* The segment of the ModRM/moffs memory operand. */
+static unsigned mem_segment(const struct emu *e)
+{
+    unsigned s = e->insn.mem.seg;
+    if (s >= HVP_X86_REG_ES && s < HVP_X86_REG_ES + 6) return s - HVP_X86_REG_ES;
+    unsigned b = e->insn.mem.base;
+    if (b != HVP_X86_REG_NONE && is_gpr(b)) {
+        unsigned n = (b >= HVP_X86_REG_RAX) ? b - HVP_X86_REG_RAX
+                     : (b >= HVP_X86_REG_EAX) ? b - HVP_X86_REG_EAX
+                                              : b - HVP_X86_REG_AX;
+        if (n == 4 || n == 5) return SEG_SS;
+    }
+    return SEG_DS;
+}
+
+/* The last segment-override prefix, read from the bytes themselves (string
+ * instructions carry no ModRM operand to hold it). */
+static unsigned string_src_segment(const struct emu *e)
+{
+    unsigned seg = SEG_DS;
+    for (unsigned i = 0; i < e->insn.len && i < e->nbytes; i++) {
+        switch (e->bytes[i]) {
+        case 0x26: seg = SEG_ES; break;
+        case 0x2e: seg = SEG_CS; break;
+        case 0x36: seg = SEG_SS; break;
+        case 0x3e: seg = SEG_DS; break;
+        case 0x64: seg = SEG_FS; break;
+        case 0x65: seg = SEG_GS; break;
+        case 0xf0:
+        case 0xf2:
+        case 0xf3:
+        case 0x66:
+        case 0x67: break;
+        default: return seg;
+        }
+    }
+    return seg;
+}
+
+static uint64_t effective_address(struct emu *e)
+{
+    const struct hvp_x86_mem *m = &e->insn.mem;
+    uint64_t a = (uint64_t)m->disp;
+    if (m->base == HVP_X86_REG_RIP || m->base == HVP_X86_REG_EIP || m->base == HVP_X86_REG_IP)
+        a += e->rip_next;
+    else if (m->base != HVP_X86_REG_NONE)
+        a += emu_gpr_read(e, m->base);
+    if (m->index != HVP_X86_REG_NONE && is_gpr(m->index))
+        a += emu_gpr_read(e, m->index) * (m->scale ? m->scale : 1);
+    return a & addr_mask(e);
+}
+
+/* Prepares the memory operand, displaced by `extra` bytes (BT forms). */
+static int mem_prep(struct emu *e, int64_t extra, unsigned size, unsigned acc, unsigned align,
+                    struct memref *m)
+{
+    uint64_t off = (effective_address(e) + (uint64_t)extra) & addr_mask(e);
+    return emu_prepare(e, mem_segment(e), off, size, acc, align, m);
+}
+
+static uint64_t load_le(const uint8_t *p, unsigned size)
+{
+    uint64_t v = 0;
+    memcpy(&v, p, size > 8 ? 8 : size);
+    return v;
+}
+
+/* Scalar operands (up to 8 bytes). */
+static int opnd_get(struct emu *e, const struct hvp_x86_operand *o, const struct memref *m,
+                    unsigned size, uint64_t *v)
+{
+    switch (o->kind) {
+    case HVP_X86_OPK_REG:
+        if (!is_gpr(o->reg)) return emu_internal(e);
+        *v = emu_gpr_read(e, o->reg);
+        return 0;
+    case HVP_X86_OPK_IMM: *v = (uint64_t)(o->index ? e->insn.imm2 : e->insn.imm) & alu_mask(size); return 0;
+    case HVP_X86_OPK_MEM: {
+        uint8_t buf[8];
+        if (emu_read(e, m, buf)) return STOP;
+        *v = load_le(buf, size);
+        return 0;
+    }
+    default: return emu_internal(e);
+    }
+}
+
+static int opnd_put(struct emu *e, const struct hvp_x86_operand *o, const struct memref *m,
+                    unsigned size, uint64_t v)
+{
+    switch (o->kind) {
+    case HVP_X86_OPK_REG:
+        if (!is_gpr(o->reg)) return emu_internal(e);
+        emu_gpr_write(e, o->reg, v);
+        return 0;
+    case HVP_X86_OPK_MEM: {
+        uint8_t buf[8];
+        memcpy(buf, &v, 8);
+        (void)size;
+        return emu_write(e, m, buf);
+    }
+    default: return emu_internal(e);
+    }
+}
+
+static unsigned opsize_of(const struct emu *e, const struct hvp_x86_operand *o)
+{
+    unsigned s = o->size;
+    if (s != 1 && s != 2 && s != 4 && s != 8) s = e->insn.opsize;
+    return s;
+}
+
+/* Prepares an operand if it is in memory. */
+static int opnd_prep(struct emu *e, const struct hvp_x86_operand *o, unsigned size, unsigned acc,
+                     struct memref *m)
+{
+    if (o->kind != HVP_X86_OPK_MEM) return 0;
+    return mem_prep(e, 0, size, acc, 0, m);
+}
+
+static int done(struct emu *e)
+{
+    e->advance_rip = true;
+    return 0;
+}
+
+static bool cond_true(uint64_t fl, unsigned cc)
+{
+    bool r;
+    switch (cc >> 1) {
+    case 0: r = fl & FL_OF; break;
+    case 1: r = fl & FL_CF; break;
+    case 2: r = fl & FL_ZF; break;
+    case 3: r = fl & (FL_CF | FL_ZF); break;
+    case 4: r = fl & FL_SF; break;
+    case 5: r = fl & FL_PF; break;
+    case 6: r = !(fl & FL_SF) != !(fl & FL_OF); break;
+    default: r = (fl & FL_ZF) || (!(fl & FL_SF) != !(fl & FL_OF)); break;
+    }
+    return (cc & 1) ? !r : r;
+}
+
+static int exec_alu2(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    bool writes = in->op != HVP_X86_OP_CMP && in->op != HVP_X86_OP_TEST;
+    struct memref md, ms;
+    if (opnd_prep(e, d, size, writes ? ACC_R | ACC_W : ACC_R, &md)) return STOP;
+    if (opnd_prep(e, s, size, ACC_R, &ms)) return STOP;
+    uint64_t a, b, r;
+    if (opnd_get(e, d, &md, size, &a) || opnd_get(e, s, &ms, size, &b)) return STOP;
+    uint64_t fl = e->rflags;
+    unsigned cf = (fl & FL_CF) ? 1 : 0;
+    switch (in->op) {
+    case HVP_X86_OP_ADD: r = alu_add(a, b, 0, size, &fl); break;
+    case HVP_X86_OP_ADC: r = alu_add(a, b, cf, size, &fl); break;
+    case HVP_X86_OP_SUB:
+    case HVP_X86_OP_CMP: r = alu_sub(a, b, 0, size, &fl); break;
+    case HVP_X86_OP_SBB: r = alu_sub(a, b, cf, size, &fl); break;
+    case HVP_X86_OP_OR: r = alu_logic(a | b, size, &fl); break;
+    case HVP_X86_OP_XOR: r = alu_logic(a ^ b, size, &fl); break;
+    default: r = alu_logic(a & b, size, &fl); break; /* AND, TEST */
+    }
+    if (writes && opnd_put(e, d, &md, size, r)) return STOP;
+    e->rflags = fl;
+    return done(e);
+}
+
+static int exec_alu1(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 1) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0];
+    unsigned size = opsize_of(e, d);
+    struct memref md;
+    if (opnd_prep(e, d, size, ACC_R | ACC_W, &md)) return STOP;
+    uint64_t a, r, fl = e->rflags;
+    if (opnd_get(e, d, &md, size, &a)) return STOP;
+    switch (in->op) {
+    case HVP_X86_OP_NOT: r = ~a & alu_mask(size); break;
+    case HVP_X86_OP_NEG: r = alu_sub(0, a, 0, size, &fl); break;
+    case HVP_X86_OP_INC:
+        r = alu_add(a, 1, 0, size, &fl);
+        fl = (fl & ~(uint64_t)FL_CF) | (e->rflags & FL_CF);
+        break;
+    default: /* DEC */
+        r = alu_sub(a, 1, 0, size, &fl);
+        fl = (fl & ~(uint64_t)FL_CF) | (e->rflags & FL_CF);
+        break;
+    }
+    if (opnd_put(e, d, &md, size, r)) return STOP;
+    e->rflags = fl;
+    return done(e);
+}
+
+static int exec_bt(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d), bits = size * 8;
+    uint64_t bit;
+    int64_t extra = 0;
+    if (s->kind == HVP_X86_OPK_IMM) {
+        bit = (uint64_t)in->imm & (bits - 1);
+    } else {
+        uint64_t off;
+        if (opnd_get(e, s, NULL, size, &off)) return STOP;
+        int64_t soff = (int64_t)alu_sext(off, size);
+        bit = (uint64_t)soff & (bits - 1);
+        /* The register form addresses the bit string beyond the operand. */
+        if (d->kind == HVP_X86_OPK_MEM) extra = (soff >> __builtin_ctz(bits)) * (int64_t)size;
+    }
+    bool writes = in->op != HVP_X86_OP_BT;
+    struct memref md;
+    if (d->kind == HVP_X86_OPK_MEM &&
+        mem_prep(e, extra, size, writes ? ACC_R | ACC_W : ACC_R, 0, &md))
+        return STOP;
+    uint64_t a;
+    if (opnd_get(e, d, &md, size, &a)) return STOP;
+    uint64_t mask = 1ull << bit, r = a;
+    switch (in->op) {
+    case HVP_X86_OP_BTS: r = a | mask; break;
+    case HVP_X86_OP_BTR: r = a & ~mask; break;
+    case HVP_X86_OP_BTC: r = a ^ mask; break;
+    default: break;
+    }
+    if (writes && opnd_put(e, d, &md, size, r)) return STOP;
+    /* CF = the bit; OF/SF/AF/PF are undefined and left as they were. */
+    e->rflags = (e->rflags & ~(uint64_t)FL_CF) | ((a & mask) ? FL_CF : 0);
+    return done(e);
+}
+
+static int exec_xchg(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    struct memref md, ms;
+    if (opnd_prep(e, d, size, ACC_R | ACC_W, &md) || opnd_prep(e, s, size, ACC_R | ACC_W, &ms))
+        return STOP;
+    uint64_t a, b;
+    if (opnd_get(e, d, &md, size, &a) || opnd_get(e, s, &ms, size, &b)) return STOP;
+    /* Memory first: if it fails the register keeps its value. */
+    if (d->kind == HVP_X86_OPK_MEM) {
+        if (opnd_put(e, d, &md, size, b) || opnd_put(e, s, &ms, size, a)) return STOP;
+    } else {
+        if (opnd_put(e, s, &ms, size, a) || opnd_put(e, d, &md, size, b)) return STOP;
+    }
+    return done(e);
+}
+
+static int exec_xadd(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    struct memref md;
+    if (opnd_prep(e, d, size, ACC_R | ACC_W, &md)) return STOP;
+    uint64_t a, b, fl = e->rflags;
+    if (opnd_get(e, d, &md, size, &a) || opnd_get(e, s, NULL, size, &b)) return STOP;
+    uint64_t sum = alu_add(a, b, 0, size, &fl);
+    if (opnd_put(e, d, &md, size, sum)) return STOP;
+    if (s->kind == HVP_X86_OPK_REG && opnd_put(e, s, NULL, size, a)) return STOP;
+    e->rflags = fl;
+    return done(e);
+}
+
+static int exec_cmpxchg(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    struct memref md;
+    if (opnd_prep(e, d, size, ACC_R | ACC_W, &md)) return STOP;
+    uint64_t dv, sv, fl = e->rflags;
+    if (opnd_get(e, d, &md, size, &dv) || opnd_get(e, s, NULL, size, &sv)) return STOP;
+    unsigned acc = hvp_x86_gpr(size, 0);
+    uint64_t av = emu_gpr_read(e, acc);
+    alu_sub(av, dv, 0, size, &fl);
+    if (fl & FL_ZF) {
+        if (opnd_put(e, d, &md, size, sv)) return STOP;
+    } else {
+        /* The destination always sees a write cycle (of its own value). */
+        if (d->kind == HVP_X86_OPK_MEM && opnd_put(e, d, &md, size, dv)) return STOP;
+        emu_gpr_write(e, acc, dv);
+    }
+    e->rflags = fl;
+    return done(e);
+}
+
+static int exec_cmpxchg8b(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 1 || in->ops[0].kind != HVP_X86_OPK_MEM) return emu_internal(e);
+    bool wide = in->op == HVP_X86_OP_CMPXCHG16B || (in->prefixes & HVP_X86_PFX_REXW);
+    unsigned half = wide ? 8 : 4;
+    struct memref m;
+    if (mem_prep(e, 0, half * 2, ACC_R | ACC_W, wide ? 16 : 0, &m)) return STOP;
+    uint8_t buf[16];
+    if (emu_read(e, &m, buf)) return STOP;
+    uint64_t lo = load_le(buf, half), hi = load_le(buf + half, half);
+    uint64_t hm = alu_mask(half);
+    bool eq = lo == (e->gpr[0] & hm) && hi == (e->gpr[2] & hm);
+    if (eq) {
+        uint64_t b = e->gpr[3] & hm, c = e->gpr[1] & hm;
+        memcpy(buf, &b, half);
+        memcpy(buf + half, &c, half);
+    }
+    if (emu_write(e, &m, buf)) return STOP;
+    if (!eq) {
+        emu_gpr_set64(e, 0, lo);
+        emu_gpr_set64(e, 2, hi);
+    }
+    e->rflags = (e->rflags & ~(uint64_t)FL_ZF) | (eq ? FL_ZF : 0);
+    return done(e);
+}
+
+static int exec_mov(struct emu *e, bool sign, bool zero)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned dsize = opsize_of(e, d);
+    unsigned ssize = (sign || zero) ? opsize_of(e, s) : dsize;
+    struct memref md, ms;
+    if (opnd_prep(e, s, ssize, ACC_R, &ms) || opnd_prep(e, d, dsize, ACC_W, &md)) return STOP;
+    uint64_t v;
+    if (opnd_get(e, s, &ms, ssize, &v)) return STOP;
+    if (sign) v = alu_sext(v, ssize);
+    if (opnd_put(e, d, &md, dsize, v & alu_mask(dsize))) return STOP;
+    return done(e);
+}
+
+static int exec_movbe(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    struct memref md, ms;
+    if (opnd_prep(e, s, size, ACC_R, &ms) || opnd_prep(e, d, size, ACC_W, &md)) return STOP;
+    uint64_t v;
+    if (opnd_get(e, s, &ms, size, &v)) return STOP;
+    v = __builtin_bswap64(v) >> (64 - size * 8);
+    if (opnd_put(e, d, &md, size, v)) return STOP;
+    return done(e);
+}
+
+static int exec_setcc(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 1) return emu_internal(e);
+    struct memref m;
+    if (opnd_prep(e, &in->ops[0], 1, ACC_W, &m)) return STOP;
+    if (opnd_put(e, &in->ops[0], &m, 1, cond_true(e->rflags, in->opcode & 0xf))) return STOP;
+    return done(e);
+}
+
+static int exec_cmov(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d);
+    struct memref ms;
+    /* The source is read whatever the condition. */
+    if (opnd_prep(e, s, size, ACC_R, &ms)) return STOP;
+    uint64_t v, old;
+    if (opnd_get(e, s, &ms, size, &v) || opnd_get(e, d, NULL, size, &old)) return STOP;
+    bool c = cond_true(e->rflags, in->opcode & 0xf);
+    /* A 32-bit CMOV zero-extends its destination even when false. */
+    if (c || size == 4) emu_gpr_write(e, d->reg, c ? v : old);
+    return done(e);
+}
+
+/* Vector and MMX moves. */
+static int vget(struct emu *e, const struct hvp_x86_operand *o, const struct memref *m,
+                unsigned size, uint64_t v[2])
+{
+    v[0] = v[1] = 0;
+    if (o->kind == HVP_X86_OPK_MEM) {
+        uint8_t buf[16] = {0};
+        if (emu_read(e, m, buf)) return STOP;
+        memcpy(v, buf, 16);
+        return 0;
+    }
+    if (o->kind != HVP_X86_OPK_REG) return emu_internal(e);
+    if (is_xmm(o->reg)) return emu_get_xmm(e, o->reg - HVP_X86_REG_XMM0, v);
+    if (is_mmx(o->reg)) return emu_get_mmx(e, o->reg - HVP_X86_REG_MM0, &v[0]);
+    if (is_gpr(o->reg)) {
+        v[0] = emu_gpr_read(e, o->reg);
+        return 0;
+    }
+    (void)size;
+    return emu_internal(e);
+}
+
+static int vput(struct emu *e, const struct hvp_x86_operand *o, const struct memref *m,
+                unsigned size, const uint64_t v[2])
+{
+    uint64_t t[2] = {v[0], v[1]};
+    if (size < 16) {
+        t[1] = 0;
+        if (size < 8) t[0] &= alu_mask(size);
+    }
+    if (o->kind == HVP_X86_OPK_MEM) return emu_write(e, m, t);
+    if (o->kind != HVP_X86_OPK_REG) return emu_internal(e);
+    if (is_xmm(o->reg)) {
+        /* Legacy-SSE MOVD/MOVQ loads zero the rest of the register. */
+        emu_set_xmm(e, o->reg - HVP_X86_REG_XMM0, t);
+        return 0;
+    }
+    if (is_mmx(o->reg)) {
+        emu_set_mmx(e, o->reg - HVP_X86_REG_MM0, t[0]);
+        return 0;
+    }
+    if (is_gpr(o->reg)) {
+        emu_gpr_write(e, o->reg, t[0]);
+        return 0;
+    }
+    return emu_internal(e);
+}
+
+static unsigned vsize(const struct hvp_x86_operand *o)
+{
+    if (o->kind == HVP_X86_OPK_REG) {
+        if (is_xmm(o->reg)) return 16;
+        if (is_mmx(o->reg)) return 8;
+    }
+    return o->size;
+}
+
+static int exec_vmove(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2 || in->enc != HVP_X86_ENC_LEGACY) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size, align = 0;
+    switch (in->op) {
+    case HVP_X86_OP_MOVD:
+    case HVP_X86_OP_MOVQ: {
+        unsigned a = vsize(d), b = vsize(s);
+        size = a < b ? a : b;
+        if (size != 4 && size != 8) size = in->op == HVP_X86_OP_MOVD ? 4 : 8;
+        break;
+    }
+    case HVP_X86_OP_MOVDQA:
+    case HVP_X86_OP_MOVAPS:
+    case HVP_X86_OP_MOVAPD:
+        size = 16;
+        align = 16;
+        break;
+    default: size = 16; break;
+    }
+    struct memref md, ms;
+    if (s->kind == HVP_X86_OPK_MEM && mem_prep(e, 0, size, ACC_R, align, &ms)) return STOP;
+    if (d->kind == HVP_X86_OPK_MEM && mem_prep(e, 0, size, ACC_W, align, &md)) return STOP;
+    uint64_t v[2];
+    if (vget(e, s, &ms, size, v)) return STOP;
+    if (vput(e, d, &md, size, v)) return STOP;
+    return done(e);
+}
+
+/* Adds delta to an address register at the address size: 32-bit updates
+ * zero-extend, 16-bit ones keep the upper bits. */
+static void areg_add(struct emu *e, unsigned n, int64_t delta)
+{
+    uint64_t v = e->gpr[n];
+    switch (e->insn.addrsize) {
+    case 8: v += (uint64_t)delta; break;
+    case 4: v = (uint32_t)(v + (uint64_t)delta); break;
+    default: v = (v & ~0xffffull) | ((v + (uint64_t)delta) & 0xffff); break;
+    }
+    emu_gpr_set64(e, n, v);
+}
+
+enum { R_AX = 0, R_CX = 1, R_DX = 2, R_SI = 6, R_DI = 7 };
+
+/* MOVS/CMPS/STOS/LODS/SCAS. */
+static int exec_string(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    unsigned kind = in->opcode & 0xfe;
+    unsigned size = (in->opcode & 1) ? in->opsize : 1;
+    uint64_t am = addr_mask(e);
+    unsigned sseg = string_src_segment(e);
+    bool rep = in->prefixes & (HVP_X86_PFX_REP | HVP_X86_PFX_REPNE);
+    int64_t delta = (e->rflags & FL_DF) ? -(int64_t)size : (int64_t)size;
+    unsigned acc = hvp_x86_gpr(size, 0);
+    uint32_t iter = 0;
+
+    if (rep && !(e->gpr[R_CX] & am)) return done(e);
+    for (;;) {
+        struct memref ms, md;
+        uint8_t sb[8] = {0}, db[8] = {0};
+        uint64_t si = e->gpr[R_SI] & am, di = e->gpr[R_DI] & am;
+        uint64_t fl = e->rflags;
+        switch (kind) {
+        case 0xa4: /* movs */
+            if (emu_prepare(e, sseg, si, size, ACC_R, 0, &ms) ||
+                emu_prepare(e, SEG_ES, di, size, ACC_W, 0, &md))
+                return STOP;
+            if (emu_read(e, &ms, sb) || emu_write(e, &md, sb)) return STOP;
+            areg_add(e, R_SI, delta);
+            areg_add(e, R_DI, delta);
+            break;
+        case 0xa6: /* cmps: flags of [rSI] - [rDI] */
+            if (emu_prepare(e, sseg, si, size, ACC_R, 0, &ms) ||
+                emu_prepare(e, SEG_ES, di, size, ACC_R, 0, &md))
+                return STOP;
+            if (emu_read(e, &ms, sb) || emu_read(e, &md, db)) return STOP;
+            alu_sub(load_le(sb, size), load_le(db, size), 0, size, &fl);
+            areg_add(e, R_SI, delta);
+            areg_add(e, R_DI, delta);
+            break;
+        case 0xaa: { /* stos */
+            if (emu_prepare(e, SEG_ES, di, size, ACC_W, 0, &md)) return STOP;
+            uint64_t v = e->gpr[R_AX];
+            if (emu_write(e, &md, &v)) return STOP;
+            areg_add(e, R_DI, delta);
+            break;
+        }
+        case 0xac: /* lods */
+            if (emu_prepare(e, sseg, si, size, ACC_R, 0, &ms) || emu_read(e, &ms, sb)) return STOP;
+            emu_gpr_write(e, acc, load_le(sb, size));
+            areg_add(e, R_SI, delta);
+            break;
+        case 0xae: /* scas: flags of rAX - [rDI] */
+            if (emu_prepare(e, SEG_ES, di, size, ACC_R, 0, &md) || emu_read(e, &md, db)) return STOP;
+            alu_sub(e->gpr[R_AX], load_le(db, size), 0, size, &fl);
+            areg_add(e, R_DI, delta);
+            break;
+        default: return emu_internal(e);
+        }
+        e->rflags = fl;
+        if (!rep) break;
+        areg_add(e, R_CX, -1);
+        if (!(e->gpr[R_CX] & am)) break;
+        if (kind == 0xa6 || kind == 0xae) {
+            if ((in->prefixes & HVP_X86_PFX_REPNE) ? (fl & FL_ZF) : !(fl & FL_ZF)) break;
+        }
+        if (++iter >= HVP_EMULATOR_MAX_REP) return 0; /* resume by re-execution */
+    }
+    return done(e);
+}
+
+int emu_exec_mmio(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->map == HVP_X86_MAP_1BYTE && in->enc == HVP_X86_ENC_LEGACY && in->opcode >= 0xa4 &&
+        in->opcode <= 0xaf && in->opcode != 0xa8 && in->opcode != 0xa9)
+        return exec_string(e);
+    switch (in->op) {
+    case HVP_X86_OP_MOV:
+    case HVP_X86_OP_MOVNTI: return exec_mov(e, false, false);
+    case HVP_X86_OP_MOVZX: return exec_mov(e, false, true);
+    case HVP_X86_OP_MOVSX:
+    case HVP_X86_OP_MOVSXD: return exec_mov(e, true, false);
+    case HVP_X86_OP_MOVBE: return exec_movbe(e);
+    case HVP_X86_OP_ADD:
+    case HVP_X86_OP_OR:
+    case HVP_X86_OP_ADC:
+    case HVP_X86_OP_SBB:
+    case HVP_X86_OP_AND:
+    case HVP_X86_OP_SUB:
+    case HVP_X86_OP_XOR:
+    case HVP_X86_OP_CMP:
+    case HVP_X86_OP_TEST: return exec_alu2(e);
+    case HVP_X86_OP_NOT:
+    case HVP_X86_OP_NEG:
+    case HVP_X86_OP_INC:
+    case HVP_X86_OP_DEC: return exec_alu1(e);
+    case HVP_X86_OP_BT:
+    case HVP_X86_OP_BTS:
+    case HVP_X86_OP_BTR:
+    case HVP_X86_OP_BTC: return exec_bt(e);
+    case HVP_X86_OP_XCHG: return exec_xchg(e);
+    case HVP_X86_OP_XADD: return exec_xadd(e);
+    case HVP_X86_OP_CMPXCHG: return exec_cmpxchg(e);
+    case HVP_X86_OP_CMPXCHG8B:
+    case HVP_X86_OP_CMPXCHG16B: return exec_cmpxchg8b(e);
+    case HVP_X86_OP_MOVD:
+    case HVP_X86_OP_MOVQ:
+    case HVP_X86_OP_MOVDQA:
+    case HVP_X86_OP_MOVDQU:
+    case HVP_X86_OP_MOVAPS:
+    case HVP_X86_OP_MOVAPD:
+    case HVP_X86_OP_MOVUPS:
+    case HVP_X86_OP_MOVUPD: return exec_vmove(e);
+    default: break;
+    }
+    /* SETcc and CMOVcc: the condition comes from the opcode's low nibble. */
+    if (in->map == HVP_X86_MAP_0F && in->enc == HVP_X86_ENC_LEGACY) {
+        if ((in->opcode & 0xf0) == 0x90) return exec_setcc(e);
+        if ((in->opcode & 0xf0) == 0x40) return exec_cmov(e);
+    }
+    return emu_internal(e);
+}
+
+/* IN/OUT/INS/OUTS. */
+int emu_exec_io(struct emu *e, const struct hvp_emu_io_context *io)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->map != HVP_X86_MAP_1BYTE || in->enc != HVP_X86_ENC_LEGACY) return emu_internal(e);
+    unsigned opc = in->opcode;
+    bool string, out;
+    uint16_t port;
+    switch (opc & 0xfe) {
+    case 0xe4: string = false, out = false, port = (uint16_t)(in->imm & 0xff); break;
+    case 0xe6: string = false, out = true, port = (uint16_t)(in->imm & 0xff); break;
+    case 0xec: string = false, out = false, port = (uint16_t)e->gpr[R_DX]; break;
+    case 0xee: string = false, out = true, port = (uint16_t)e->gpr[R_DX]; break;
+    case 0x6c: string = true, out = false, port = (uint16_t)e->gpr[R_DX]; break;
+    case 0x6e: string = true, out = true, port = (uint16_t)e->gpr[R_DX]; break;
+    default: return emu_internal(e);
+    }
+    unsigned size = (opc & 1) ? (in->opsize == 2 ? 2 : 4) : 1;
+    /* The exit must describe this instruction; anything else means the
+     * bytes are not what the CPU executed. */
+    if (!io->is_write != !out || io->access_size != size || io->port != port ||
+        !io->string_op != !string)
+        return emu_internal(e);
+
+    struct hvp_emu_io_access a;
+    if (!string) {
+        memset(&a, 0, sizeof(a));
+        a.direction = out ? HVP_EMU_IO_OUT : HVP_EMU_IO_IN;
+        a.port = port;
+        a.access_size = (uint16_t)size;
+        if (out) a.data = (uint32_t)(e->gpr[R_AX] & alu_mask(size));
+        if (e->cb->io_port(e->ctx, &a) < 0) {
+            e->status |= HVP_EMU_STATUS_IO_PORT_CALLBACK_FAILED;
+            return STOP;
+        }
+        if (!out) emu_gpr_write(e, hvp_x86_gpr(size, 0), a.data & alu_mask(size));
+        return done(e);
+    }
+
+    uint64_t am = addr_mask(e);
+    bool rep = in->prefixes & (HVP_X86_PFX_REP | HVP_X86_PFX_REPNE);
+    int64_t delta = (e->rflags & FL_DF) ? -(int64_t)size : (int64_t)size;
+    unsigned sseg = string_src_segment(e);
+    uint32_t iter = 0;
+    if (rep && !(e->gpr[R_CX] & am)) return done(e);
+    for (;;) {
+        struct memref m;
+        memset(&a, 0, sizeof(a));
+        a.port = port;
+        a.access_size = (uint16_t)size;
+        if (out) {
+            /* OUTS: [seg:rSI] -> port */
+            uint8_t buf[8] = {0};
+            if (emu_prepare(e, sseg, e->gpr[R_SI] & am, size, ACC_R, 0, &m) || emu_read(e, &m, buf))
+                return STOP;
+            a.direction = HVP_EMU_IO_OUT;
+            a.data = (uint32_t)load_le(buf, size);
+            if (e->cb->io_port(e->ctx, &a) < 0) {
+                e->status |= HVP_EMU_STATUS_IO_PORT_CALLBACK_FAILED;
+                return STOP;
+            }
+            areg_add(e, R_SI, delta);
+        } else {
+            /* INS: port -> [ES:rDI]; translated first so a fault does not
+             * lose a port read. */
+            if (emu_prepare(e, SEG_ES, e->gpr[R_DI] & am, size, ACC_W, 0, &m)) return STOP;
+            a.direction = HVP_EMU_IO_IN;
+            if (e->cb->io_port(e->ctx, &a) < 0) {
+                e->status |= HVP_EMU_STATUS_IO_PORT_CALLBACK_FAILED;
+                return STOP;
+            }
+            uint32_t v = a.data;
+            if (emu_write(e, &m, &v)) return STOP;
+            areg_add(e, R_DI, delta);
+        }
+        if (!rep) break;
+        areg_add(e, R_CX, -1);
+        if (!(e->gpr[R_CX] & am)) break;
+        if (++iter >= HVP_EMULATOR_MAX_REP) return 0;
+    }
+    return done(e);
+}

@@ -1,0 +1,424 @@
+/* Differential tests: every ALU and data-moving MMIO form runs both on the
+ * host CPU (the same instruction bytes, on ordinary memory) and in the
+ * emulator (against the fake VM's MMIO window), with random operands; the
+ * memory, the registers and the defined arithmetic flags must agree. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "fakevm.h"
+
+/* ---- the host side: run instruction bytes with a chosen register file ---- */
+
+struct hstate {
+    uint64_t gpr[16];
+    uint64_t rflags;
+};
+
+/* hvp_test_host_exec(state, code): loads RFLAGS and every GPR but RSP from
+ * *state, calls code (the instruction followed by RET), stores them back. */
+void hvp_test_host_exec(struct hstate *s, const void *code);
+__asm__(".text\n"
+        ".globl hvp_test_host_exec\n"
+        ".type hvp_test_host_exec,@function\n"
+        "hvp_test_host_exec:\n"
+        "  push %rbx\n push %rbp\n push %r12\n push %r13\n push %r14\n push %r15\n"
+        "  push %rdi\n"
+        "  push %rsi\n"
+        "  pushq 128(%rdi)\n"
+        "  popfq\n"
+        "  mov 0(%rdi),%rax\n mov 8(%rdi),%rcx\n mov 16(%rdi),%rdx\n mov 24(%rdi),%rbx\n"
+        "  mov 40(%rdi),%rbp\n mov 48(%rdi),%rsi\n mov 64(%rdi),%r8\n mov 72(%rdi),%r9\n"
+        "  mov 80(%rdi),%r10\n mov 88(%rdi),%r11\n mov 96(%rdi),%r12\n mov 104(%rdi),%r13\n"
+        "  mov 112(%rdi),%r14\n mov 120(%rdi),%r15\n mov 56(%rdi),%rdi\n"
+        "  call *(%rsp)\n"
+        "  pushfq\n"
+        "  push %rdi\n"
+        "  mov 24(%rsp),%rdi\n"
+        "  popq 56(%rdi)\n"
+        "  popq 128(%rdi)\n"
+        "  mov %rax,0(%rdi)\n mov %rcx,8(%rdi)\n mov %rdx,16(%rdi)\n mov %rbx,24(%rdi)\n"
+        "  mov %rbp,40(%rdi)\n mov %rsi,48(%rdi)\n mov %r8,64(%rdi)\n mov %r9,72(%rdi)\n"
+        "  mov %r10,80(%rdi)\n mov %r11,88(%rdi)\n mov %r12,96(%rdi)\n mov %r13,104(%rdi)\n"
+        "  mov %r14,112(%rdi)\n mov %r15,120(%rdi)\n"
+        "  add $16,%rsp\n"
+        "  cld\n"
+        "  pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbp\n pop %rbx\n"
+        "  ret\n"
+        ".size hvp_test_host_exec, .-hvp_test_host_exec\n");
+
+#define ALLF  0x8d5u /* OF SF ZF AF PF CF */
+#define LOGF  0x8c5u /* AF undefined */
+#define BTF   0x041u /* CF, and ZF unaffected */
+#define RBX   3
+#define RSI   6
+#define RDI   7
+#define WIN   FVM_MMIO_SIZE
+
+struct env {
+    struct fakevm *vm;
+    uint8_t *host; /* the host copy of the MMIO window */
+    uint8_t *code; /* executable page */
+    uint64_t rng;
+    unsigned runs;
+};
+
+static uint64_t rnd(struct env *e)
+{
+    e->rng ^= e->rng << 13;
+    e->rng ^= e->rng >> 7;
+    e->rng ^= e->rng << 17;
+    return e->rng;
+}
+
+/* Random operand values with the edge cases well represented. */
+static uint64_t rnd_val(struct env *e)
+{
+    static const uint64_t special[] = {0,
+                                       1,
+                                       ~0ull,
+                                       0x7f,
+                                       0x80,
+                                       0xff,
+                                       0x7fff,
+                                       0x8000,
+                                       0xffff,
+                                       0x7fffffff,
+                                       0x80000000,
+                                       0xffffffff,
+                                       0x7fffffffffffffffull,
+                                       0x8000000000000000ull,
+                                       0x0f,
+                                       0x10};
+    switch (rnd(e) % 4) {
+    case 0: return special[rnd(e) % 16];
+    case 1: return special[rnd(e) % 16] + (rnd(e) % 3) - 1;
+    default: return rnd(e);
+    }
+}
+
+static void env_init(struct env *e, uint64_t seed)
+{
+    e->vm = fvm_new(64);
+    cr_assert_not_null(e->vm);
+    e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                   0);
+    cr_assert(e->host != MAP_FAILED && e->code != MAP_FAILED, "mmap");
+    e->rng = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (unsigned i = 0; i < WIN; i++) e->host[i] = (uint8_t)rnd(e);
+    memcpy(e->vm->mmio, e->host, WIN);
+    e->runs = 0;
+}
+
+static void env_fini(struct env *e)
+{
+    munmap(e->host, WIN);
+    munmap(e->code, 4096);
+    fvm_free(e->vm);
+}
+
+static void hex(char *buf, const uint8_t *b, size_t n)
+{
+    buf[0] = 0;
+    for (size_t i = 0; i < n; i++) sprintf(buf + 3 * i, "%02x ", b[i]);
+}
+
+/* Runs `insn` natively and in the emulator. ptr_mask: registers that hold
+ * window offsets (turned into a host pointer / a guest address); the
+ * accesses must stay within [lo, hi) of the window. */
+static void compare(struct env *e, const uint8_t *insn, size_t len, struct hstate *in,
+                    unsigned ptr_mask, uint64_t fmask, unsigned lo, unsigned hi)
+{
+    struct fakevm *vm = e->vm;
+    struct hstate h = *in;
+    char bytes[64];
+    hex(bytes, insn, len);
+    for (unsigned r = 0; r < 16; r++)
+        if (ptr_mask & (1u << r)) h.gpr[r] = (uint64_t)(uintptr_t)e->host + in->gpr[r];
+    memcpy(e->code, insn, len);
+    e->code[len] = 0xc3;
+    hvp_test_host_exec(&h, e->code);
+
+    for (unsigned r = 0; r < 16; r++)
+        vm->gpr[r] = (ptr_mask & (1u << r)) ? fvm_mmio_gva(vm, in->gpr[r]) : in->gpr[r];
+    vm->rflags = in->rflags;
+    vm->rip = FVM_CODE_GVA;
+    struct hvp_emu_fault f;
+    uint32_t st = fvm_mmio(vm, insn, len, &f);
+    cr_assert_eq(st, HVP_EMU_STATUS_SUCCESS, "%s: status %#x", bytes, st);
+    cr_assert_eq(vm->rip, FVM_CODE_GVA + len, "%s: rip", bytes);
+    for (unsigned r = 0; r < 16; r++) {
+        if (r == 4) continue;
+        uint64_t hv = h.gpr[r], gv = vm->gpr[r];
+        if (ptr_mask & (1u << r)) {
+            hv -= (uint64_t)(uintptr_t)e->host;
+            gv -= fvm_mmio_gva(vm, 0);
+        }
+        cr_assert_eq(gv, hv, "%s: reg %u emulator %#llx host %#llx (in %#llx)", bytes, r,
+                     (unsigned long long)gv, (unsigned long long)hv,
+                     (unsigned long long)in->gpr[r]);
+    }
+    cr_assert_eq(vm->rflags & fmask, h.rflags & fmask,
+                 "%s: flags emulator %#llx host %#llx (in %#llx)", bytes,
+                 (unsigned long long)(vm->rflags & fmask), (unsigned long long)(h.rflags & fmask),
+                 (unsigned long long)in->rflags);
+    if (memcmp(vm->mmio + lo, e->host + lo, hi - lo)) {
+        unsigned i = lo;
+        while (vm->mmio[i] == e->host[i]) i++;
+        cr_assert_fail("%s: memory at +%#x emulator %#x host %#x", bytes, i, vm->mmio[i],
+                       e->host[i]);
+    }
+    e->runs++;
+}
+
+static void rnd_state(struct env *e, struct hstate *s, uint64_t df)
+{
+    for (unsigned r = 0; r < 16; r++) s->gpr[r] = rnd_val(e);
+    s->gpr[4] = 0;
+    s->rflags = 0x2 | (rnd(e) & ALLF) | df;
+}
+
+/* A window offset for a `size`-byte access: mostly anywhere, often right
+ * before a page boundary so the access splits. */
+static unsigned rnd_off(struct env *e, unsigned size, unsigned align)
+{
+    unsigned off;
+    if (rnd(e) % 3 == 0)
+        off = 0x1000u * (1 + (unsigned)(rnd(e) % 2)) - 1 - (unsigned)(rnd(e) % (size + 1));
+    else
+        off = 0x400 + (unsigned)(rnd(e) % 0x2000);
+    if (align) off &= ~(align - 1);
+    return off;
+}
+
+/* ---- ModRM forms against [rbx] / [rbx+disp8] ---- */
+
+enum kind { K_PLAIN, K_BTREG, K_CMPXCHG, K_CX8, K_MOVX };
+
+struct tmpl {
+    uint8_t op[3];
+    uint8_t nop;
+    int ext;      /* ModRM.reg = /digit, or -1: a register operand */
+    unsigned imm; /* 0, 1 (ib), 2 (iz: 2 or 4 bytes) */
+    unsigned sizes; /* bit mask: 1, 2, 4, 8 */
+    uint64_t fmask;
+    enum kind kind;
+    unsigned msize; /* memory size for MOVZX/MOVSX forms */
+};
+
+static unsigned pick_reg(struct env *e, unsigned size, bool *rex)
+{
+    static const uint8_t pool1[] = {0, 1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 15};
+    static const uint8_t pool[] = {0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    unsigned r = size == 1 ? pool1[rnd(e) % sizeof(pool1)] : pool[rnd(e) % sizeof(pool)];
+    /* Byte registers 5/6 as BPL/SIL (with REX) or CH/DH (without). */
+    *rex = r >= 8 || (size == 1 && (r == 5 || r == 6) && (rnd(e) & 1));
+    return r;
+}
+
+static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigned trials)
+{
+    for (unsigned n = 0; n < trials; n++) {
+        uint8_t b[16];
+        size_t len = 0;
+        bool rex = false;
+        unsigned reg = 0;
+        if (t->ext < 0)
+            reg = pick_reg(e, t->kind == K_MOVX ? 2 : size, &rex);
+        else
+            reg = (unsigned)t->ext;
+        if (t->kind == K_MOVX && size == 1) continue;
+        bool w = size == 8;
+        if (size == 2) b[len++] = 0x66;
+        if (w || rex) b[len++] = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0));
+        for (unsigned i = 0; i < t->nop; i++) b[len++] = t->op[i];
+        bool d8 = rnd(e) & 1;
+        int8_t disp = d8 ? (int8_t)(rnd(e) % 64 - 32) : 0;
+        /* CMPXCHG8B/16B use RBX as data: address through RSI instead. */
+        unsigned base = t->kind == K_CX8 ? RSI : RBX;
+        b[len++] = (uint8_t)((d8 ? 0x40 : 0) | ((reg & 7) << 3) | base);
+        if (d8) b[len++] = (uint8_t)disp;
+        unsigned isz = t->imm == 1 ? 1 : t->imm == 2 ? (size == 2 ? 2 : 4) : 0;
+        for (unsigned i = 0; i < isz; i++) b[len++] = (uint8_t)rnd_val(e);
+
+        struct hstate s;
+        rnd_state(e, &s, 0);
+        unsigned msize = t->kind == K_MOVX ? t->msize : t->kind == K_CX8 ? size * 2 : size;
+        unsigned align = t->kind == K_CX8 && size == 8 ? 16 : 0;
+        unsigned off = rnd_off(e, msize, align);
+        s.gpr[base] = (uint64_t)((int64_t)off - disp);
+        unsigned lo = off - 8, hi = off + msize + 8;
+        if (t->kind == K_BTREG) {
+            /* A bit offset reaching +-1000 bits around the operand; bits
+             * above the operand size are noise the CPU must ignore. */
+            int64_t bo = (int64_t)(rnd(e) % 2001) - 1000;
+            uint64_t m = size == 8 ? ~0ull : (1ull << (size * 8)) - 1;
+            s.gpr[reg] = (rnd(e) & ~m) | ((uint64_t)bo & m);
+            lo = off - 140;
+            hi = off + 140;
+        }
+        if (t->kind == K_CMPXCHG && (rnd(e) & 1)) {
+            /* Make the comparison succeed half of the time. */
+            uint64_t v = 0;
+            memcpy(&v, e->host + off, size);
+            s.gpr[0] = (s.gpr[0] & ~(size == 8 ? ~0ull : (1ull << (size * 8)) - 1)) | v;
+        }
+        if (t->kind == K_CX8 && (rnd(e) & 1)) {
+            uint64_t lo64 = 0, hi64 = 0;
+            memcpy(&lo64, e->host + off, size);
+            memcpy(&hi64, e->host + off + size, size);
+            s.gpr[0] = lo64;
+            s.gpr[2] = hi64;
+        }
+        compare(e, b, len, &s, 1u << base, t->fmask, lo, hi);
+    }
+}
+
+static void run_tmpls(const struct tmpl *t, size_t n, unsigned trials, uint64_t seed)
+{
+    struct env e;
+    env_init(&e, seed);
+    for (size_t i = 0; i < n; i++)
+        for (unsigned size = 1; size <= 8; size <<= 1)
+            if (t[i].sizes & size) run_tmpl(&e, &t[i], size, trials);
+    cr_log_info("%u native/emulated comparisons", e.runs);
+    env_fini(&e);
+}
+
+#define TRIALS 300
+#define S1     1u
+#define SW     (2u | 4u | 8u)
+
+Test(host, alu_binary)
+{
+    struct tmpl t[8 * 7];
+    size_t n = 0;
+    for (uint8_t f = 0; f < 8; f++) {
+        uint64_t m = (f == 1 || f == 4 || f == 6) ? LOGF : ALLF;
+        uint8_t o = (uint8_t)(f * 8);
+        t[n++] = (struct tmpl){{o}, 1, -1, 0, S1, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 1)}, 1, -1, 0, SW, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 2)}, 1, -1, 0, S1, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 3)}, 1, -1, 0, SW, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{0x80}, 1, f, 1, S1, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{0x81}, 1, f, 2, SW, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{0x83}, 1, f, 1, SW, m, K_PLAIN, 0};
+    }
+    run_tmpls(t, n, TRIALS, 1);
+}
+
+Test(host, alu_unary_test)
+{
+    static const struct tmpl t[] = {
+        {{0x84}, 1, -1, 0, S1, LOGF, K_PLAIN, 0}, {{0x85}, 1, -1, 0, SW, LOGF, K_PLAIN, 0},
+        {{0xf6}, 1, 0, 1, S1, LOGF, K_PLAIN, 0},  {{0xf7}, 1, 0, 2, SW, LOGF, K_PLAIN, 0},
+        {{0xf6}, 1, 2, 0, S1, ALLF, K_PLAIN, 0},  {{0xf7}, 1, 2, 0, SW, ALLF, K_PLAIN, 0},
+        {{0xf6}, 1, 3, 0, S1, ALLF, K_PLAIN, 0},  {{0xf7}, 1, 3, 0, SW, ALLF, K_PLAIN, 0},
+        {{0xfe}, 1, 0, 0, S1, ALLF, K_PLAIN, 0},  {{0xff}, 1, 0, 0, SW, ALLF, K_PLAIN, 0},
+        {{0xfe}, 1, 1, 0, S1, ALLF, K_PLAIN, 0},  {{0xff}, 1, 1, 0, SW, ALLF, K_PLAIN, 0},
+    };
+    run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 2);
+}
+
+Test(host, bit_test)
+{
+    static const struct tmpl t[] = {
+        {{0x0f, 0xa3}, 2, -1, 0, SW, BTF, K_BTREG, 0}, {{0x0f, 0xab}, 2, -1, 0, SW, BTF, K_BTREG, 0},
+        {{0x0f, 0xb3}, 2, -1, 0, SW, BTF, K_BTREG, 0}, {{0x0f, 0xbb}, 2, -1, 0, SW, BTF, K_BTREG, 0},
+        {{0x0f, 0xba}, 2, 4, 1, SW, BTF, K_PLAIN, 0},  {{0x0f, 0xba}, 2, 5, 1, SW, BTF, K_PLAIN, 0},
+        {{0x0f, 0xba}, 2, 6, 1, SW, BTF, K_PLAIN, 0},  {{0x0f, 0xba}, 2, 7, 1, SW, BTF, K_PLAIN, 0},
+    };
+    run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 3);
+}
+
+Test(host, exchange)
+{
+    static const struct tmpl t[] = {
+        {{0x86}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
+        {{0x87}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
+        {{0x0f, 0xc0}, 2, -1, 0, S1, ALLF, K_PLAIN, 0},
+        {{0x0f, 0xc1}, 2, -1, 0, SW, ALLF, K_PLAIN, 0},
+        {{0x0f, 0xb0}, 2, -1, 0, S1, ALLF, K_CMPXCHG, 0},
+        {{0x0f, 0xb1}, 2, -1, 0, SW, ALLF, K_CMPXCHG, 0},
+        {{0x0f, 0xc7}, 2, 1, 0, 4u | 8u, ALLF, K_CX8, 0}, /* cmpxchg8b / cmpxchg16b */
+    };
+    run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 4);
+}
+
+Test(host, moves)
+{
+    static const struct tmpl t[] = {
+        {{0x88}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
+        {{0x89}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
+        {{0x8a}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
+        {{0x8b}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
+        {{0xc6}, 1, 0, 1, S1, ALLF, K_PLAIN, 0},
+        {{0xc7}, 1, 0, 2, SW, ALLF, K_PLAIN, 0},
+        {{0x0f, 0xb6}, 2, -1, 0, SW, ALLF, K_MOVX, 1},
+        {{0x0f, 0xb7}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2},
+        {{0x0f, 0xbe}, 2, -1, 0, SW, ALLF, K_MOVX, 1},
+        {{0x0f, 0xbf}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2},
+        {{0x63}, 1, -1, 0, 8u, ALLF, K_MOVX, 4},
+        {{0x0f, 0xc3}, 2, -1, 0, 4u | 8u, ALLF, K_PLAIN, 0}, /* movnti */
+        {{0x0f, 0x38, 0xf0}, 3, -1, 0, SW, ALLF, K_PLAIN, 0}, /* movbe r, m */
+        {{0x0f, 0x38, 0xf1}, 3, -1, 0, SW, ALLF, K_PLAIN, 0}, /* movbe m, r */
+    };
+    run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 5);
+}
+
+Test(host, setcc_cmovcc)
+{
+    struct tmpl t[32];
+    size_t n = 0;
+    for (uint8_t c = 0; c < 16; c++) {
+        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x90 + c)}, 2, 0, 0, S1, ALLF, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x40 + c)}, 2, -1, 0, SW, ALLF, K_PLAIN, 0};
+    }
+    run_tmpls(t, n, 60, 6);
+}
+
+/* ---- string instructions: RSI/RDI in the window, RCX small ---- */
+
+Test(host, strings)
+{
+    static const uint8_t ops[] = {0xa4, 0xa5, 0xa6, 0xa7, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf};
+    static const uint8_t reps[] = {0, 0xf3, 0xf2};
+    struct env e;
+    env_init(&e, 7);
+    /* Few distinct byte values, so CMPS/SCAS find equal elements. */
+    for (unsigned i = 0; i < WIN; i++) e.host[i] = (uint8_t)(rnd(&e) % 2);
+    memcpy(e.vm->mmio, e.host, WIN);
+    for (unsigned oi = 0; oi < sizeof(ops); oi++) {
+        for (unsigned ri = 0; ri < sizeof(reps); ri++) {
+            for (unsigned size = 1; size <= 8; size <<= 1) {
+                if (!(ops[oi] & 1) && size != 1) continue;
+                if ((ops[oi] & 1) && size == 1) continue;
+                for (unsigned n = 0; n < 60; n++) {
+                    uint8_t b[4];
+                    size_t len = 0;
+                    if (reps[ri]) b[len++] = reps[ri];
+                    if (size == 2) b[len++] = 0x66;
+                    if (size == 8) b[len++] = 0x48;
+                    b[len++] = ops[oi];
+                    struct hstate s;
+                    uint64_t df = (rnd(&e) & 1) ? 0x400 : 0;
+                    rnd_state(&e, &s, df);
+                    s.gpr[1] = n % 4 == 0 ? 0 : rnd(&e) % 40; /* REP count, often 0 */
+                    s.gpr[0] = rnd(&e) % 2 ? 0 : 1;
+                    unsigned si = 0x800 + (unsigned)(rnd(&e) % 0x2800);
+                    unsigned di = 0x800 + (unsigned)(rnd(&e) % 0x2800);
+                    if (n % 5 == 0) si = 0x1000 - 7 * size; /* cross a page */
+                    if (n % 7 == 0) di = 0x2000 - 5 * size;
+                    s.gpr[RSI] = si;
+                    s.gpr[RDI] = di;
+                    compare(&e, b, len, &s, (1u << RSI) | (1u << RDI), ALLF | 0x400, 0x400,
+                            0x3c00);
+                }
+            }
+        }
+    }
+    cr_log_info("%u native/emulated string comparisons", e.runs);
+    env_fini(&e);
+}
