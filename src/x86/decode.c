@@ -172,7 +172,8 @@ static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const str
     case HVP_DEC_S_F: return os == 2 ? 94 : 108;
     case HVP_DEC_S_ZZ: case HVP_DEC_S_FX: return 512;
     case HVP_DEC_S_XS: return 576;
-    case HVP_DEC_S_CL: return 64;
+    case HVP_DEC_S_CL: case HVP_DEC_S_K4: return 64;
+    case HVP_DEC_S_K3: return 48;
     case HVP_DEC_S_AS: return out->addrsize;
     case HVP_DEC_S_BM: return s->mode == 64 ? 16 : 8;
     case HVP_DEC_S_BX: return s->mode == 64 ? 24 : 12;

@@ -40,7 +40,7 @@ FIXED_METHODS = {'FGPR': 30, 'FSEG': 31, 'FST': 32, 'FXMM': 33, 'ONE': 34}
 
 SIZES = ['b', 'w', 'd', 'q', 'v', 'z', 'y', 'dq', 'qq', 'x', 't', 'p', 's', 'n', 'a', 'h',
          'ss', 'sd', 'ps', 'pd', 'pi', 'si', 'c', 'e', 'f', '0', 'st', 'fs', 'fe', 'vq', 'zz',
-         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl']
+         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4']
 SIZE_IDS = {s: i + 1 for i, s in enumerate(SIZES)}
 
 FIXED = {
@@ -48,7 +48,7 @@ FIXED = {
     'AH': ('FGPR', 4, 'b'), 'AX': ('FGPR', 0, 'w'), 'DX': ('FGPR', 2, 'w'), 'CX': ('FGPR', 1, 'w'),
     'EAX': ('FGPR', 0, 'd'), 'ECX': ('FGPR', 1, 'd'), 'EDX': ('FGPR', 2, 'd'),
     'eAX': ('FGPR', 0, 'z'), 'rAX': ('FGPR', 0, 'v'), 'rCX': ('FGPR', 1, 'v'),
-    'rDX': ('FGPR', 2, 'v'), 'RAX': ('FGPR', 0, 'q'), 'aAX': ('FGPR', 0, 'as'),
+    'rDX': ('FGPR', 2, 'v'), 'RAX': ('FGPR', 0, 'q'), 'RCX': ('FGPR', 1, 'q'), 'RDX': ('FGPR', 2, 'q'), 'aAX': ('FGPR', 0, 'as'),
     'aCX': ('FGPR', 1, 'as'),
     'ES': ('FSEG', 0, 'w'), 'CS': ('FSEG', 1, 'w'), 'SS': ('FSEG', 2, 'w'), 'DS': ('FSEG', 3, 'w'),
     'FS': ('FSEG', 4, 'w'), 'GS': ('FSEG', 5, 'w'),
@@ -158,6 +158,8 @@ def parse(path):
         for f in flags:
             if f.startswith('isa='):
                 isa = ISAS.index(f[4:])
+            elif f in ISAS:
+                isa = ISAS.index(f)
             elif f in FLAGS:
                 fl |= FLAGS[f]
             else:

@@ -102,6 +102,8 @@
 #define HVP_DEC_S_BM 43
 #define HVP_DEC_S_BX 44
 #define HVP_DEC_S_CL 45
+#define HVP_DEC_S_K3 46
+#define HVP_DEC_S_K4 47
 #define HVP_DEC_F_MODRM 0x00001
 #define HVP_DEC_F_D64 0x00002
 #define HVP_DEC_F_F64 0x00004
