@@ -9,6 +9,8 @@
  *       prefixes; --fresh adds a second run with a seed from the clock.
  *   zydis-diff bytes --mode M HEX...
  *       one instruction, both decoders' views side by side.
+ *   zydis-diff list
+ *       the known Zydis deviations below, with the manuals' reasons.
  *
  * Compared per instruction: validity, length, identity (hvp_x86_op_name vs
  * ZydisMnemonicGetString) and the visible operands (Zydis's explicit and
@@ -92,12 +94,34 @@ static bool fix_sib_r13_disp32(unsigned mode, const ZydisDecodedInstruction *zi,
     return fixed;
 }
 
+/* 3E on an indirect call/jmp in 16/32-bit mode: Zydis reads it as NOTRACK
+ * only and drops its DS override, so [ebp+..] stays on SS. */
+static bool fix_notrack_ds(unsigned mode, const ZydisDecodedInstruction *zi,
+                           ZydisDecodedOperand *vis, unsigned *nv)
+{
+    if (mode == 64 || !(zi->attributes & ZYDIS_ATTRIB_HAS_NOTRACK))
+        return false;
+    bool fixed = false;
+    for (unsigned i = 0; i < *nv; i++)
+        if (vis[i].type == ZYDIS_OPERAND_TYPE_MEMORY && vis[i].mem.segment == ZYDIS_REGISTER_SS) {
+            vis[i].mem.segment = ZYDIS_REGISTER_DS;
+            fixed = true;
+        }
+    return fixed;
+}
+
 static const struct zydis_wrong zydis_wrong[] = {
     {"67 REX.B mod=00 SIB.base=101 (e.g. 67 41 8b 04 95 disp32): Zydis 4.0 says base r13d, no "
      "displacement",
      "SDM Vol. 2A 2.2.1.2 and Table 2-5 (Special Cases of REX Encodings): with mod=00 a SIB "
      "base of 101 means no base register and a disp32, whatever REX.B says",
      fix_sib_r13_disp32},
+    {"3E ff /2 or /4 with a BP/SP-based address in 16/32-bit mode (e.g. 3e ff 55 98): Zydis "
+     "makes 3E a NOTRACK prefix only and keeps SS",
+     "SDM Vol. 2A 2.1.1: 3EH is the DS segment override; CET's NOTRACK (Vol. 1 18.3.8) reuses "
+     "the byte as a hint on indirect branches and does not cancel the override outside 64-bit "
+     "mode, so the access goes through DS",
+     fix_notrack_ds},
     {NULL, NULL, NULL},
 };
 
@@ -934,7 +958,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: zydis-diff corpus [--budget-mib N] [--time-limit S] [-v] [PATH...]\n"
                "       zydis-diff random [--seed N] [--fresh] [--count N] [--mode 16|32|64] [-v]\n"
-               "       zydis-diff bytes --mode 16|32|64 HEX...\n");
+               "       zydis-diff bytes --mode 16|32|64 HEX...\n"
+               "       zydis-diff list   (known Zydis deviations and their reasons)\n");
 }
 
 static int parse_u64(const char *s, uint64_t *v)
@@ -998,7 +1023,15 @@ int main(int argc, char **argv)
         printf(" [%s]", ratchet[i]);
     printf("\n");
     int rc;
-    if (!strcmp(cmd, "random")) {
+    if (!strcmp(cmd, "list")) {
+        printf("Known Zydis deviations from the manuals (fixed up before comparing):\n");
+        for (size_t k = 0; zydis_wrong[k].fix; k++)
+            printf("  - %s\n    because: %s\n", zydis_wrong[k].what, zydis_wrong[k].why);
+        printf("Decoded by Zydis, not in the target ISA (hvp may reject):\n");
+        for (size_t k = 0; k < sizeof(not_in_target) / sizeof(not_in_target[0]); k++)
+            printf("  - %s\n", not_in_target[k].why);
+        rc = 0;
+    } else if (!strcmp(cmd, "random")) {
         static const unsigned all[] = {64, 32, 16};
         struct stats total;
         stats_init(&total, 0, "random total");
