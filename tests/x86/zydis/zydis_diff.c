@@ -51,9 +51,8 @@
  * Aspects: validity, length, mnemonic, operands, size (memory access size).
  */
 static const char *const ratchet[] = {
-    "int",   /* stage 1: 1-byte + 0F integer */
-    "x87",   /* stage 2 */
-    "simd",  /* stage 2: MMX/SSE */
+    /* "int"  stage 1, 1-byte + 0F integer: landed c1ed3f0 */
+    /* "x87", "simd"  stage 2: landed 05aa088 */
     "vex",   /* stage 3 */
     "evex",  /* stage 4 */
     "xop",   /* AMD XOP: not planned yet */
