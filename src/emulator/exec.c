@@ -1,10 +1,13 @@
 /* Instruction semantics for I/O-port and MMIO exits.
  *
- * MMIO forms: MOV (incl. moffs), MOVNTI, MOVZX/MOVSX/MOVSXD, MOVBE,
- * ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST, NOT/NEG/INC/DEC, BT/BTS/BTR/BTC,
+ * MMIO forms: MOV (incl. moffs and MOV m16, Sreg), MOVNTI, MOVDIRI,
+ * MOVZX/MOVSX/MOVSXD, MOVBE, ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST,
+ * NOT/NEG/INC/DEC, SHL/SHR/SAR/ROL/ROR/RCL/RCR, SHLD/SHRD, BT/BTS/BTR/BTC,
  * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
  * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
- * MOVAPD/MOVUPD. I/O forms: IN/OUT (imm8 and DX), INS/OUTS with REP.
+ * MOVAPD/MOVUPD, MOVNTPS/MOVNTPD/MOVNTDQ/MOVNTDQA/MOVNTQ, LDDQU, MOVSS/MOVSD,
+ * MOVLPS/MOVLPD/MOVHPS/MOVHPD (legacy SSE encodings; VEX forms are refused).
+ * I/O forms: IN/OUT (imm8 and DX), INS/OUTS with REP.
  */
 #include <string.h>
 
@@ -103,6 +106,13 @@ static int opnd_get(struct emu *e, const struct hvp_x86_operand *o, const struct
 {
     switch (o->kind) {
     case HVP_X86_OPK_REG:
+        if (o->reg >= HVP_X86_REG_ES && o->reg < HVP_X86_REG_ES + 6) {
+            /* MOV r/m, Sreg: the selector (a memory destination is 16 bits). */
+            struct hvp_emu_segment sg;
+            if (emu_get_segment(e, o->reg - HVP_X86_REG_ES, &sg)) return STOP;
+            *v = sg.selector;
+            return 0;
+        }
         if (!is_gpr(o->reg)) return emu_internal(e);
         *v = emu_gpr_read(e, o->reg);
         return 0;
@@ -263,6 +273,129 @@ static int exec_bt(struct emu *e)
     if (writes && opnd_put(e, d, &md, size, r)) return STOP;
     /* CF = the bit; OF/SF/AF/PF are undefined and left as they were. */
     e->rflags = (e->rflags & ~(uint64_t)FL_CF) | ((a & mask) ? FL_CF : 0);
+    return done(e);
+}
+
+static uint64_t msb(uint64_t v, unsigned bits)
+{
+    return (v >> (bits - 1)) & 1;
+}
+
+/* SHL/SHR/SAR/ROL/ROR/RCL/RCR and SHLD/SHRD. The count is masked to 5 bits
+ * (6 with 64-bit operands); a masked count of 0 changes nothing. Flags the
+ * SDM leaves undefined (AF, OF for counts above 1, CF for SHL/SHR counts
+ * beyond the width) get whatever the formulas below produce. */
+static int exec_shift(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    bool dbl = in->op == HVP_X86_OP_SHLD || in->op == HVP_X86_OP_SHRD;
+    if (in->nops < (dbl ? 3 : 2)) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *c = &in->ops[dbl ? 2 : 1];
+    unsigned size = opsize_of(e, d), bits = size * 8;
+    uint64_t m = alu_mask(size);
+    struct memref md;
+    if (opnd_prep(e, d, size, ACC_R | ACC_W, &md)) return STOP;
+    uint64_t a, b = 0, raw;
+    if (opnd_get(e, d, &md, size, &a)) return STOP;
+    if (dbl && opnd_get(e, &in->ops[1], NULL, size, &b)) return STOP;
+    if (c->kind == HVP_X86_OPK_IMM)
+        raw = (uint64_t)in->imm & 0xff;
+    else if (c->kind == HVP_X86_OPK_REG && is_gpr(c->reg))
+        raw = emu_gpr_read(e, c->reg) & 0xff;
+    else
+        return emu_internal(e);
+    unsigned cnt = (unsigned)raw & (size == 8 ? 63 : 31);
+    if (!cnt) return done(e);
+
+    uint64_t fl = e->rflags, r;
+    unsigned cf = (fl & FL_CF) ? 1 : 0, of;
+    bool szp = true; /* rotates leave SF/ZF/PF alone */
+    switch (in->op) {
+    case HVP_X86_OP_SHL:
+        r = cnt < 64 ? (a << cnt) & m : 0;
+        cf = cnt <= bits ? (unsigned)((a >> (bits - cnt)) & 1) : 0;
+        of = (unsigned)msb(r, bits) ^ cf;
+        break;
+    case HVP_X86_OP_SHR:
+        r = a >> cnt;
+        cf = (unsigned)((a >> (cnt - 1)) & 1);
+        of = (unsigned)msb(a, bits);
+        break;
+    case HVP_X86_OP_SAR: {
+        int64_t sa = (int64_t)alu_sext(a, size);
+        r = (uint64_t)(sa >> (cnt > 63 ? 63 : cnt)) & m;
+        cf = (unsigned)((sa >> (cnt - 1 > 63 ? 63 : cnt - 1)) & 1);
+        of = 0;
+        break;
+    }
+    case HVP_X86_OP_ROL: {
+        unsigned k = cnt % bits;
+        r = k ? ((a << k) | (a >> (bits - k))) & m : a;
+        cf = (unsigned)(r & 1);
+        of = (unsigned)msb(r, bits) ^ cf;
+        szp = false;
+        break;
+    }
+    case HVP_X86_OP_ROR: {
+        unsigned k = cnt % bits;
+        r = k ? ((a >> k) | (a << (bits - k))) & m : a;
+        cf = (unsigned)msb(r, bits);
+        of = cf ^ (unsigned)((r >> (bits - 2)) & 1);
+        szp = false;
+        break;
+    }
+    case HVP_X86_OP_RCL:
+    case HVP_X86_OP_RCR: {
+        unsigned k = size == 1 ? cnt % 9 : size == 2 ? cnt % 17 : cnt;
+        r = a;
+        of = (unsigned)msb(a, bits) ^ cf; /* RCR's OF: from the operand before */
+        for (unsigned i = 0; i < k; i++) {
+            unsigned t;
+            if (in->op == HVP_X86_OP_RCL) {
+                t = (unsigned)msb(r, bits);
+                r = ((r << 1) | cf) & m;
+            } else {
+                t = (unsigned)(r & 1);
+                r = (r >> 1) | ((uint64_t)cf << (bits - 1));
+            }
+            cf = t;
+        }
+        if (in->op == HVP_X86_OP_RCL) of = (unsigned)msb(r, bits) ^ cf;
+        szp = false;
+        break;
+    }
+    case HVP_X86_OP_SHLD:
+    case HVP_X86_OP_SHRD:
+        if (bits == 16) {
+            /* 16-bit: shift through dest:src:dest, 48 bits (counts above
+             * 16 are undefined; this gives a stable answer). */
+            if (in->op == HVP_X86_OP_SHLD) {
+                uint64_t x = (a << 32) | (b << 16) | a;
+                r = ((x << cnt) >> 32) & m;
+                cf = (unsigned)((x >> (48 - cnt)) & 1);
+            } else {
+                uint64_t x = (a << 32) | (b << 16) | a;
+                r = (x >> cnt) & m;
+                cf = (unsigned)((x >> (cnt - 1)) & 1);
+            }
+        } else if (in->op == HVP_X86_OP_SHLD) {
+            r = ((a << cnt) | (b >> (bits - cnt))) & m;
+            cf = (unsigned)((a >> (bits - cnt)) & 1);
+        } else {
+            r = ((a >> cnt) | (b << (bits - cnt))) & m;
+            cf = (unsigned)((a >> (cnt - 1)) & 1);
+        }
+        of = (unsigned)(msb(r, bits) ^ msb(a, bits));
+        break;
+    default: return emu_internal(e);
+    }
+    if (opnd_put(e, d, &md, size, r)) return STOP;
+    uint64_t keep = szp ? ~(uint64_t)FL_ARITH : ~(uint64_t)(FL_CF | FL_OF);
+    fl &= keep;
+    if (szp) fl |= alu_szp(r, size);
+    if (cf) fl |= FL_CF;
+    if (of) fl |= FL_OF;
+    e->rflags = fl;
     return done(e);
 }
 
@@ -469,12 +602,20 @@ static unsigned vsize(const struct hvp_x86_operand *o)
     return o->size;
 }
 
+/* How a vector move treats the XMM register it loads. */
+enum vpart {
+    VP_ZERO,  /* the value, zero-extended to 128 bits (memory loads) */
+    VP_LOW,   /* merged into the low bytes (MOVLPS/MOVLPD, MOVSS/MOVSD reg-reg) */
+    VP_HIGH,  /* the high quadword (MOVHPS/MOVHPD) */
+};
+
 static int exec_vmove(struct emu *e)
 {
     const struct hvp_x86_insn *in = &e->insn;
     if (in->nops < 2 || in->enc != HVP_X86_ENC_LEGACY) return emu_internal(e);
     const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
-    unsigned size, align = 0;
+    unsigned size = 16, align = 0;
+    enum vpart part = VP_ZERO;
     switch (in->op) {
     case HVP_X86_OP_MOVD:
     case HVP_X86_OP_MOVQ: {
@@ -486,16 +627,47 @@ static int exec_vmove(struct emu *e)
     case HVP_X86_OP_MOVDQA:
     case HVP_X86_OP_MOVAPS:
     case HVP_X86_OP_MOVAPD:
-        size = 16;
-        align = 16;
+    case HVP_X86_OP_MOVNTPS:
+    case HVP_X86_OP_MOVNTPD:
+    case HVP_X86_OP_MOVNTDQ:
+    case HVP_X86_OP_MOVNTDQA: align = 16; break;
+    case HVP_X86_OP_MOVNTQ: size = 8; break;
+    case HVP_X86_OP_MOVSS:
+    case HVP_X86_OP_MOVSD_SSE:
+        size = in->op == HVP_X86_OP_MOVSS ? 4 : 8;
+        if (d->kind == HVP_X86_OPK_REG && s->kind == HVP_X86_OPK_REG) part = VP_LOW;
         break;
-    default: size = 16; break;
+    case HVP_X86_OP_MOVLPS:
+    case HVP_X86_OP_MOVLPD:
+        size = 8;
+        part = VP_LOW;
+        break;
+    case HVP_X86_OP_MOVHPS:
+    case HVP_X86_OP_MOVHPD:
+        size = 8;
+        part = VP_HIGH;
+        break;
+    default: break; /* MOVDQU, MOVUPS, MOVUPD, LDDQU */
     }
     struct memref md, ms;
     if (s->kind == HVP_X86_OPK_MEM && mem_prep(e, 0, size, ACC_R, align, &ms)) return STOP;
     if (d->kind == HVP_X86_OPK_MEM && mem_prep(e, 0, size, ACC_W, align, &md)) return STOP;
     uint64_t v[2];
     if (vget(e, s, &ms, size, v)) return STOP;
+    if (part == VP_HIGH && s->kind == HVP_X86_OPK_REG) v[0] = v[1];
+    if (part != VP_ZERO && d->kind == HVP_X86_OPK_REG && is_xmm(d->reg)) {
+        unsigned n = d->reg - HVP_X86_REG_XMM0;
+        uint64_t cur[2];
+        if (emu_get_xmm(e, n, cur)) return STOP;
+        if (part == VP_HIGH)
+            cur[1] = v[0];
+        else if (size == 8)
+            cur[0] = v[0];
+        else
+            cur[0] = (cur[0] & ~0xffffffffull) | (v[0] & 0xffffffffu);
+        emu_set_xmm(e, n, cur);
+        return done(e);
+    }
     if (vput(e, d, &md, size, v)) return STOP;
     return done(e);
 }
@@ -591,7 +763,8 @@ int emu_exec_mmio(struct emu *e)
         return exec_string(e);
     switch (in->op) {
     case HVP_X86_OP_MOV:
-    case HVP_X86_OP_MOVNTI: return exec_mov(e, false, false);
+    case HVP_X86_OP_MOVNTI:
+    case HVP_X86_OP_MOVDIRI: return exec_mov(e, false, false);
     case HVP_X86_OP_MOVZX: return exec_mov(e, false, true);
     case HVP_X86_OP_MOVSX:
     case HVP_X86_OP_MOVSXD: return exec_mov(e, true, false);
@@ -613,6 +786,15 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_BTS:
     case HVP_X86_OP_BTR:
     case HVP_X86_OP_BTC: return exec_bt(e);
+    case HVP_X86_OP_SHL:
+    case HVP_X86_OP_SHR:
+    case HVP_X86_OP_SAR:
+    case HVP_X86_OP_ROL:
+    case HVP_X86_OP_ROR:
+    case HVP_X86_OP_RCL:
+    case HVP_X86_OP_RCR:
+    case HVP_X86_OP_SHLD:
+    case HVP_X86_OP_SHRD: return exec_shift(e);
     case HVP_X86_OP_XCHG: return exec_xchg(e);
     case HVP_X86_OP_XADD: return exec_xadd(e);
     case HVP_X86_OP_CMPXCHG: return exec_cmpxchg(e);
@@ -625,7 +807,19 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_MOVAPS:
     case HVP_X86_OP_MOVAPD:
     case HVP_X86_OP_MOVUPS:
-    case HVP_X86_OP_MOVUPD: return exec_vmove(e);
+    case HVP_X86_OP_MOVUPD:
+    case HVP_X86_OP_MOVNTPS:
+    case HVP_X86_OP_MOVNTPD:
+    case HVP_X86_OP_MOVNTDQ:
+    case HVP_X86_OP_MOVNTDQA:
+    case HVP_X86_OP_MOVNTQ:
+    case HVP_X86_OP_LDDQU:
+    case HVP_X86_OP_MOVSS:
+    case HVP_X86_OP_MOVSD_SSE:
+    case HVP_X86_OP_MOVLPS:
+    case HVP_X86_OP_MOVLPD:
+    case HVP_X86_OP_MOVHPS:
+    case HVP_X86_OP_MOVHPD: return exec_vmove(e);
     default: break;
     }
     /* SETcc and CMOVcc: the condition comes from the opcode's low nibble. */

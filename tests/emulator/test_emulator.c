@@ -467,6 +467,75 @@ Test(mmio, xmm_moves)
     fvm_free(vm);
 }
 
+Test(mmio, more_vector_moves)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x600);
+    for (unsigned i = 0; i < 32; i++) vm->mmio[0x600 + i] = (uint8_t)(0x40 + i);
+    uint64_t lo = rd(vm->mmio + 0x600, 8), hi = rd(vm->mmio + 0x608, 8);
+    /* Non-temporal stores: 16 bytes, aligned; MOVNTQ from MMX. */
+    vm->xmm[5][0] = 0x1010101010101010ull;
+    vm->xmm[5][1] = 0x2020202020202020ull;
+    cr_assert_eq(fvm_mmio(vm, B(0x0f, 0x2b, 0x6b, 0x10), NULL), OK); /* movntps [rbx+16], xmm5 */
+    cr_assert_eq(rd(vm->mmio + 0x618, 8), 0x2020202020202020ull);
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0xe7, 0x6b, 0x10), NULL), OK); /* movntdq */
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x2b, 0x6b, 0x10), NULL), OK); /* movntpd */
+    struct hvp_emu_fault f;
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0xe7, 0x6b, 0x08), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 13);
+    vm->mmx[3][0] = 0x3333444455556666ull;
+    cr_assert_eq(fvm_mmio(vm, B(0x0f, 0xe7, 0x5b, 0x08), NULL), OK); /* movntq [rbx+8], mm3 */
+    cr_assert_eq(rd(vm->mmio + 0x608, 8), 0x3333444455556666ull);
+    hi = 0x3333444455556666ull;
+    /* Loads: LDDQU (unaligned), MOVNTDQA (aligned). */
+    vm->gpr[RSI] = fvm_mmio_gva(vm, 0x601);
+    cr_assert_eq(fvm_mmio(vm, B(0xf2, 0x0f, 0xf0, 0x0e), NULL), OK); /* lddqu xmm1, [rsi] */
+    cr_assert_eq(vm->xmm[1][0], rd(vm->mmio + 0x601, 8));
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x38, 0x2a, 0x13), NULL), OK); /* movntdqa xmm2, [rbx] */
+    cr_assert_eq(vm->xmm[2][0], lo);
+    cr_assert_eq(vm->xmm[2][1], hi);
+    /* MOVSS/MOVSD: loads zero the rest, stores write their size. */
+    vm->xmm[6][0] = vm->xmm[6][1] = ~0ull;
+    cr_assert_eq(fvm_mmio(vm, B(0xf3, 0x0f, 0x10, 0x33), NULL), OK); /* movss xmm6, [rbx] */
+    cr_assert_eq(vm->xmm[6][0], lo & 0xffffffffu);
+    cr_assert_eq(vm->xmm[6][1], 0);
+    vm->xmm[6][1] = ~0ull;
+    cr_assert_eq(fvm_mmio(vm, B(0xf2, 0x0f, 0x10, 0x33), NULL), OK); /* movsd xmm6, [rbx] */
+    cr_assert_eq(vm->xmm[6][0], lo);
+    cr_assert_eq(vm->xmm[6][1], 0);
+    vm->xmm[7][0] = 0xaaaabbbbccccddddull;
+    cr_assert_eq(fvm_mmio(vm, B(0xf3, 0x0f, 0x11, 0x7b, 0x20), NULL), OK); /* movss [rbx+32], xmm7 */
+    cr_assert_eq(vm->mem_log[0].size, 4);
+    cr_assert_eq(rd(vm->mmio + 0x620, 4), 0xccccddddu);
+    /* MOVLPS/MOVHPS merge one half. */
+    vm->xmm[8][0] = 1;
+    vm->xmm[8][1] = 2;
+    cr_assert_eq(fvm_mmio(vm, B(0x44, 0x0f, 0x12, 0x03), NULL), OK); /* movlps xmm8, [rbx] */
+    cr_assert_eq(vm->xmm[8][0], lo);
+    cr_assert_eq(vm->xmm[8][1], 2);
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x44, 0x0f, 0x16, 0x03), NULL), OK); /* movhpd xmm8, [rbx] */
+    cr_assert_eq(vm->xmm[8][0], lo);
+    cr_assert_eq(vm->xmm[8][1], lo);
+    vm->xmm[8][1] = 0x7777777788888888ull;
+    cr_assert_eq(fvm_mmio(vm, B(0x44, 0x0f, 0x17, 0x43, 0x28), NULL), OK); /* movhps [rbx+40], xmm8 */
+    cr_assert_eq(rd(vm->mmio + 0x628, 8), 0x7777777788888888ull);
+    cr_assert_eq(vm->mem_log[0].size, 8);
+    fvm_free(vm);
+}
+
+Test(mmio, mov_store_segment_register)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x700);
+    vm->seg[3].selector = 0x2b;
+    memset(vm->mmio + 0x700, 0xff, 4);
+    cr_assert_eq(fvm_mmio(vm, B(0x8c, 0x1b), NULL), OK); /* mov [rbx], ds */
+    cr_assert_eq(rd(vm->mmio + 0x700, 4), 0xffff002bu, "16-bit store");
+    /* Loading a segment register needs a descriptor: refused. */
+    cr_assert_eq(fvm_mmio(vm, B(0x8e, 0x1b), NULL), HVP_EMU_STATUS_INTERNAL_FAILURE);
+    fvm_free(vm);
+}
+
 /* ---------------------------------------------------------------- MMIO strings */
 
 struct strcase {

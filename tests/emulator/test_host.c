@@ -60,6 +60,7 @@ struct env {
     struct fakevm *vm;
     uint8_t *host; /* the host copy of the MMIO window */
     uint8_t *code; /* executable page */
+    bool low;      /* the host window lies below 4 GiB: 32-bit addressing works */
     uint64_t rng;
     unsigned runs;
 };
@@ -102,7 +103,11 @@ static void env_init(struct env *e, uint64_t seed)
 {
     e->vm = fvm_new(64);
     cr_assert_not_null(e->vm);
-    e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Below 2 GiB when possible, so 0x67 (32-bit address) forms run natively. */
+    e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    if (e->host == MAP_FAILED)
+        e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    e->low = e->host != MAP_FAILED && (uintptr_t)e->host + WIN < 0x80000000u;
     e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
                    0);
     cr_assert(e->host != MAP_FAILED && e->code != MAP_FAILED, "mmap");
@@ -195,7 +200,10 @@ static unsigned rnd_off(struct env *e, unsigned size, unsigned align)
 
 /* ---- ModRM forms against [rbx] / [rbx+disp8] ---- */
 
-enum kind { K_PLAIN, K_BTREG, K_CMPXCHG, K_CX8, K_MOVX };
+enum kind { K_PLAIN, K_BTREG, K_CMPXCHG, K_CX8, K_MOVX, K_SHIFT };
+
+/* Shift families, for the flags each count defines. */
+enum { SH_NONE, SH_SHIFT, SH_SAR, SH_ROT, SH_DOUBLE };
 
 struct tmpl {
     uint8_t op[3];
@@ -206,7 +214,22 @@ struct tmpl {
     uint64_t fmask;
     enum kind kind;
     unsigned msize; /* memory size for MOVZX/MOVSX forms */
+    unsigned sh;    /* SH_*, for K_SHIFT */
 };
+
+/* The flags a shift or rotate by `raw` defines. */
+static uint64_t shift_flags(unsigned sh, unsigned size, unsigned raw, bool *skip)
+{
+    unsigned bits = size * 8, cnt = raw & (size == 8 ? 63 : 31);
+    uint64_t m = ALLF;
+    *skip = false;
+    if (!cnt) return ALLF; /* nothing changes */
+    if (sh != SH_ROT) m &= ~0x10ull; /* AF */
+    if (cnt > 1) m &= ~0x800ull;     /* OF */
+    if (sh == SH_SHIFT && cnt >= bits) m &= ~0x1ull;
+    if (sh == SH_DOUBLE && size == 2 && cnt > 16) *skip = true; /* result undefined */
+    return m;
+}
 
 static unsigned pick_reg(struct env *e, unsigned size, bool *rex)
 {
@@ -231,6 +254,10 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
             reg = (unsigned)t->ext;
         if (t->kind == K_MOVX && size == 1) continue;
         bool w = size == 8;
+        /* Now and then 32-bit addressing, with noise in the upper half of
+         * the base register that the address size must drop. */
+        bool a67 = e->low && rnd(e) % 4 == 0;
+        if (a67) b[len++] = 0x67;
         if (size == 2) b[len++] = 0x66;
         if (w || rex) b[len++] = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0));
         for (unsigned i = 0; i < t->nop; i++) b[len++] = t->op[i];
@@ -245,10 +272,24 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
 
         struct hstate s;
         rnd_state(e, &s, 0);
+        uint64_t fmask = t->fmask;
+        if (t->kind == K_SHIFT) {
+            /* Counts around and beyond the width, CL with noise above. */
+            if (t->imm) b[len - 1] = (uint8_t)(rnd(e) % 70);
+            s.gpr[1] = (rnd(e) & ~0xffull) | (rnd(e) % 70);
+            unsigned raw = t->imm ? b[len - 1] : (t->op[0] & 2) && t->nop == 1 ? 1 : 0;
+            bool skip;
+            if (t->nop == 1 && (t->op[0] & 0xfe) == 0xd2) raw = (unsigned)(s.gpr[1] & 0xff);
+            if (t->nop == 2 && (t->op[1] & 1)) raw = (unsigned)(s.gpr[1] & 0xff);
+            if (t->nop == 1 && (t->op[0] & 0xfe) == 0xd0) raw = 1;
+            fmask = shift_flags(t->sh, size, raw, &skip);
+            if (skip) continue;
+        }
         unsigned msize = t->kind == K_MOVX ? t->msize : t->kind == K_CX8 ? size * 2 : size;
         unsigned align = t->kind == K_CX8 && size == 8 ? 16 : 0;
         unsigned off = rnd_off(e, msize, align);
         s.gpr[base] = (uint64_t)((int64_t)off - disp);
+        if (a67) s.gpr[base] |= rnd(e) << 32;
         unsigned lo = off - 8, hi = off + msize + 8;
         if (t->kind == K_BTREG) {
             /* A bit offset reaching +-1000 bits around the operand; bits
@@ -272,7 +313,7 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
             s.gpr[0] = lo64;
             s.gpr[2] = hi64;
         }
-        compare(e, b, len, &s, 1u << base, t->fmask, lo, hi);
+        compare(e, b, len, &s, 1u << base, fmask, lo, hi);
     }
 }
 
@@ -298,13 +339,13 @@ Test(host, alu_binary)
     for (uint8_t f = 0; f < 8; f++) {
         uint64_t m = (f == 1 || f == 4 || f == 6) ? LOGF : ALLF;
         uint8_t o = (uint8_t)(f * 8);
-        t[n++] = (struct tmpl){{o}, 1, -1, 0, S1, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{(uint8_t)(o + 1)}, 1, -1, 0, SW, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{(uint8_t)(o + 2)}, 1, -1, 0, S1, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{(uint8_t)(o + 3)}, 1, -1, 0, SW, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{0x80}, 1, f, 1, S1, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{0x81}, 1, f, 2, SW, m, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{0x83}, 1, f, 1, SW, m, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{o}, 1, -1, 0, S1, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 1)}, 1, -1, 0, SW, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 2)}, 1, -1, 0, S1, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{(uint8_t)(o + 3)}, 1, -1, 0, SW, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{0x80}, 1, f, 1, S1, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{0x81}, 1, f, 2, SW, m, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{0x83}, 1, f, 1, SW, m, K_PLAIN, 0, 0};
     }
     run_tmpls(t, n, TRIALS, 1);
 }
@@ -312,12 +353,12 @@ Test(host, alu_binary)
 Test(host, alu_unary_test)
 {
     static const struct tmpl t[] = {
-        {{0x84}, 1, -1, 0, S1, LOGF, K_PLAIN, 0}, {{0x85}, 1, -1, 0, SW, LOGF, K_PLAIN, 0},
-        {{0xf6}, 1, 0, 1, S1, LOGF, K_PLAIN, 0},  {{0xf7}, 1, 0, 2, SW, LOGF, K_PLAIN, 0},
-        {{0xf6}, 1, 2, 0, S1, ALLF, K_PLAIN, 0},  {{0xf7}, 1, 2, 0, SW, ALLF, K_PLAIN, 0},
-        {{0xf6}, 1, 3, 0, S1, ALLF, K_PLAIN, 0},  {{0xf7}, 1, 3, 0, SW, ALLF, K_PLAIN, 0},
-        {{0xfe}, 1, 0, 0, S1, ALLF, K_PLAIN, 0},  {{0xff}, 1, 0, 0, SW, ALLF, K_PLAIN, 0},
-        {{0xfe}, 1, 1, 0, S1, ALLF, K_PLAIN, 0},  {{0xff}, 1, 1, 0, SW, ALLF, K_PLAIN, 0},
+        {{0x84}, 1, -1, 0, S1, LOGF, K_PLAIN, 0, 0}, {{0x85}, 1, -1, 0, SW, LOGF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 0, 1, S1, LOGF, K_PLAIN, 0, 0},  {{0xf7}, 1, 0, 2, SW, LOGF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 2, 0, S1, ALLF, K_PLAIN, 0, 0},  {{0xf7}, 1, 2, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 3, 0, S1, ALLF, K_PLAIN, 0, 0},  {{0xf7}, 1, 3, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xfe}, 1, 0, 0, S1, ALLF, K_PLAIN, 0, 0},  {{0xff}, 1, 0, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xfe}, 1, 1, 0, S1, ALLF, K_PLAIN, 0, 0},  {{0xff}, 1, 1, 0, SW, ALLF, K_PLAIN, 0, 0},
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 2);
 }
@@ -325,10 +366,10 @@ Test(host, alu_unary_test)
 Test(host, bit_test)
 {
     static const struct tmpl t[] = {
-        {{0x0f, 0xa3}, 2, -1, 0, SW, BTF, K_BTREG, 0}, {{0x0f, 0xab}, 2, -1, 0, SW, BTF, K_BTREG, 0},
-        {{0x0f, 0xb3}, 2, -1, 0, SW, BTF, K_BTREG, 0}, {{0x0f, 0xbb}, 2, -1, 0, SW, BTF, K_BTREG, 0},
-        {{0x0f, 0xba}, 2, 4, 1, SW, BTF, K_PLAIN, 0},  {{0x0f, 0xba}, 2, 5, 1, SW, BTF, K_PLAIN, 0},
-        {{0x0f, 0xba}, 2, 6, 1, SW, BTF, K_PLAIN, 0},  {{0x0f, 0xba}, 2, 7, 1, SW, BTF, K_PLAIN, 0},
+        {{0x0f, 0xa3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0}, {{0x0f, 0xab}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xb3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0}, {{0x0f, 0xbb}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xba}, 2, 4, 1, SW, BTF, K_PLAIN, 0, 0},  {{0x0f, 0xba}, 2, 5, 1, SW, BTF, K_PLAIN, 0, 0},
+        {{0x0f, 0xba}, 2, 6, 1, SW, BTF, K_PLAIN, 0, 0},  {{0x0f, 0xba}, 2, 7, 1, SW, BTF, K_PLAIN, 0, 0},
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 3);
 }
@@ -336,13 +377,13 @@ Test(host, bit_test)
 Test(host, exchange)
 {
     static const struct tmpl t[] = {
-        {{0x86}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
-        {{0x87}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
-        {{0x0f, 0xc0}, 2, -1, 0, S1, ALLF, K_PLAIN, 0},
-        {{0x0f, 0xc1}, 2, -1, 0, SW, ALLF, K_PLAIN, 0},
-        {{0x0f, 0xb0}, 2, -1, 0, S1, ALLF, K_CMPXCHG, 0},
-        {{0x0f, 0xb1}, 2, -1, 0, SW, ALLF, K_CMPXCHG, 0},
-        {{0x0f, 0xc7}, 2, 1, 0, 4u | 8u, ALLF, K_CX8, 0}, /* cmpxchg8b / cmpxchg16b */
+        {{0x86}, 1, -1, 0, S1, ALLF, K_PLAIN, 0, 0},
+        {{0x87}, 1, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0x0f, 0xc0}, 2, -1, 0, S1, ALLF, K_PLAIN, 0, 0},
+        {{0x0f, 0xc1}, 2, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0x0f, 0xb0}, 2, -1, 0, S1, ALLF, K_CMPXCHG, 0, 0},
+        {{0x0f, 0xb1}, 2, -1, 0, SW, ALLF, K_CMPXCHG, 0, 0},
+        {{0x0f, 0xc7}, 2, 1, 0, 4u | 8u, ALLF, K_CX8, 0, 0}, /* cmpxchg8b / cmpxchg16b */
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 4);
 }
@@ -350,20 +391,20 @@ Test(host, exchange)
 Test(host, moves)
 {
     static const struct tmpl t[] = {
-        {{0x88}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
-        {{0x89}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
-        {{0x8a}, 1, -1, 0, S1, ALLF, K_PLAIN, 0},
-        {{0x8b}, 1, -1, 0, SW, ALLF, K_PLAIN, 0},
-        {{0xc6}, 1, 0, 1, S1, ALLF, K_PLAIN, 0},
-        {{0xc7}, 1, 0, 2, SW, ALLF, K_PLAIN, 0},
-        {{0x0f, 0xb6}, 2, -1, 0, SW, ALLF, K_MOVX, 1},
-        {{0x0f, 0xb7}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2},
-        {{0x0f, 0xbe}, 2, -1, 0, SW, ALLF, K_MOVX, 1},
-        {{0x0f, 0xbf}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2},
-        {{0x63}, 1, -1, 0, 8u, ALLF, K_MOVX, 4},
-        {{0x0f, 0xc3}, 2, -1, 0, 4u | 8u, ALLF, K_PLAIN, 0}, /* movnti */
-        {{0x0f, 0x38, 0xf0}, 3, -1, 0, SW, ALLF, K_PLAIN, 0}, /* movbe r, m */
-        {{0x0f, 0x38, 0xf1}, 3, -1, 0, SW, ALLF, K_PLAIN, 0}, /* movbe m, r */
+        {{0x88}, 1, -1, 0, S1, ALLF, K_PLAIN, 0, 0},
+        {{0x89}, 1, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0x8a}, 1, -1, 0, S1, ALLF, K_PLAIN, 0, 0},
+        {{0x8b}, 1, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xc6}, 1, 0, 1, S1, ALLF, K_PLAIN, 0, 0},
+        {{0xc7}, 1, 0, 2, SW, ALLF, K_PLAIN, 0, 0},
+        {{0x0f, 0xb6}, 2, -1, 0, SW, ALLF, K_MOVX, 1, 0},
+        {{0x0f, 0xb7}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2, 0},
+        {{0x0f, 0xbe}, 2, -1, 0, SW, ALLF, K_MOVX, 1, 0},
+        {{0x0f, 0xbf}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2, 0},
+        {{0x63}, 1, -1, 0, 8u, ALLF, K_MOVX, 4, 0},
+        {{0x0f, 0xc3}, 2, -1, 0, 4u | 8u, ALLF, K_PLAIN, 0, 0}, /* movnti */
+        {{0x0f, 0x38, 0xf0}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0}, /* movbe r, m */
+        {{0x0f, 0x38, 0xf1}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0}, /* movbe m, r */
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 5);
 }
@@ -373,10 +414,33 @@ Test(host, setcc_cmovcc)
     struct tmpl t[32];
     size_t n = 0;
     for (uint8_t c = 0; c < 16; c++) {
-        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x90 + c)}, 2, 0, 0, S1, ALLF, K_PLAIN, 0};
-        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x40 + c)}, 2, -1, 0, SW, ALLF, K_PLAIN, 0};
+        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x90 + c)}, 2, 0, 0, S1, ALLF, K_PLAIN, 0, 0};
+        t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x40 + c)}, 2, -1, 0, SW, ALLF, K_PLAIN, 0, 0};
     }
     run_tmpls(t, n, 60, 6);
+}
+
+Test(host, shifts_rotates)
+{
+    static const uint8_t ext[] = {0, 1, 2, 3, 4, 5, 7};
+    static const unsigned fam[] = {SH_ROT, SH_ROT, SH_ROT, SH_ROT, SH_SHIFT, SH_SHIFT, SH_SAR};
+    struct tmpl t[7 * 6 + 4];
+    size_t n = 0;
+    for (unsigned i = 0; i < 7; i++) {
+        int x = ext[i];
+        unsigned f = fam[i];
+        t[n++] = (struct tmpl){{0xd0}, 1, x, 0, S1, 0, K_SHIFT, 0, f};
+        t[n++] = (struct tmpl){{0xd1}, 1, x, 0, SW, 0, K_SHIFT, 0, f};
+        t[n++] = (struct tmpl){{0xd2}, 1, x, 0, S1, 0, K_SHIFT, 0, f};
+        t[n++] = (struct tmpl){{0xd3}, 1, x, 0, SW, 0, K_SHIFT, 0, f};
+        t[n++] = (struct tmpl){{0xc0}, 1, x, 1, S1, 0, K_SHIFT, 0, f};
+        t[n++] = (struct tmpl){{0xc1}, 1, x, 1, SW, 0, K_SHIFT, 0, f};
+    }
+    t[n++] = (struct tmpl){{0x0f, 0xa4}, 2, -1, 1, SW, 0, K_SHIFT, 0, SH_DOUBLE};
+    t[n++] = (struct tmpl){{0x0f, 0xa5}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
+    t[n++] = (struct tmpl){{0x0f, 0xac}, 2, -1, 1, SW, 0, K_SHIFT, 0, SH_DOUBLE};
+    t[n++] = (struct tmpl){{0x0f, 0xad}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
+    run_tmpls(t, n, 200, 8);
 }
 
 /* ---- string instructions: RSI/RDI in the window, RCX small ---- */
@@ -392,13 +456,17 @@ Test(host, strings)
     memcpy(e.vm->mmio, e.host, WIN);
     for (unsigned oi = 0; oi < sizeof(ops); oi++) {
         for (unsigned ri = 0; ri < sizeof(reps); ri++) {
-            for (unsigned size = 1; size <= 8; size <<= 1) {
+            for (unsigned v = 0; v < 8; v++) {
+                unsigned size = 1u << (v & 3);
+                bool a67 = v >= 4;
+                if (a67 && !e.low) continue;
                 if (!(ops[oi] & 1) && size != 1) continue;
                 if ((ops[oi] & 1) && size == 1) continue;
                 for (unsigned n = 0; n < 60; n++) {
-                    uint8_t b[4];
+                    uint8_t b[5];
                     size_t len = 0;
                     if (reps[ri]) b[len++] = reps[ri];
+                    if (a67) b[len++] = 0x67;
                     if (size == 2) b[len++] = 0x66;
                     if (size == 8) b[len++] = 0x48;
                     b[len++] = ops[oi];
@@ -413,6 +481,12 @@ Test(host, strings)
                     if (n % 7 == 0) di = 0x2000 - 5 * size;
                     s.gpr[RSI] = si;
                     s.gpr[RDI] = di;
+                    if (a67) {
+                        /* ECX/ESI/EDI only: the upper halves are noise. */
+                        s.gpr[1] |= rnd(&e) << 32;
+                        s.gpr[RSI] |= rnd(&e) << 32;
+                        s.gpr[RDI] |= rnd(&e) << 32;
+                    }
                     compare(&e, b, len, &s, (1u << RSI) | (1u << RDI), ALLF | 0x400, 0x400,
                             0x3c00);
                 }
