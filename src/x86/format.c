@@ -283,7 +283,13 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
     }
     case HVP_X86_OPK_IMM: {
         int64_t v = op->index ? in->imm2 : in->imm;
-        put_hex(o, mask_bytes((uint64_t)v, op->size));
+        /* A sign-extended immediate prints at the operand size even when
+         * the record gives the encoded width (and 0xff.. for "and rsp, -16"
+         * rather than 0xf0); a zero-extended one is the same either way. */
+        unsigned w = op->size;
+        if (v < 0 && w < in->opsize)
+            w = in->opsize;
+        put_hex(o, mask_bytes((uint64_t)v, w));
         break;
     }
     case HVP_X86_OPK_REL: {

@@ -144,6 +144,16 @@ Test(format, immediates_masked_to_operand_width)
     add_imm(&a, -1, 4);
     expect(&a, 0, "add eax, 0xffffffff");
 
+    /* A record that gives the encoded width (1) of a sign-extended imm8
+     * still prints the value the instruction uses. */
+    struct hvp_x86_insn e = base64(HVP_X86_OP_AND, 4);
+    e.opsize = 8;
+    add_reg(&e, HVP_X86_REG_RAX + 4, 8);
+    add_imm(&e, -16, 1);
+    expect(&e, 0, "and rsp, 0xfffffffffffffff0");
+    e.imm = 0x7f;
+    expect(&e, 0, "and rsp, 0x7f");
+
     struct hvp_x86_insn b = base64(HVP_X86_OP_ADD, 2);
     add_reg(&b, HVP_X86_REG_AL, 1);
     add_imm(&b, 0, 1);

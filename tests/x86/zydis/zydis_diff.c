@@ -471,14 +471,24 @@ static int cmp_operand(const ZydisDecodedInstruction *zi, const ZydisDecodedOper
             return -1;
         }
         int64_t hv = h->index ? hi->imm2 : hi->imm;
-        /* Zydis: value sign- or zero-extended to 64 bits from the encoded
-         * width; hvp: extended to the operand's width h->size. Compare
-         * within hvp's width (64 bits when it does not say). */
-        unsigned w = h->size;
+        /* The immediate after extension (what the instruction computes
+         * with): Zydis sign-extends a signed immediate to 64 bits and
+         * zero-extends the rest; its width is the instruction's operand
+         * width when signed, the encoded width otherwise. hvp's value must
+         * agree within that width, and its size (header: "immediate width
+         * after extension") must be that width. */
+        unsigned w = z->imm.is_signed ? zi->operand_width / 8 : z->size / 8;
+        if (!w)
+            w = z->size / 8;
         if (h->kind != HVP_X86_OPK_IMM || maskw((uint64_t)hv, w) != maskw(z->imm.value.u, w)) {
-            snprintf(why, wsz, "imm %#" PRIx64 " vs hvp kind %u %#" PRIx64 " (size %u)",
-                     z->imm.value.u, h->kind, (uint64_t)hv, h->size);
+            snprintf(why, wsz, "imm %#" PRIx64 " (width %u) vs hvp kind %u %#" PRIx64 " (size %u)",
+                     maskw(z->imm.value.u, w), w, h->kind, (uint64_t)hv, h->size);
             return A_OPERANDS;
+        }
+        if (h->size != w) {
+            snprintf(why, wsz, "imm %#" PRIx64 ": width after extension %u vs hvp size %u",
+                     maskw(z->imm.value.u, w), w, h->size);
+            return A_SIZE;
         }
         return -1;
     }
