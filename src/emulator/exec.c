@@ -160,9 +160,12 @@ static int opnd_prep(struct emu *e, const struct hvp_x86_operand *o, unsigned si
     return mem_prep(e, 0, size, acc, 0, m);
 }
 
+/* The instruction completed: RIP moves on and RF clears, as after any
+ * instruction the CPU retires. */
 static int done(struct emu *e)
 {
     e->advance_rip = true;
+    e->rflags &= ~(uint64_t)FL_RF;
     return 0;
 }
 

@@ -20,6 +20,7 @@ struct hvp_emulator {
 #define FL_SF    0x0080u
 #define FL_DF    0x0400u
 #define FL_OF    0x0800u
+#define FL_RF    0x10000u
 #define FL_VM    0x20000u
 #define FL_AC    0x40000u
 #define FL_ARITH (FL_CF | FL_PF | FL_AF | FL_ZF | FL_SF | FL_OF)

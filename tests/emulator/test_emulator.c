@@ -390,6 +390,56 @@ Test(mmio, moffs)
     fvm_free(v32);
 }
 
+Test(mmio, addressing_forms)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RAX] = 0x600dcafe;
+    /* RIP-relative: next RIP 0x1006 + disp = window + 0x20. */
+    uint32_t disp = (uint32_t)(fvm_mmio_gva(vm, 0x20) - (FVM_CODE_GVA + 6));
+    uint8_t b[6] = {0x89, 0x05};
+    memcpy(b + 2, &disp, 4);
+    cr_assert_eq(fvm_mmio(vm, b, 6, NULL), OK);
+    cr_assert_eq(rd(vm->mmio + 0x20, 4), 0x600dcafe);
+    /* SIB: [rbx + rcx*4 + disp8]. */
+    vm->rip = FVM_CODE_GVA;
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x100);
+    vm->gpr[RCX] = 3;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x44, 0x8b, 0x04), NULL), OK);
+    cr_assert_eq(rd(vm->mmio + 0x110, 4), 0x600dcafe);
+    /* FS/GS bases apply in 64-bit mode. */
+    vm->seg[5].base = fvm_mmio_gva(vm, 0x200);
+    vm->gpr[RBX] = 0x30;
+    cr_assert_eq(fvm_mmio(vm, B(0x65, 0x89, 0x03), NULL), OK);
+    cr_assert_eq(rd(vm->mmio + 0x230, 4), 0x600dcafe);
+    vm->seg[4].base = fvm_mmio_gva(vm, 0x300) - 0x100010;
+    cr_assert_eq(fvm_mmio(vm, B(0x64, 0x48, 0xa3, 0x10, 0x00, 0x10, 0x00, 0, 0, 0, 0), NULL), OK);
+    cr_assert_eq(rd(vm->mmio + 0x300, 8), 0x600dcafe);
+    /* 32-bit address size truncates the sum: 0xffffffff + 0x11 wraps to 0x10. */
+    vm->gpr[RBX] = 0xdead0000ffffffffull;
+    vm->seg[5].base = fvm_mmio_gva(vm, 0x400);
+    cr_assert_eq(fvm_mmio(vm, B(0x65, 0x67, 0x89, 0x43, 0x11), NULL), OK);
+    cr_assert_eq(rd(vm->mmio + 0x410, 4), 0x600dcafe);
+    /* 32-bit code with 16-bit addressing. */
+    struct fakevm *v32 = fvm_new(32);
+    v32->seg[3].base = FVM_MMIO_GPA;
+    v32->gpr[RBX] = 0x12340080;
+    v32->gpr[RAX] = 0xabcdef01;
+    cr_assert_eq(fvm_mmio(v32, B(0x67, 0x89, 0x07), NULL), OK); /* mov [bx], eax */
+    cr_assert_eq(rd(v32->mmio + 0x80, 4), 0xabcdef01);
+    fvm_free(v32);
+    fvm_free(vm);
+}
+
+Test(mmio, completion_clears_rf)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0);
+    vm->rflags |= 0x10000;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), NULL), OK);
+    cr_assert_eq(vm->rflags & 0x10000, 0);
+    fvm_free(vm);
+}
+
 Test(mmio, sixteen_bit_addressing)
 {
     struct fakevm *vm = fvm_new(16);
@@ -774,6 +824,18 @@ Test(mmio, segment_limit_and_rights)
     vm->gpr[RBP] = 0x100;
     cr_assert_eq(fvm_mmio(vm, B(0x89, 0x45, 0x00), &f), HVP_EMU_STATUS_EXCEPTION);
     cr_assert_eq(f.vector, 12);
+    /* Expand-down (type 7): valid offsets lie above the limit. */
+    vm->seg[3].attributes = (uint16_t)((vm->seg[3].attributes & ~0xf) | 0x7);
+    vm->seg[3].limit = 0xfff;
+    vm->gpr[RBX] = 0x800;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 13);
+    vm->gpr[RBX] = 0x1000;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), &f), OK);
+    cr_assert_eq(vm->mem_log[0].gpa, FVM_MMIO_GPA + 0x1000);
+    /* A not-present segment faults. */
+    vm->seg[3].attributes &= (uint16_t)~HVP_EMU_SEG_P;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), &f), HVP_EMU_STATUS_EXCEPTION);
     fvm_free(vm);
 }
 
