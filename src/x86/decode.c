@@ -74,11 +74,13 @@ static inline int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned 
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
 /* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
-static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen)
+static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib)
 {
     unsigned mod = (unsigned)s->modrm >> 6, rm = (unsigned)s->modrm & 7;
     unsigned dispn = 0, seg = 3;
     out->flags |= HVP_X86_F_MEM;
+    if (vsib && (out->addrsize == 2 || rm != 4))
+        return -HVP_X86_EINVALID; /* VSIB needs a SIB byte */
     if (out->addrsize == 2) {
         static const uint8_t b16[8] = {3, 3, 5, 5, 6, 7, 5, 3}; /* bx bx bp bp si di bp bx */
         static const uint8_t i16[8] = {6, 7, 6, 7, 0, 0, 0, 0}; /* si di si di - - - - */
@@ -103,7 +105,10 @@ static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen)
             out->sib = (uint8_t)sib;
             out->flags |= HVP_X86_F_SIB;
             unsigned base = sib & 7, idx = ((sib >> 3) & 7) | rexx << 3;
-            if (idx != 4) {
+            if (vsib) {
+                out->mem.index = (uint8_t)(vsib + idx + (s->vx << 4));
+                out->mem.scale = (uint8_t)(1u << (sib >> 6));
+            } else if (idx != 4) {
                 out->mem.index = (uint8_t)(gbase + idx);
                 out->mem.scale = (uint8_t)(1u << (sib >> 6));
             }
@@ -174,6 +179,11 @@ static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const str
     case HVP_DEC_S_XS: return 576;
     case HVP_DEC_S_CL: case HVP_DEC_S_K4: return 64;
     case HVP_DEC_S_K3: return 48;
+    case HVP_DEC_S_MDUP: return s->vl ? 32 : 8;
+    case HVP_DEC_S_VXD: case HVP_DEC_S_KD: return 4;
+    case HVP_DEC_S_VXQ: case HVP_DEC_S_VHQ: case HVP_DEC_S_KQ: return 8;
+    case HVP_DEC_S_KB: return 1;
+    case HVP_DEC_S_KW: return 2;
     case HVP_DEC_S_AS: return out->addrsize;
     case HVP_DEC_S_BM: return s->mode == 64 ? 16 : 8;
     case HVP_DEC_S_BX: return s->mode == 64 ? 24 : 12;
@@ -188,6 +198,23 @@ static inline unsigned gpr(unsigned size, unsigned n, unsigned rexpresent)
     if (size == 1 && !rexpresent && n >= 4 && n < 8)
         return HVP_X86_REG_AH + n - 4;
     return hvp_x86_gpr(size, n);
+}
+
+/* Register n of a vector operand, or of an opmask operand (size codes
+ * kb..kq); 0 for an opmask number above 7 (#UD). */
+static inline unsigned kreg_or_vreg(unsigned code, unsigned size, unsigned n)
+{
+    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
+        return n < 8 ? HVP_X86_REG_K0 + n : 0;
+    return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
+}
+
+/* The same for ModRM.rm, where an opmask ignores REX.B/VEX.B. */
+static inline unsigned kreg_or_vreg_rm(unsigned code, unsigned size, unsigned n)
+{
+    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
+        return HVP_X86_REG_K0 + (n & 7);
+    return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
 }
 
 static inline unsigned vreg(unsigned size, unsigned n)
@@ -357,8 +384,6 @@ prefixes_done:
             rc = -HVP_X86_EINVALID; /* EVEX: not decoded yet */
             goto fail;
         }
-        if (mode != 64)
-            s->vvvv &= 7;
         if (s->pos >= s->lim) {
             rc = TRUNC_OR_LONG(s);
             goto fail;
@@ -384,7 +409,7 @@ prefixes_done:
             goto fail;
         if ((unsigned)s->modrm < 0xc0) {
             out->opsize = (uint8_t)osz_def;
-            if ((rc = decode_mem(s, out, 0)))
+            if ((rc = decode_mem(s, out, 0, 0)))
                 goto fail;
         }
         if (s->pos >= s->lim) {
@@ -443,6 +468,10 @@ leaf:;
                                                                         : 4);
     else
         out->opsize = (uint8_t)(((mode == 16) ^ (s->has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
+    if (s->vex && s->vvvv && !(lfl & HVP_DEC_F_VVVV))
+        goto fail; /* VEX.vvvv must be 1111 when unused */
+    if (mode != 64)
+        s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
     if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s)))
         goto fail;
     if (s->modrm >= 0) {
@@ -486,11 +515,21 @@ leaf:;
                 }
                 o->reg = (uint8_t)(d->m == HVP_DEC_M_E   ? gpr(sz, mrm | rexb << 3, s->rexpresent)
                                    : d->m == HVP_DEC_M_Q ? HVP_X86_REG_MM0 + mrm
-                                                         : vreg(sz, mrm | rexb << 3));
+                                                         : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3));
                 break;
             }
             o->kind = HVP_X86_OPK_MEM;
-            if (!(out->flags & HVP_X86_F_MEM) && (rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN)))
+            if (out->flags & HVP_X86_F_MEM)
+                break;
+            unsigned vsib = 0;
+            if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ) {
+                /* VSIB: the index vector is as wide as the operation, or half
+                 * as wide for dword indices of qword elements */
+                unsigned ivl = d->s == HVP_DEC_S_VHQ ? (s->vl ? s->vl - 1 : 0) : s->vl;
+                vsib = ivl == 0 ? HVP_X86_REG_XMM0 : ivl == 1 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0;
+                o->flags |= HVP_X86_OPF_VSIB;
+            }
+            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib)))
                 goto fail;
             break;
         case HVP_DEC_M_G:
@@ -582,15 +621,15 @@ leaf:;
             break;
         case HVP_DEC_M_V:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)vreg(sz, mreg | rexr << 3);
+            o->reg = (uint8_t)kreg_or_vreg(d->s, sz, mreg | rexr << 3);
             break;
         case HVP_DEC_M_U:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)vreg(sz, mrm | rexb << 3);
+            o->reg = (uint8_t)kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3);
             break;
         case HVP_DEC_M_H:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)vreg(sz, s->vvvv);
+            o->reg = (uint8_t)kreg_or_vreg(d->s, sz, s->vvvv);
             break;
         case HVP_DEC_M_B:
             o->kind = HVP_X86_OPK_REG;
@@ -627,6 +666,21 @@ leaf:;
             out->imm = 1;
             break;
         default:
+            rc = -HVP_X86_EINVALID;
+            goto fail;
+        }
+    }
+    for (unsigned k = 0; k < lf->nops; k++)
+        if (out->ops[k].kind == HVP_X86_OPK_REG && !out->ops[k].reg) {
+            rc = -HVP_X86_EINVALID; /* opmask register above k7 */
+            goto fail;
+        }
+    if (s->vex == 1 && lf->nops == 3 && (out->ops[1].flags & HVP_X86_OPF_VSIB)) {
+        /* VEX gathers: destination, index and mask must differ */
+        unsigned dst = (out->ops[0].reg - HVP_X86_REG_XMM0) & 31,
+                 msk = (out->ops[2].reg - HVP_X86_REG_XMM0) & 31,
+                 idx = (out->mem.index - HVP_X86_REG_XMM0) & 31;
+        if (dst == msk || dst == idx || msk == idx) {
             rc = -HVP_X86_EINVALID;
             goto fail;
         }

@@ -40,7 +40,7 @@ FIXED_METHODS = {'FGPR': 30, 'FSEG': 31, 'FST': 32, 'FXMM': 33, 'ONE': 34}
 
 SIZES = ['b', 'w', 'd', 'q', 'v', 'z', 'y', 'dq', 'qq', 'x', 't', 'p', 's', 'n', 'a', 'h',
          'ss', 'sd', 'ps', 'pd', 'pi', 'si', 'c', 'e', 'f', '0', 'st', 'fs', 'fe', 'vq', 'zz',
-         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4']
+         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4', 'mdup', 'vxd', 'vxq', 'vhq', 'kb', 'kw', 'kd', 'kq']
 SIZE_IDS = {s: i + 1 for i, s in enumerate(SIZES)}
 
 FIXED = {
@@ -168,6 +168,8 @@ def parse(path):
                 o[0] in [METHOD_IDS[x] for x in 'EGMRSCDPQNVWUTKX'] for o in ops) or (
                     ops and any(o[2] & 0x40 for o in ops)):
             fl |= FLAGS['modrm']
+        if any(o[0] in (METHOD_IDS['H'], METHOD_IDS['B']) for o in ops):
+            fl |= FLAGS['vvvv']
         if cond.get('pfx') == 1 and 'os66' not in flags:
             fl |= FLAGS['mp66']
         if mp.startswith('v') or mp.startswith('x'):

@@ -104,6 +104,14 @@
 #define HVP_DEC_S_CL 45
 #define HVP_DEC_S_K3 46
 #define HVP_DEC_S_K4 47
+#define HVP_DEC_S_MDUP 48
+#define HVP_DEC_S_VXD 49
+#define HVP_DEC_S_VXQ 50
+#define HVP_DEC_S_VHQ 51
+#define HVP_DEC_S_KB 52
+#define HVP_DEC_S_KW 53
+#define HVP_DEC_S_KD 54
+#define HVP_DEC_S_KQ 55
 #define HVP_DEC_F_MODRM 0x00001
 #define HVP_DEC_F_D64 0x00002
 #define HVP_DEC_F_F64 0x00004
