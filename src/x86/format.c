@@ -6,9 +6,10 @@
  *     sign-extended -1 in a 64-bit operand prints 0xffffffffffffffff);
  *   - memory as "<size> ptr [seg:]...": "qword ptr [rip+0x10]",
  *     "dword ptr fs:[rax+rcx*4-0x8]"; the scale is always printed with an
- *     index (but 16-bit addressing, "[bx+si]", has none); a zero displacement is left out; an absolute address (no base,
- *     no index) prints unsigned, masked to the address size; lea and
- *     operands of unknown size print without "<size> ptr";
+ *     index, "[bx+si*1]" too, as Zydis does; a zero displacement
+ *     is left out; an absolute address (no base, no index) prints unsigned,
+ *     masked to the address size; lea and operands of unknown size print
+ *     without "<size> ptr"; m80 is "tword";
  *   - a segment prints when an override prefix is present, and always for
  *     the ES destination of string instructions;
  *   - string instructions without explicit operands show their implicit
@@ -16,6 +17,8 @@
  *     "stosq qword ptr es:[rdi], rax", "lodsb al, byte ptr [rsi]";
  *   - branch targets are absolute: rip + len + displacement, masked to the
  *     operand size; far pointers print "jmp far 0x10:0x1000";
+ *   - prefixes: lock, rep/repe/repne on string instructions, the HLE hints
+ *     xacquire/xrelease;
  *   - EVEX: "{k1}" after the destination, "{1toN}" after a broadcast operand.
  *
  * No snprintf on the hot path: a bounded writer that keeps counting past the
@@ -117,19 +120,11 @@ static void put_mem_raw(struct out *o, unsigned size, unsigned seg, unsigned bas
         if (base != HVP_X86_REG_NONE)
             put_c(o, '+');
         put_s(o, hvp_x86_reg_name(index));
-        if (addrsize != 2) { /* 16-bit addressing has no scale */
-            put_c(o, '*');
-            put_dec(o, scale ? scale : 1);
-        }
+        put_c(o, '*');
+        put_dec(o, scale ? scale : 1);
     }
     if (base == HVP_X86_REG_NONE && index == HVP_X86_REG_NONE) {
         put_hex(o, mask_bytes((uint64_t)disp, addrsize));
-    } else if (base == HVP_X86_REG_NONE) {
-        /* index only: a table address, unsigned */
-        if (disp) {
-            put_c(o, '+');
-            put_hex(o, mask_bytes((uint64_t)disp, addrsize));
-        }
     } else if (disp < 0) {
         put_c(o, '-');
         put_hex(o, mask_bytes(-(uint64_t)disp, addrsize));
@@ -160,14 +155,18 @@ static bool is_far_branch(const struct hvp_x86_insn *in)
     case 0xea: /* jmp ptr16:16/32 */
     case 0xca: /* ret far imm16 */
     case 0xcb: /* ret far */
-        return in->op == HVP_X86_OP_CALL || in->op == HVP_X86_OP_JMP || in->op == HVP_X86_OP_RET;
+        break;
     case 0xff: {
         unsigned r = (in->modrm >> 3) & 7;
-        return (in->flags & HVP_X86_F_MODRM) && (r == 3 || r == 5) &&
-               (in->op == HVP_X86_OP_CALL || in->op == HVP_X86_OP_JMP);
+        if (!(in->flags & HVP_X86_F_MODRM) || (r != 3 && r != 5))
+            return false;
+        break;
     }
     default: return false;
     }
+    /* " far" qualifies the plain names only (not a "retf", were there one) */
+    const char *n = hvp_x86_op_name(in->op);
+    return !strcmp(n, "ret") || !strcmp(n, "call") || !strcmp(n, "jmp");
 }
 
 static unsigned addr_reg(unsigned addrsize, unsigned n)
@@ -270,7 +269,7 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
         unsigned size = in->op == HVP_X86_OP_LEA ? 0 : op->size;
         if (op->flags & HVP_X86_OPF_BCST)
             size = op->elem;
-        unsigned seg = shown_seg(in);
+        unsigned seg = in->op == HVP_X86_OP_LEA ? HVP_X86_REG_NONE : shown_seg(in);
         put_mem_raw(o, size, seg, in->mem.base, in->mem.index, in->mem.scale, in->mem.disp,
                     in->addrsize);
         if ((op->flags & HVP_X86_OPF_BCST) && op->elem) {
@@ -287,8 +286,16 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
          * the record gives the encoded width (and 0xff.. for "and rsp, -16"
          * rather than 0xf0); a zero-extended one is the same either way. */
         unsigned w = op->size;
-        if (v < 0 && w < in->opsize)
-            w = in->opsize;
+        if (v < 0) {
+            unsigned ref = in->opsize; /* push imm8: the operand size */
+            for (unsigned i = 0; i < in->nops && i < 5; i++)
+                if (in->ops[i].kind == HVP_X86_OPK_REG || in->ops[i].kind == HVP_X86_OPK_MEM) {
+                    ref = in->ops[i].size; /* the destination's width */
+                    break;
+                }
+            if (w < ref && ref <= 8)
+                w = ref;
+        }
         put_hex(o, mask_bytes((uint64_t)v, w));
         break;
     }
@@ -319,6 +326,19 @@ int hvp_x86_format(const struct hvp_x86_insn *insn, uint64_t rip, char *buf, siz
     if (in->op == HVP_X86_OP_INVALID || in->op >= HVP_X86_OP_COUNT) {
         put_s(&o, "(bad)");
         goto done;
+    }
+    /* HLE hints: F2/F3 on a locked instruction, on xchg with memory, and F3
+     * on a mov to memory. */
+    if ((in->prefixes & (HVP_X86_PFX_REP | HVP_X86_PFX_REPNE)) && in->enc == HVP_X86_ENC_LEGACY &&
+        in->nops && in->ops[0].kind == HVP_X86_OPK_MEM) {
+        bool locked = (in->prefixes & HVP_X86_PFX_LOCK) || in->op == HVP_X86_OP_XCHG;
+        bool mov_store = in->op == HVP_X86_OP_MOV && in->map == HVP_X86_MAP_1BYTE &&
+                         (in->opcode == 0x88 || in->opcode == 0x89 || in->opcode == 0xc6 ||
+                          in->opcode == 0xc7);
+        if (locked && (in->prefixes & HVP_X86_PFX_REPNE))
+            put_s(&o, "xacquire ");
+        else if ((locked || mov_store) && (in->prefixes & HVP_X86_PFX_REP))
+            put_s(&o, "xrelease ");
     }
     if (in->prefixes & HVP_X86_PFX_LOCK)
         put_s(&o, "lock ");

@@ -167,7 +167,7 @@ Test(dis, bits_16_and_32)
 
     run_hvp(&r, (const char *[]){"dis", "--bits=16", path, NULL});
     line(want, sizeof(want), 0, "b8 01 00", "mov ax, 0x1");
-    line(l, sizeof(l), 3, "00 00", "add byte ptr [bx+si], al");
+    line(l, sizeof(l), 3, "00 00", "add byte ptr [bx+si*1], al");
     strcat(want, l);
     unlink(path);
     cr_expect_str_eq(r.out, want);

@@ -105,6 +105,8 @@ Test(format, absolute_and_index_only)
     j.opsize = 8;
     add_mem(&j, 8, 0, RAX, 8, 0x401000);
     expect(&j, 0, "jmp qword ptr [rax*8+0x401000]");
+    j.mem.disp = -8;
+    expect(&j, 0, "jmp qword ptr [rax*8-0x8]");
 }
 
 Test(format, segment_overrides)
@@ -153,6 +155,12 @@ Test(format, immediates_masked_to_operand_width)
     expect(&e, 0, "and rsp, 0xfffffffffffffff0");
     e.imm = 0x7f;
     expect(&e, 0, "and rsp, 0x7f");
+
+    /* byte operations: the destination's width, whatever insn.opsize says */
+    struct hvp_x86_insn t = base64(HVP_X86_OP_TEST, 3);
+    add_reg(&t, HVP_X86_REG_AL, 1);
+    add_imm(&t, -128, 1);
+    expect(&t, 0, "test al, 0x80");
 
     struct hvp_x86_insn b = base64(HVP_X86_OP_ADD, 2);
     add_reg(&b, HVP_X86_REG_AL, 1);
@@ -220,6 +228,12 @@ Test(format, far_pointers_and_far_branches)
     r.opcode = 0xca;
     add_imm(&r, 8, 2);
     expect(&r, 0, "ret far 0x8");
+    r.opcode = 0xc2;
+    expect(&r, 0, "ret 0x8");
+    r.op = (uint16_t)op_named("ret"); /* a far-return identity named "ret" */
+    r.opcode = 0xcb;
+    r.nops = 0;
+    expect(&r, 0, "ret far");
 }
 
 Test(format, string_instructions_show_implicit_operands)
@@ -266,6 +280,19 @@ Test(format, lock_prefix)
     add_mem(&in, 4, RDI, 0, 0, 0);
     add_reg(&in, EAX, 4);
     expect(&in, 0, "lock xadd dword ptr [rdi], eax");
+    in.prefixes |= HVP_X86_PFX_REPNE;
+    expect(&in, 0, "xacquire lock xadd dword ptr [rdi], eax");
+    in.prefixes ^= HVP_X86_PFX_REPNE | HVP_X86_PFX_REP;
+    expect(&in, 0, "xrelease lock xadd dword ptr [rdi], eax");
+
+    struct hvp_x86_insn m = base64(HVP_X86_OP_MOV, 3);
+    m.opcode = 0x89;
+    m.prefixes = HVP_X86_PFX_REP;
+    add_mem(&m, 4, RDI, 0, 0, 0);
+    add_reg(&m, EAX, 4);
+    expect(&m, 0, "xrelease mov dword ptr [rdi], eax");
+    m.prefixes = HVP_X86_PFX_REPNE; /* no xacquire on a plain store */
+    expect(&m, 0, "mov dword ptr [rdi], eax");
 }
 
 Test(format, implicit_one_and_cl)
