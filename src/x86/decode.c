@@ -487,6 +487,25 @@ leaf:;
     unsigned rexr = (s->rex >> 2) & 1, rexb = s->rex & 1;
     out->nops = lf->nops;
     unsigned nimm = 0;
+    /* The memory operand first: its SIB and displacement precede any
+     * immediate, whatever the operand order (FMA4 puts is4 before it). */
+    if (!mod3 && s->modrm >= 0 && !(out->flags & HVP_X86_F_MEM))
+        for (unsigned k = 0; k < lf->nops; k++) {
+            unsigned m = lf->o[k].m;
+            if (m != HVP_DEC_M_E && m != HVP_DEC_M_M && m != HVP_DEC_M_W && m != HVP_DEC_M_Q &&
+                m != HVP_DEC_M_X)
+                continue;
+            unsigned sc = lf->o[k].s, vsib = 0;
+            if (sc >= HVP_DEC_S_VXD && sc <= HVP_DEC_S_VHQ) {
+                /* VSIB: the index vector is as wide as the operation, or
+                 * half as wide for dword indices of qword elements */
+                unsigned ivl = sc == HVP_DEC_S_VHQ ? (s->vl ? s->vl - 1 : 0) : s->vl;
+                vsib = ivl == 0 ? HVP_X86_REG_XMM0 : ivl == 1 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0;
+            }
+            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib)))
+                goto fail;
+            break;
+        }
     for (unsigned k = 0; k < lf->nops; k++) {
         const struct hvp_dec_opnd *d = &lf->o[k];
         struct hvp_x86_operand *o = &out->ops[k];
@@ -519,18 +538,8 @@ leaf:;
                 break;
             }
             o->kind = HVP_X86_OPK_MEM;
-            if (out->flags & HVP_X86_F_MEM)
-                break;
-            unsigned vsib = 0;
-            if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ) {
-                /* VSIB: the index vector is as wide as the operation, or half
-                 * as wide for dword indices of qword elements */
-                unsigned ivl = d->s == HVP_DEC_S_VHQ ? (s->vl ? s->vl - 1 : 0) : s->vl;
-                vsib = ivl == 0 ? HVP_X86_REG_XMM0 : ivl == 1 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0;
+            if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ)
                 o->flags |= HVP_X86_OPF_VSIB;
-            }
-            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib)))
-                goto fail;
             break;
         case HVP_DEC_M_G:
             o->kind = HVP_X86_OPK_REG;
@@ -545,10 +554,23 @@ leaf:;
             o->reg = (uint8_t)gpr(sz, (b & 7) | rexb << 3, s->rexpresent);
             break;
         case HVP_DEC_M_I: {
+            if (d->s == HVP_DEC_S_4) { /* low nibble of the is4 byte */
+                out->imm2 = out->imm & 15;
+                o->kind = HVP_X86_OPK_IMM;
+                o->index = 1;
+                o->size = 1;
+                break;
+            }
             if ((rc = read_imm(s, out, sz, !(d->f & HVP_DEC_O_U), nimm ? &out->imm2 : &out->imm)))
                 goto fail;
             o->kind = HVP_X86_OPK_IMM;
             o->index = (uint8_t)nimm++;
+            if (!(d->f & HVP_DEC_O_U)) {
+                /* a signed immediate is extended to the operation's width */
+                unsigned w = k ? out->ops[0].size : out->opsize;
+                if (w > sz && w <= 8)
+                    o->size = (uint16_t)w;
+            }
             break;
         }
         case HVP_DEC_M_J:

@@ -40,7 +40,7 @@ FIXED_METHODS = {'FGPR': 30, 'FSEG': 31, 'FST': 32, 'FXMM': 33, 'ONE': 34}
 
 SIZES = ['b', 'w', 'd', 'q', 'v', 'z', 'y', 'dq', 'qq', 'x', 't', 'p', 's', 'n', 'a', 'h',
          'ss', 'sd', 'ps', 'pd', 'pi', 'si', 'c', 'e', 'f', '0', 'st', 'fs', 'fe', 'vq', 'zz',
-         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4', 'mdup', 'vxd', 'vxq', 'vhq', 'kb', 'kw', 'kd', 'kq']
+         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4', 'mdup', 'vxd', 'vxq', 'vhq', 'kb', 'kw', 'kd', 'kq', '4']
 SIZE_IDS = {s: i + 1 for i, s in enumerate(SIZES)}
 
 FIXED = {

@@ -112,6 +112,7 @@
 #define HVP_DEC_S_KW 53
 #define HVP_DEC_S_KD 54
 #define HVP_DEC_S_KQ 55
+#define HVP_DEC_S_4 56
 #define HVP_DEC_F_MODRM 0x00001
 #define HVP_DEC_F_D64 0x00002
 #define HVP_DEC_F_F64 0x00004
