@@ -14,10 +14,12 @@
 struct hstate {
     uint64_t gpr[16];
     uint64_t rflags;
+    uint64_t xmm[16][2];
 };
 
-/* hvp_test_host_exec(state, code): loads RFLAGS and every GPR but RSP from
- * *state, calls code (the instruction followed by RET), stores them back. */
+/* hvp_test_host_exec(state, code): loads RFLAGS, XMM0-15 and every GPR but
+ * RSP from *state, calls code (the instruction followed by RET), stores
+ * them back. */
 void hvp_test_host_exec(struct hstate *s, const void *code);
 __asm__(".text\n"
         ".globl hvp_test_host_exec\n"
@@ -26,6 +28,12 @@ __asm__(".text\n"
         "  push %rbx\n push %rbp\n push %r12\n push %r13\n push %r14\n push %r15\n"
         "  push %rdi\n"
         "  push %rsi\n"
+        "  movdqu 136(%rdi),%xmm0\n movdqu 152(%rdi),%xmm1\n movdqu 168(%rdi),%xmm2\n"
+        "  movdqu 184(%rdi),%xmm3\n movdqu 200(%rdi),%xmm4\n movdqu 216(%rdi),%xmm5\n"
+        "  movdqu 232(%rdi),%xmm6\n movdqu 248(%rdi),%xmm7\n movdqu 264(%rdi),%xmm8\n"
+        "  movdqu 280(%rdi),%xmm9\n movdqu 296(%rdi),%xmm10\n movdqu 312(%rdi),%xmm11\n"
+        "  movdqu 328(%rdi),%xmm12\n movdqu 344(%rdi),%xmm13\n movdqu 360(%rdi),%xmm14\n"
+        "  movdqu 376(%rdi),%xmm15\n"
         "  pushq 128(%rdi)\n"
         "  popfq\n"
         "  mov 0(%rdi),%rax\n mov 8(%rdi),%rcx\n mov 16(%rdi),%rdx\n mov 24(%rdi),%rbx\n"
@@ -42,6 +50,12 @@ __asm__(".text\n"
         "  mov %rbp,40(%rdi)\n mov %rsi,48(%rdi)\n mov %r8,64(%rdi)\n mov %r9,72(%rdi)\n"
         "  mov %r10,80(%rdi)\n mov %r11,88(%rdi)\n mov %r12,96(%rdi)\n mov %r13,104(%rdi)\n"
         "  mov %r14,112(%rdi)\n mov %r15,120(%rdi)\n"
+        "  movdqu %xmm0,136(%rdi)\n movdqu %xmm1,152(%rdi)\n movdqu %xmm2,168(%rdi)\n"
+        "  movdqu %xmm3,184(%rdi)\n movdqu %xmm4,200(%rdi)\n movdqu %xmm5,216(%rdi)\n"
+        "  movdqu %xmm6,232(%rdi)\n movdqu %xmm7,248(%rdi)\n movdqu %xmm8,264(%rdi)\n"
+        "  movdqu %xmm9,280(%rdi)\n movdqu %xmm10,296(%rdi)\n movdqu %xmm11,312(%rdi)\n"
+        "  movdqu %xmm12,328(%rdi)\n movdqu %xmm13,344(%rdi)\n movdqu %xmm14,360(%rdi)\n"
+        "  movdqu %xmm15,376(%rdi)\n"
         "  add $16,%rsp\n"
         "  cld\n"
         "  pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbp\n pop %rbx\n"
@@ -149,6 +163,7 @@ static void compare(struct env *e, const uint8_t *insn, size_t len, struct hstat
     for (unsigned r = 0; r < 16; r++)
         vm->gpr[r] = (ptr_mask & (1u << r)) ? fvm_mmio_gva(vm, in->gpr[r]) : in->gpr[r];
     vm->rflags = in->rflags;
+    memcpy(vm->xmm, in->xmm, sizeof(vm->xmm));
     vm->rip = FVM_CODE_GVA;
     struct hvp_emu_fault f;
     uint32_t st = fvm_mmio(vm, insn, len, &f);
@@ -165,6 +180,11 @@ static void compare(struct env *e, const uint8_t *insn, size_t len, struct hstat
                      (unsigned long long)gv, (unsigned long long)hv,
                      (unsigned long long)in->gpr[r]);
     }
+    for (unsigned r = 0; r < 16; r++)
+        cr_assert(vm->xmm[r][0] == h.xmm[r][0] && vm->xmm[r][1] == h.xmm[r][1],
+                  "%s: xmm%u emulator %016llx:%016llx host %016llx:%016llx", bytes, r,
+                  (unsigned long long)vm->xmm[r][1], (unsigned long long)vm->xmm[r][0],
+                  (unsigned long long)h.xmm[r][1], (unsigned long long)h.xmm[r][0]);
     cr_assert_eq(vm->rflags & fmask, h.rflags & fmask,
                  "%s: flags emulator %#llx host %#llx (in %#llx)", bytes,
                  (unsigned long long)(vm->rflags & fmask), (unsigned long long)(h.rflags & fmask),
@@ -182,6 +202,7 @@ static void rnd_state(struct env *e, struct hstate *s, uint64_t df)
 {
     for (unsigned r = 0; r < 16; r++) s->gpr[r] = rnd_val(e);
     s->gpr[4] = 0;
+    for (unsigned r = 0; r < 16; r++) s->xmm[r][0] = rnd(e), s->xmm[r][1] = rnd(e);
     s->rflags = 0x2 | (rnd(e) & ALLF) | df;
 }
 
@@ -441,6 +462,63 @@ Test(host, shifts_rotates)
     t[n++] = (struct tmpl){{0x0f, 0xac}, 2, -1, 1, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     t[n++] = (struct tmpl){{0x0f, 0xad}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     run_tmpls(t, n, 200, 8);
+}
+
+/* ---- SSE moves: XMM registers through the register callbacks ---- */
+
+struct vtmpl {
+    uint8_t pfx; /* mandatory prefix: 0, 0x66, 0xf2, 0xf3 */
+    bool w;      /* REX.W */
+    uint8_t op[3];
+    uint8_t nop;
+    unsigned msize, align;
+};
+
+Test(host, sse_moves)
+{
+    static const struct vtmpl t[] = {
+        {0x66, 0, {0x0f, 0x6f}, 2, 16, 16}, {0x66, 0, {0x0f, 0x7f}, 2, 16, 16}, /* movdqa */
+        {0xf3, 0, {0x0f, 0x6f}, 2, 16, 0},  {0xf3, 0, {0x0f, 0x7f}, 2, 16, 0},  /* movdqu */
+        {0, 0, {0x0f, 0x28}, 2, 16, 16},    {0, 0, {0x0f, 0x29}, 2, 16, 16},    /* movaps */
+        {0, 0, {0x0f, 0x10}, 2, 16, 0},     {0, 0, {0x0f, 0x11}, 2, 16, 0},     /* movups */
+        {0x66, 0, {0x0f, 0x28}, 2, 16, 16}, {0x66, 0, {0x0f, 0x29}, 2, 16, 16}, /* movapd */
+        {0x66, 0, {0x0f, 0x10}, 2, 16, 0},  {0x66, 0, {0x0f, 0x11}, 2, 16, 0},  /* movupd */
+        {0x66, 0, {0x0f, 0x6e}, 2, 4, 0},   {0x66, 0, {0x0f, 0x7e}, 2, 4, 0},   /* movd */
+        {0x66, 1, {0x0f, 0x6e}, 2, 8, 0},   {0x66, 1, {0x0f, 0x7e}, 2, 8, 0},   /* movq r/m64 */
+        {0xf3, 0, {0x0f, 0x7e}, 2, 8, 0},   {0x66, 0, {0x0f, 0xd6}, 2, 8, 0},   /* movq */
+        {0xf3, 0, {0x0f, 0x10}, 2, 4, 0},   {0xf3, 0, {0x0f, 0x11}, 2, 4, 0},   /* movss */
+        {0xf2, 0, {0x0f, 0x10}, 2, 8, 0},   {0xf2, 0, {0x0f, 0x11}, 2, 8, 0},   /* movsd */
+        {0, 0, {0x0f, 0x12}, 2, 8, 0},      {0, 0, {0x0f, 0x13}, 2, 8, 0},      /* movlps */
+        {0x66, 0, {0x0f, 0x12}, 2, 8, 0},   {0x66, 0, {0x0f, 0x13}, 2, 8, 0},   /* movlpd */
+        {0, 0, {0x0f, 0x16}, 2, 8, 0},      {0, 0, {0x0f, 0x17}, 2, 8, 0},      /* movhps */
+        {0x66, 0, {0x0f, 0x16}, 2, 8, 0},   {0x66, 0, {0x0f, 0x17}, 2, 8, 0},   /* movhpd */
+        {0, 0, {0x0f, 0x2b}, 2, 16, 16},    {0x66, 0, {0x0f, 0x2b}, 2, 16, 16}, /* movntps/pd */
+        {0x66, 0, {0x0f, 0xe7}, 2, 16, 16}, {0xf2, 0, {0x0f, 0xf0}, 2, 16, 0},  /* movntdq, lddqu */
+        {0x66, 0, {0x0f, 0x38, 0x2a}, 3, 16, 16},                                /* movntdqa */
+    };
+    struct env e;
+    env_init(&e, 9);
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        for (unsigned n = 0; n < 100; n++) {
+            uint8_t b[16];
+            size_t len = 0;
+            unsigned reg = (unsigned)(rnd(&e) % 16);
+            if (t[i].pfx) b[len++] = t[i].pfx;
+            if (t[i].w || reg >= 8) b[len++] = (uint8_t)(0x40 | (t[i].w ? 8 : 0) | (reg >= 8 ? 4 : 0));
+            for (unsigned k = 0; k < t[i].nop; k++) b[len++] = t[i].op[k];
+            bool d8 = rnd(&e) & 1;
+            int8_t disp = d8 ? (int8_t)(rnd(&e) % 64 - 32) : 0;
+            b[len++] = (uint8_t)((d8 ? 0x40 : 0) | ((reg & 7) << 3) | RBX);
+            if (d8) b[len++] = (uint8_t)disp;
+            struct hstate s;
+            rnd_state(&e, &s, 0);
+            unsigned off = rnd_off(&e, t[i].msize, t[i].align);
+            s.gpr[RBX] = (uint64_t)((int64_t)off - disp);
+            compare(&e, b, len, &s, 1u << RBX, ALLF, off - 8, off + t[i].msize + 8);
+        }
+    }
+    cr_log_info("%u native/emulated SSE comparisons", e.runs);
+    env_fini(&e);
 }
 
 /* ---- string instructions: RSI/RDI in the window, RCX small ---- */
