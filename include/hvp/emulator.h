@@ -13,7 +13,7 @@
  *
  * Guest exceptions. When the instruction must fault (#PF on a translation
  * failure, #GP on a non-canonical or misaligned address or a segment limit
- * violation, #SS, #AC), nothing of the faulting step is written, RIP is not
+ * violation, #SS, #AC, #DE for DIV/IDIV), nothing of the faulting step is written, RIP is not
  * advanced, and the call returns HVP_EMU_STATUS_SUCCESS cleared,
  * HVP_EMU_STATUS_EXCEPTION set and *fault filled in: the VMM injects the
  * exception (vector, error code, and CR2 for #PF) and resumes the guest,
@@ -217,8 +217,8 @@ struct hvp_emu_mmio_context {
 
 /* A guest exception for the VMM to inject. */
 struct hvp_emu_fault {
-    uint8_t vector;         /* 13 = #GP, 14 = #PF, 12 = #SS, 17 = #AC, 6 = #UD */
-    uint8_t has_error_code; /* always 1 for the vectors above except #UD */
+    uint8_t vector;         /* 0 = #DE, 12 = #SS, 13 = #GP, 14 = #PF, 17 = #AC */
+    uint8_t has_error_code; /* 1 for #SS, #GP, #PF, #AC (the code is 0 but for #PF) */
     uint16_t reserved;
     uint32_t error_code;
     uint64_t cr2; /* faulting linear address for #PF */

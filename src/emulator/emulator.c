@@ -30,7 +30,9 @@ int emu_fault(struct emu *e, unsigned vector, uint32_t error_code, uint64_t cr2)
 {
     e->faulted = true;
     e->fault.vector = (uint8_t)vector;
-    e->fault.has_error_code = vector != VEC_UD;
+    /* #DF, #TS, #NP, #SS, #GP, #PF, #AC and #CP push an error code. */
+    e->fault.has_error_code =
+        vector == 8 || (vector >= 10 && vector <= 14) || vector == 17 || vector == 21;
     e->fault.reserved = 0;
     e->fault.error_code = error_code;
     e->fault.cr2 = cr2;

@@ -3,6 +3,7 @@
  * MMIO forms: MOV (incl. moffs and MOV m16, Sreg), MOVNTI, MOVDIRI,
  * MOVZX/MOVSX/MOVSXD, MOVBE, ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST,
  * NOT/NEG/INC/DEC, SHL/SHR/SAR/ROL/ROR/RCL/RCR, SHLD/SHRD, BT/BTS/BTR/BTC,
+ * MUL/IMUL/DIV/IDIV, BSF/BSR/TZCNT/LZCNT/POPCNT,
  * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
  * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
  * MOVAPD/MOVUPD, MOVNTPS/MOVNTPD/MOVNTDQ/MOVNTDQA/MOVNTQ, LDDQU, MOVSS/MOVSD,
@@ -12,6 +13,8 @@
 #include <string.h>
 
 #include "internal.h"
+
+enum { R_AX = 0, R_CX = 1, R_DX = 2, R_SI = 6, R_DI = 7 };
 
 static bool is_gpr(unsigned reg)
 {
@@ -402,6 +405,132 @@ static int exec_shift(struct emu *e)
     return done(e);
 }
 
+/* MUL/IMUL (one, two and three operands), DIV/IDIV (#DE on a zero divisor
+ * or a quotient that does not fit). Flags the SDM leaves undefined: SF/ZF/
+ * AF/PF for multiplies are set from the low half, all six for divides are
+ * left alone. */
+static int exec_muldiv(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 1) return emu_internal(e);
+    unsigned op = in->op;
+    uint64_t fl = e->rflags;
+    if (op == HVP_X86_OP_IMUL && in->nops >= 2) {
+        /* imul r, r/m [, imm] */
+        const struct hvp_x86_operand *d = &in->ops[0], *s1 = &in->ops[in->nops == 2 ? 0 : 1],
+                                     *s2 = &in->ops[in->nops == 2 ? 1 : 2];
+        unsigned size = opsize_of(e, d);
+        struct memref m1, m2;
+        if (opnd_prep(e, s1, size, ACC_R, &m1) || opnd_prep(e, s2, size, ACC_R, &m2)) return STOP;
+        uint64_t a, b;
+        if (opnd_get(e, s1, &m1, size, &a) || opnd_get(e, s2, &m2, size, &b)) return STOP;
+        __int128 p = (__int128)(int64_t)alu_sext(a, size) * (int64_t)alu_sext(b, size);
+        uint64_t r = (uint64_t)p & alu_mask(size);
+        bool ovf = (__int128)(int64_t)alu_sext(r, size) != p;
+        fl = (fl & ~(uint64_t)FL_ARITH) | alu_szp(r, size) | (ovf ? FL_CF | FL_OF : 0);
+        if (opnd_put(e, d, NULL, size, r)) return STOP;
+        e->rflags = fl;
+        return done(e);
+    }
+    const struct hvp_x86_operand *o = &in->ops[0];
+    unsigned size = opsize_of(e, o), bits = size * 8;
+    struct memref m;
+    if (opnd_prep(e, o, size, ACC_R, &m)) return STOP;
+    uint64_t src;
+    if (opnd_get(e, o, &m, size, &src)) return STOP;
+    uint64_t mask = alu_mask(size);
+    uint64_t lo = e->gpr[R_AX] & mask;
+    uint64_t hi = size == 1 ? (e->gpr[R_AX] >> 8) & 0xff : e->gpr[R_DX] & mask;
+    unsigned __int128 wide = ((unsigned __int128)hi << bits) | lo;
+    uint64_t rlo, rhi;
+    if (op == HVP_X86_OP_MUL || op == HVP_X86_OP_IMUL) {
+        bool ovf;
+        if (op == HVP_X86_OP_MUL) {
+            unsigned __int128 p = (unsigned __int128)lo * src;
+            rlo = (uint64_t)p & mask;
+            rhi = (uint64_t)(p >> bits) & mask;
+            ovf = rhi != 0;
+        } else {
+            __int128 p = (__int128)(int64_t)alu_sext(lo, size) * (int64_t)alu_sext(src, size);
+            rlo = (uint64_t)p & mask;
+            rhi = (uint64_t)(p >> bits) & mask;
+            ovf = (__int128)(int64_t)alu_sext(rlo, size) != p;
+        }
+        fl = (fl & ~(uint64_t)FL_ARITH) | alu_szp(rlo, size) | (ovf ? FL_CF | FL_OF : 0);
+    } else {
+        if (!src) return emu_fault(e, VEC_DE, 0, 0);
+        if (op == HVP_X86_OP_DIV) {
+            unsigned __int128 q = wide / src;
+            if (q > mask) return emu_fault(e, VEC_DE, 0, 0);
+            rlo = (uint64_t)q;
+            rhi = (uint64_t)(wide % src);
+        } else {
+            /* Sign-extend the 2*size-bit dividend into 128 bits. */
+            __int128 n = (__int128)(wide << (128 - 2 * bits)) >> (128 - 2 * bits);
+            __int128 d = (int64_t)alu_sext(src, size);
+            __int128 q = n / d;
+            __int128 lim = (__int128)1 << (bits - 1);
+            if (q >= lim || q < -lim) return emu_fault(e, VEC_DE, 0, 0);
+            rlo = (uint64_t)q & mask;
+            rhi = (uint64_t)(n % d) & mask;
+        }
+    }
+    if (size == 1) {
+        emu_gpr_write(e, HVP_X86_REG_AX, rlo | (rhi << 8));
+    } else {
+        emu_gpr_write(e, hvp_x86_gpr(size, R_AX), rlo);
+        emu_gpr_write(e, hvp_x86_gpr(size, R_DX), rhi);
+    }
+    e->rflags = fl;
+    return done(e);
+}
+
+/* BSF/BSR/TZCNT/LZCNT/POPCNT r, r/m (as decoded: F3 0F BC/BD are taken as
+ * TZCNT/LZCNT, which CPUs without BMI1/LZCNT run as BSF/BSR). */
+static int exec_bitscan(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 2) return emu_internal(e);
+    const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
+    unsigned size = opsize_of(e, d), bits = size * 8;
+    struct memref ms;
+    if (opnd_prep(e, s, size, ACC_R, &ms)) return STOP;
+    uint64_t v;
+    if (opnd_get(e, s, &ms, size, &v)) return STOP;
+    v &= alu_mask(size);
+    uint64_t fl = e->rflags & ~(uint64_t)FL_ARITH, r;
+    switch (in->op) {
+    case HVP_X86_OP_BSF:
+    case HVP_X86_OP_BSR:
+        /* A zero source sets ZF and leaves the destination as it was;
+         * the other flags are undefined and kept. */
+        fl = e->rflags & ~(uint64_t)FL_ZF;
+        if (!v) {
+            e->rflags = fl | FL_ZF;
+            return done(e);
+        }
+        r = in->op == HVP_X86_OP_BSF ? (uint64_t)__builtin_ctzll(v) : 63u - (uint64_t)__builtin_clzll(v);
+        break;
+    case HVP_X86_OP_TZCNT:
+    case HVP_X86_OP_LZCNT:
+        if (!v)
+            r = bits;
+        else
+            r = in->op == HVP_X86_OP_TZCNT ? (uint64_t)__builtin_ctzll(v)
+                                           : (uint64_t)__builtin_clzll(v) - (64 - bits);
+        if (!v) fl |= FL_CF;
+        if (!r) fl |= FL_ZF;
+        break;
+    default: /* POPCNT */
+        r = (uint64_t)__builtin_popcountll(v);
+        if (!v) fl |= FL_ZF;
+        break;
+    }
+    if (opnd_put(e, d, NULL, size, r)) return STOP;
+    e->rflags = fl;
+    return done(e);
+}
+
 static int exec_xchg(struct emu *e)
 {
     const struct hvp_x86_insn *in = &e->insn;
@@ -688,8 +817,6 @@ static void areg_add(struct emu *e, unsigned n, int64_t delta)
     emu_gpr_set64(e, n, v);
 }
 
-enum { R_AX = 0, R_CX = 1, R_DX = 2, R_SI = 6, R_DI = 7 };
-
 /* MOVS/CMPS/STOS/LODS/SCAS. */
 static int exec_string(struct emu *e)
 {
@@ -798,6 +925,15 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_RCR:
     case HVP_X86_OP_SHLD:
     case HVP_X86_OP_SHRD: return exec_shift(e);
+    case HVP_X86_OP_MUL:
+    case HVP_X86_OP_IMUL:
+    case HVP_X86_OP_DIV:
+    case HVP_X86_OP_IDIV: return exec_muldiv(e);
+    case HVP_X86_OP_BSF:
+    case HVP_X86_OP_BSR:
+    case HVP_X86_OP_TZCNT:
+    case HVP_X86_OP_LZCNT:
+    case HVP_X86_OP_POPCNT: return exec_bitscan(e);
     case HVP_X86_OP_XCHG: return exec_xchg(e);
     case HVP_X86_OP_XADD: return exec_xadd(e);
     case HVP_X86_OP_CMPXCHG: return exec_cmpxchg(e);

@@ -26,6 +26,7 @@ struct hvp_emulator {
 #define FL_ARITH (FL_CF | FL_PF | FL_AF | FL_ZF | FL_SF | FL_OF)
 
 /* Exception vectors. */
+#define VEC_DE 0
 #define VEC_UD 6
 #define VEC_SS 12
 #define VEC_GP 13

@@ -430,6 +430,28 @@ Test(mmio, addressing_forms)
     fvm_free(vm);
 }
 
+Test(mmio, divide_error)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x40);
+    vm->gpr[RAX] = 100;
+    vm->gpr[RDX] = 0;
+    struct hvp_emu_fault f;
+    cr_assert_eq(fvm_mmio(vm, B(0xf7, 0x33), &f), HVP_EMU_STATUS_EXCEPTION); /* div dword [rbx] */
+    cr_assert_eq(f.vector, 0);
+    cr_assert_eq(f.has_error_code, 0);
+    cr_assert_eq(vm->rip, FVM_CODE_GVA);
+    vm->mmio[0x40] = 7;
+    cr_assert_eq(fvm_mmio(vm, B(0xf7, 0x33), &f), OK);
+    cr_assert_eq(vm->gpr[RAX], 14);
+    cr_assert_eq(vm->gpr[RDX], 2);
+    vm->rip = FVM_CODE_GVA;
+    vm->gpr[RDX] = 7; /* quotient overflows 32 bits */
+    cr_assert_eq(fvm_mmio(vm, B(0xf7, 0x33), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 0);
+    fvm_free(vm);
+}
+
 Test(mmio, completion_clears_rf)
 {
     struct fakevm *vm = fvm_new(64);
@@ -985,7 +1007,7 @@ Test(robust, random_instructions_never_crash)
             cr_assert_eq(st & OK, 0);
         }
         if (st & HVP_EMU_STATUS_EXCEPTION)
-            cr_assert(f.vector == 12 || f.vector == 13 || f.vector == 14 || f.vector == 17,
+            cr_assert(f.vector == 0 || f.vector == 12 || f.vector == 13 || f.vector == 14 || f.vector == 17,
                       "vector %u", f.vector);
     }
     for (unsigned m = 0; m < 3; m++) fvm_free(vms[m]);

@@ -221,7 +221,7 @@ static unsigned rnd_off(struct env *e, unsigned size, unsigned align)
 
 /* ---- ModRM forms against [rbx] / [rbx+disp8] ---- */
 
-enum kind { K_PLAIN, K_BTREG, K_CMPXCHG, K_CX8, K_MOVX, K_SHIFT };
+enum kind { K_PLAIN, K_BTREG, K_CMPXCHG, K_CX8, K_MOVX, K_SHIFT, K_DIV };
 
 /* Shift families, for the flags each count defines. */
 enum { SH_NONE, SH_SHIFT, SH_SAR, SH_ROT, SH_DOUBLE };
@@ -280,8 +280,10 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
         bool a67 = e->low && rnd(e) % 4 == 0;
         if (a67) b[len++] = 0x67;
         if (size == 2) b[len++] = 0x66;
+        unsigned i0 = 0;
+        if (t->op[0] == 0xf3 || t->op[0] == 0xf2) b[len++] = t->op[i0++]; /* before REX */
         if (w || rex) b[len++] = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0));
-        for (unsigned i = 0; i < t->nop; i++) b[len++] = t->op[i];
+        for (unsigned i = i0; i < t->nop; i++) b[len++] = t->op[i];
         bool d8 = rnd(e) & 1;
         int8_t disp = d8 ? (int8_t)(rnd(e) % 64 - 32) : 0;
         /* CMPXCHG8B/16B use RBX as data: address through RSI instead. */
@@ -320,6 +322,23 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
             s.gpr[reg] = (rnd(e) & ~m) | ((uint64_t)bo & m);
             lo = off - 140;
             hi = off + 140;
+        }
+        if (t->kind == K_DIV) {
+            /* Operands that do not raise #DE on the host. */
+            uint64_t m = size == 8 ? ~0ull : (1ull << (size * 8)) - 1, d = 0;
+            memcpy(&d, e->host + off, size);
+            int64_t sd = size == 8 ? (int64_t)d : ((int64_t)(d << (64 - 8 * size)) >> (64 - 8 * size));
+            if (d == 0 || sd == -1) {
+                d = 3;
+                memcpy(e->host + off, &d, size);
+                memcpy(e->vm->mmio + off, &d, size);
+            }
+            uint64_t lo = s.gpr[0] & m;
+            uint64_t hi = t->ext == 6 ? rnd(e) % d : ((lo >> (size * 8 - 1)) & 1) ? m : 0;
+            if (size == 1)
+                s.gpr[0] = (s.gpr[0] & ~0xffffull) | lo | (hi << 8);
+            else
+                s.gpr[2] = (s.gpr[2] & ~m) | hi;
         }
         if (t->kind == K_CMPXCHG && (rnd(e) & 1)) {
             /* Make the comparison succeed half of the time. */
@@ -462,6 +481,23 @@ Test(host, shifts_rotates)
     t[n++] = (struct tmpl){{0x0f, 0xac}, 2, -1, 1, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     t[n++] = (struct tmpl){{0x0f, 0xad}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     run_tmpls(t, n, 200, 8);
+}
+
+#define MULF 0x801u /* CF, OF */
+
+Test(host, multiply_divide_bitscan)
+{
+    static const struct tmpl t[] = {
+        {{0xf6}, 1, 4, 0, S1, MULF, K_PLAIN, 0, 0},         {{0xf7}, 1, 4, 0, SW, MULF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 5, 0, S1, MULF, K_PLAIN, 0, 0},         {{0xf7}, 1, 5, 0, SW, MULF, K_PLAIN, 0, 0},
+        {{0x0f, 0xaf}, 2, -1, 0, SW, MULF, K_PLAIN, 0, 0},  {{0x6b}, 1, -1, 1, SW, MULF, K_PLAIN, 0, 0},
+        {{0x69}, 1, -1, 2, SW, MULF, K_PLAIN, 0, 0},        {{0xf6}, 1, 6, 0, S1, 0, K_DIV, 0, 0},
+        {{0xf7}, 1, 6, 0, SW, 0, K_DIV, 0, 0},              {{0xf6}, 1, 7, 0, S1, 0, K_DIV, 0, 0},
+        {{0xf7}, 1, 7, 0, SW, 0, K_DIV, 0, 0},              {{0x0f, 0xbc}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},
+        {{0x0f, 0xbd}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},  {{0xf3, 0x0f, 0xb8}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xf3, 0x0f, 0xbc}, 3, -1, 0, SW, 0x41, K_PLAIN, 0, 0},
+    };
+    run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 10);
 }
 
 /* ---- SSE moves: XMM registers through the register callbacks ---- */
