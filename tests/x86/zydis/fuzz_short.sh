@@ -44,8 +44,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 cd "$work" || exit 1
 "$work/fuzz" -max_total_time="$seconds" -max_len=64 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 "$work/corpus" 2>&1 | tail -25
-rc=${PIPESTATUS[0]}
+    -print_final_stats=1 "$work/corpus" >"$work/log" 2>&1
+rc=$?
+grep -E 'check failed|ERROR: (Address|Undefined|libFuzzer)|runtime error' "$work/log" | head -5
+grep -v 'Uses:' "$work/log" | tail -12
 if [ "$rc" -ne 0 ]; then
     echo "FAIL: fuzzer exit $rc; crash inputs: $(ls "$work"/crash-* "$work"/leak-* "$work"/timeout-* 2>/dev/null | xargs -r -n1 od -An -tx1 | tr -s ' \n' ' ')"
     exit 1
