@@ -173,13 +173,13 @@ struct hvp_emulator_callbacks {
 
 /* The part of the exit context every exit carries (WHV_VP_EXIT_CONTEXT). */
 struct hvp_emu_vp_context {
-    uint64_t rip;    /* address of the instruction (offset in CS) */
+    uint64_t rip; /* address of the instruction (offset in CS) */
     uint64_t rflags;
     struct hvp_emu_segment cs; /* base and attributes (L, D/B) select the mode */
     uint8_t cpl;
-    uint8_t cr0_pe;     /* protected mode: segment checks apply */
-    uint8_t cr0_am;     /* alignment checks (with RFLAGS.AC at CPL 3) */
-    uint8_t efer_lma;   /* long mode active: CS.L selects 64-bit code */
+    uint8_t cr0_pe;               /* protected mode: segment checks apply */
+    uint8_t cr0_am;               /* alignment checks (with RFLAGS.AC at CPL 3) */
+    uint8_t efer_lma;             /* long mode active: CS.L selects 64-bit code */
     uint8_t interruption_pending; /* exit hit while delivering an event */
     uint8_t instruction_length;   /* 0 if unknown */
     uint8_t reserved[2];

@@ -149,7 +149,8 @@ static int access_part(struct emu *e, uint64_t gpa, uint8_t *buf, unsigned n, ui
 {
     while (n) {
         unsigned chunk = 16;
-        while (chunk > n) chunk >>= 1;
+        while (chunk > n)
+            chunk >>= 1;
         struct hvp_emu_memory_access acc;
         memset(&acc, 0, sizeof(acc));
         acc.gpa = gpa;

@@ -256,7 +256,8 @@ static int start(struct emu *e, struct hvp_emulator *emu, void *ctx,
     static const uint32_t names[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     union hvp_emu_reg_value v[16];
     if (get_regs(e, names, 16, v)) return STOP;
-    for (unsigned i = 0; i < 16; i++) e->gpr[i] = v[i].reg64;
+    for (unsigned i = 0; i < 16; i++)
+        e->gpr[i] = v[i].reg64;
     return 0;
 }
 

@@ -43,7 +43,7 @@ static unsigned mem_segment(const struct emu *e)
     if (s >= HVP_X86_REG_ES && s < HVP_X86_REG_ES + 6) return s - HVP_X86_REG_ES;
     unsigned b = e->insn.mem.base;
     if (b != HVP_X86_REG_NONE && is_gpr(b)) {
-        unsigned n = (b >= HVP_X86_REG_RAX) ? b - HVP_X86_REG_RAX
+        unsigned n = (b >= HVP_X86_REG_RAX)   ? b - HVP_X86_REG_RAX
                      : (b >= HVP_X86_REG_EAX) ? b - HVP_X86_REG_EAX
                                               : b - HVP_X86_REG_AX;
         if (n == 4 || n == 5) return SEG_SS;
@@ -119,7 +119,9 @@ static int opnd_get(struct emu *e, const struct hvp_x86_operand *o, const struct
         if (!is_gpr(o->reg)) return emu_internal(e);
         *v = emu_gpr_read(e, o->reg);
         return 0;
-    case HVP_X86_OPK_IMM: *v = (uint64_t)(o->index ? e->insn.imm2 : e->insn.imm) & alu_mask(size); return 0;
+    case HVP_X86_OPK_IMM:
+        *v = (uint64_t)(o->index ? e->insn.imm2 : e->insn.imm) & alu_mask(size);
+        return 0;
     case HVP_X86_OPK_MEM: {
         uint8_t buf[8];
         if (emu_read(e, m, buf)) return STOP;
@@ -509,7 +511,8 @@ static int exec_bitscan(struct emu *e)
             e->rflags = fl | FL_ZF;
             return done(e);
         }
-        r = in->op == HVP_X86_OP_BSF ? (uint64_t)__builtin_ctzll(v) : 63u - (uint64_t)__builtin_clzll(v);
+        r = in->op == HVP_X86_OP_BSF ? (uint64_t)__builtin_ctzll(v)
+                                     : 63u - (uint64_t)__builtin_clzll(v);
         break;
     case HVP_X86_OP_TZCNT:
     case HVP_X86_OP_LZCNT:
@@ -736,9 +739,9 @@ static unsigned vsize(const struct hvp_x86_operand *o)
 
 /* How a vector move treats the XMM register it loads. */
 enum vpart {
-    VP_ZERO,  /* the value, zero-extended to 128 bits (memory loads) */
-    VP_LOW,   /* merged into the low bytes (MOVLPS/MOVLPD, MOVSS/MOVSD reg-reg) */
-    VP_HIGH,  /* the high quadword (MOVHPS/MOVHPD) */
+    VP_ZERO, /* the value, zero-extended to 128 bits (memory loads) */
+    VP_LOW,  /* merged into the low bytes (MOVLPS/MOVLPD, MOVSS/MOVSD reg-reg) */
+    VP_HIGH, /* the high quadword (MOVHPS/MOVHPD) */
 };
 
 static int exec_vmove(struct emu *e)
@@ -867,7 +870,8 @@ static int exec_string(struct emu *e)
             areg_add(e, R_SI, delta);
             break;
         case 0xae: /* scas: flags of rAX - [rDI] */
-            if (emu_prepare(e, SEG_ES, di, size, ACC_R, 0, &md) || emu_read(e, &md, db)) return STOP;
+            if (emu_prepare(e, SEG_ES, di, size, ACC_R, 0, &md) || emu_read(e, &md, db))
+                return STOP;
             alu_sub(e->gpr[R_AX], load_le(db, size), 0, size, &fl);
             areg_add(e, R_DI, delta);
             break;

@@ -143,7 +143,7 @@ static int cb_translate(void *ctx, uint64_t gva, uint32_t flags, enum hvp_emu_tr
         return 0;
     }
     *res = (g >= FVM_MMIO_GPA && g < FVM_MMIO_GPA + FVM_MMIO_SIZE) ? HVP_EMU_TRANSLATE_GPA_UNMAPPED
-                                                                     : HVP_EMU_TRANSLATE_SUCCESS;
+                                                                   : HVP_EMU_TRANSLATE_SUCCESS;
     *gpa = g + (vm->gpa_misaligned ? 8 : 0);
     return 0;
 }
@@ -176,11 +176,13 @@ struct fakevm *fvm_new(unsigned mode)
                                 HVP_EMU_SEG_DB | HVP_EMU_SEG_G;
     }
     vm->seg[1].attributes = HVP_EMU_SEG_P | HVP_EMU_SEG_S | 0xb | HVP_EMU_SEG_G |
-                            (mode == 64 ? HVP_EMU_SEG_L : mode == 32 ? HVP_EMU_SEG_DB : 0);
+                            (mode == 64   ? HVP_EMU_SEG_L
+                             : mode == 32 ? HVP_EMU_SEG_DB
+                                          : 0);
     if (mode == 16) {
         for (unsigned i = 0; i < 6; i++) {
             vm->seg[i].limit = 0xffff;
-            vm->seg[i].attributes &= (uint16_t)~(HVP_EMU_SEG_DB | HVP_EMU_SEG_G);
+            vm->seg[i].attributes &= (uint16_t) ~(HVP_EMU_SEG_DB | HVP_EMU_SEG_G);
         }
     }
     return vm;
@@ -243,8 +245,8 @@ uint32_t fvm_mmio(struct fakevm *vm, const uint8_t *code, size_t len, struct hvp
     return status;
 }
 
-uint32_t fvm_io(struct fakevm *vm, const uint8_t *code, size_t len, bool is_write,
-                unsigned size, bool string, uint16_t port, struct hvp_emu_fault *f)
+uint32_t fvm_io(struct fakevm *vm, const uint8_t *code, size_t len, bool is_write, unsigned size,
+                bool string, uint16_t port, struct hvp_emu_fault *f)
 {
     struct hvp_emu_vp_context vp;
     struct hvp_emu_io_context io;

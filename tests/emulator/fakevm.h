@@ -14,7 +14,7 @@
 #define FVM_MMIO_GPA  0x100000u /* GPA of the MMIO window */
 #define FVM_MMIO_SIZE 0x4000u   /* four pages */
 #define FVM_LOG_MAX   512
-#define FVM_CODE_GVA  0x1000u   /* default RIP (GVA offset, before va_base) */
+#define FVM_CODE_GVA  0x1000u /* default RIP (GVA offset, before va_base) */
 
 struct fvm_mem_log {
     uint64_t gpa;
@@ -35,7 +35,7 @@ struct fakevm {
 
     /* Translation: gpa = gva - va_base for gva in [va_base, va_base + 4 GiB). */
     uint64_t va_base;
-    uint64_t fail_page;     /* a GVA page that fails with fail_result */
+    uint64_t fail_page; /* a GVA page that fails with fail_result */
     bool fail_enabled;
     enum hvp_emu_translate_result fail_result;
     bool translate_cb_fails, gpa_misaligned;
@@ -74,8 +74,8 @@ uint8_t *fvm_ptr(struct fakevm *vm, uint64_t gva);
 
 /* Runs an MMIO / IO exit for `code`, returning the status bits. */
 uint32_t fvm_mmio(struct fakevm *vm, const uint8_t *code, size_t len, struct hvp_emu_fault *f);
-uint32_t fvm_io(struct fakevm *vm, const uint8_t *code, size_t len, bool is_write,
-                unsigned size, bool string, uint16_t port, struct hvp_emu_fault *f);
+uint32_t fvm_io(struct fakevm *vm, const uint8_t *code, size_t len, bool is_write, unsigned size,
+                bool string, uint16_t port, struct hvp_emu_fault *f);
 
 /* The GVA of MMIO window offset `off`. */
 static inline uint64_t fvm_mmio_gva(const struct fakevm *vm, uint64_t off)

@@ -7,7 +7,7 @@
 
 #include "fakevm.h"
 
-#define OK HVP_EMU_STATUS_SUCCESS
+#define OK     HVP_EMU_STATUS_SUCCESS
 #define B(...) (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__})
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 };
@@ -172,7 +172,8 @@ static void string_io(unsigned mode, bool a67, unsigned size, bool out, bool rep
     vm->gpr[RCX] = hi | count;
     vm->gpr[RDX] = 0x3f8;
     if (df) vm->rflags |= 0x400;
-    for (unsigned i = 0; i < 0x800; i++) vm->ram[base + 0x5c00 + i] = (uint8_t)(i * 7 + 1);
+    for (unsigned i = 0; i < 0x800; i++)
+        vm->ram[base + 0x5c00 + i] = (uint8_t)(i * 7 + 1);
     uint8_t before[0x800];
     memcpy(before, vm->ram + base + 0x5c00, sizeof(before));
     vm->io_in_next = 0x10203040;
@@ -186,10 +187,10 @@ static void string_io(unsigned mode, bool a67, unsigned size, bool out, bool rep
         uint8_t *p = vm->ram + base + addr;
         cr_assert_eq(vm->io_log[i].size, size);
         if (out)
-            cr_assert_eq(vm->io_log[i].data, rd(p, size), "iteration %llu",
-                         (unsigned long long)i);
+            cr_assert_eq(vm->io_log[i].data, rd(p, size), "iteration %llu", (unsigned long long)i);
         else
-            cr_assert_eq(rd(p, size), (0x10203040u + i) & (size == 4 ? 0xffffffffu : (1u << 8 * size) - 1),
+            cr_assert_eq(rd(p, size),
+                         (0x10203040u + i) & (size == 4 ? 0xffffffffu : (1u << 8 * size) - 1),
                          "iteration %llu", (unsigned long long)i);
     }
     if (out) cr_assert_eq(memcmp(before, vm->ram + base + 0x5c00, sizeof(before)), 0);
@@ -203,8 +204,10 @@ static void string_io(unsigned mode, bool a67, unsigned size, bool out, bool rep
     cr_assert_eq(vm->gpr[r], want, "mode %u a67 %d size %u out %d rep %d df %d: pointer %#llx",
                  mode, a67, size, out, rep, df, (unsigned long long)vm->gpr[r]);
     cr_assert_eq(vm->gpr[out ? RDI : RSI], hi | start);
-    if (rep && count) cr_assert_eq(vm->gpr[RCX], asize == 2 ? hi : 0);
-    else cr_assert_eq(vm->gpr[RCX], hi | count);
+    if (rep && count)
+        cr_assert_eq(vm->gpr[RCX], asize == 2 ? hi : 0);
+    else
+        cr_assert_eq(vm->gpr[RCX], hi | count);
     cr_assert_eq(vm->rip, FVM_CODE_GVA + n);
     fvm_free(vm);
 }
@@ -273,7 +276,8 @@ Test(io, rep_ins_faults_midway)
     cr_assert_eq(vm->gpr[RCX], 4);
     cr_assert_eq(vm->gpr[RDI], 0x7000);
     cr_assert_eq(vm->rip, FVM_CODE_GVA, "RIP stays on the instruction");
-    for (unsigned i = 0; i < 4; i++) cr_assert_eq(rd(vm->ram + 0x6ff0 + 4 * i, 4), 1 + i);
+    for (unsigned i = 0; i < 4; i++)
+        cr_assert_eq(rd(vm->ram + 0x6ff0 + 4 * i, 4), 1 + i);
     fvm_free(vm);
 }
 
@@ -307,7 +311,8 @@ Test(mmio, mov_store_and_load_sizes)
         const uint8_t *b;
         size_t n;
         unsigned size;
-    } st[] = {{B(0x88, 0x03), 1}, {B(0x66, 0x89, 0x03), 2}, {B(0x89, 0x03), 4}, {B(0x48, 0x89, 0x03), 8}};
+    } st[] = {
+        {B(0x88, 0x03), 1}, {B(0x66, 0x89, 0x03), 2}, {B(0x89, 0x03), 4}, {B(0x48, 0x89, 0x03), 8}};
     for (unsigned i = 0; i < 4; i++) {
         memset(vm->mmio + 0x100, 0xee, 16);
         vm->rip = FVM_CODE_GVA;
@@ -466,7 +471,8 @@ Test(mmio, sixteen_bit_addressing)
 {
     struct fakevm *vm = fvm_new(16);
     vm->cr0_pe = 0;
-    for (unsigned i = 0; i < 6; i++) vm->seg[i].base = 0;
+    for (unsigned i = 0; i < 6; i++)
+        vm->seg[i].base = 0;
     vm->seg[3].base = FVM_MMIO_GPA; /* real-mode DS = 0x10000 -> window */
     vm->seg[1].base = 0;
     vm->gpr[RBX] = 0xffff0010;
@@ -487,7 +493,8 @@ Test(mmio, xmm_moves)
 {
     struct fakevm *vm = fvm_new(64);
     vm->gpr[RBX] = fvm_mmio_gva(vm, 0x400);
-    for (unsigned i = 0; i < 16; i++) vm->mmio[0x400 + i] = (uint8_t)(0xa0 + i);
+    for (unsigned i = 0; i < 16; i++)
+        vm->mmio[0x400 + i] = (uint8_t)(0xa0 + i);
     vm->xmm[1][0] = vm->xmm[1][1] = ~0ull;
     cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x6f, 0x0b), NULL), OK); /* movdqa xmm1, [rbx] */
     cr_assert_eq(vm->xmm[1][0], rd(vm->mmio + 0x400, 8));
@@ -508,7 +515,8 @@ Test(mmio, xmm_moves)
     cr_assert_eq(fvm_mmio(vm, B(0x0f, 0x28, 0x0b), &f), HVP_EMU_STATUS_EXCEPTION); /* movaps */
     cr_assert_eq(f.vector, 13);
     cr_assert_eq(f.error_code, 0);
-    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x29, 0x0b), &f), HVP_EMU_STATUS_EXCEPTION); /* movapd */
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x29, 0x0b), &f),
+                 HVP_EMU_STATUS_EXCEPTION); /* movapd */
     cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x7f, 0x0b), &f), HVP_EMU_STATUS_EXCEPTION);
     cr_assert_eq(vm->n_mem, 0);
     /* movd/movq loads zero the rest; stores write only their size. */
@@ -528,7 +536,8 @@ Test(mmio, xmm_moves)
     cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x7e, 0x63, 0x20), NULL), OK); /* movd [rbx+32], xmm4 */
     cr_assert_eq(rd(vm->mmio + 0x420, 8) & 0xffffffffu, 0x89abcdefu);
     cr_assert_eq(vm->mem_log[0].size, 4);
-    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x48, 0x0f, 0x7e, 0x63, 0x30), NULL), OK); /* movq [rbx+48], xmm4 */
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x48, 0x0f, 0x7e, 0x63, 0x30), NULL),
+                 OK); /* movq [rbx+48], xmm4 */
     cr_assert_eq(rd(vm->mmio + 0x430, 8), 0x0123456789abcdefull);
     /* MMX */
     vm->mmx[2][0] = 0x5555aaaa5555aaaaull;
@@ -543,7 +552,8 @@ Test(mmio, more_vector_moves)
 {
     struct fakevm *vm = fvm_new(64);
     vm->gpr[RBX] = fvm_mmio_gva(vm, 0x600);
-    for (unsigned i = 0; i < 32; i++) vm->mmio[0x600 + i] = (uint8_t)(0x40 + i);
+    for (unsigned i = 0; i < 32; i++)
+        vm->mmio[0x600 + i] = (uint8_t)(0x40 + i);
     uint64_t lo = rd(vm->mmio + 0x600, 8), hi = rd(vm->mmio + 0x608, 8);
     /* Non-temporal stores: 16 bytes, aligned; MOVNTQ from MMX. */
     vm->xmm[5][0] = 0x1010101010101010ull;
@@ -563,7 +573,8 @@ Test(mmio, more_vector_moves)
     vm->gpr[RSI] = fvm_mmio_gva(vm, 0x601);
     cr_assert_eq(fvm_mmio(vm, B(0xf2, 0x0f, 0xf0, 0x0e), NULL), OK); /* lddqu xmm1, [rsi] */
     cr_assert_eq(vm->xmm[1][0], rd(vm->mmio + 0x601, 8));
-    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x38, 0x2a, 0x13), NULL), OK); /* movntdqa xmm2, [rbx] */
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0x38, 0x2a, 0x13), NULL),
+                 OK); /* movntdqa xmm2, [rbx] */
     cr_assert_eq(vm->xmm[2][0], lo);
     cr_assert_eq(vm->xmm[2][1], hi);
     /* MOVSS/MOVSD: loads zero the rest, stores write their size. */
@@ -576,7 +587,8 @@ Test(mmio, more_vector_moves)
     cr_assert_eq(vm->xmm[6][0], lo);
     cr_assert_eq(vm->xmm[6][1], 0);
     vm->xmm[7][0] = 0xaaaabbbbccccddddull;
-    cr_assert_eq(fvm_mmio(vm, B(0xf3, 0x0f, 0x11, 0x7b, 0x20), NULL), OK); /* movss [rbx+32], xmm7 */
+    cr_assert_eq(fvm_mmio(vm, B(0xf3, 0x0f, 0x11, 0x7b, 0x20), NULL),
+                 OK); /* movss [rbx+32], xmm7 */
     cr_assert_eq(vm->mem_log[0].size, 4);
     cr_assert_eq(rd(vm->mmio + 0x620, 4), 0xccccddddu);
     /* MOVLPS/MOVHPS merge one half. */
@@ -589,7 +601,8 @@ Test(mmio, more_vector_moves)
     cr_assert_eq(vm->xmm[8][0], lo);
     cr_assert_eq(vm->xmm[8][1], lo);
     vm->xmm[8][1] = 0x7777777788888888ull;
-    cr_assert_eq(fvm_mmio(vm, B(0x44, 0x0f, 0x17, 0x43, 0x28), NULL), OK); /* movhps [rbx+40], xmm8 */
+    cr_assert_eq(fvm_mmio(vm, B(0x44, 0x0f, 0x17, 0x43, 0x28), NULL),
+                 OK); /* movhps [rbx+40], xmm8 */
     cr_assert_eq(rd(vm->mmio + 0x628, 8), 0x7777777788888888ull);
     cr_assert_eq(vm->mem_log[0].size, 8);
     fvm_free(vm);
@@ -628,8 +641,10 @@ static void string_mmio(const struct strcase *c)
     if (c->size == 2) b[n++] = 0x66;
     if (c->size == 8) b[n++] = 0x48;
     b[n++] = (uint8_t)(c->op | (c->size > 1));
-    for (unsigned i = 0; i < FVM_MMIO_SIZE; i++) vm->mmio[i] = (uint8_t)(i * 13);
-    for (unsigned i = 0; i < 0x1000; i++) vm->ram[0x8000 + i] = (uint8_t)(i * 5 + 3);
+    for (unsigned i = 0; i < FVM_MMIO_SIZE; i++)
+        vm->mmio[i] = (uint8_t)(i * 13);
+    for (unsigned i = 0; i < 0x1000; i++)
+        vm->ram[0x8000 + i] = (uint8_t)(i * 5 + 3);
     uint8_t mmio0[FVM_MMIO_SIZE], ram0[0x1000];
     memcpy(mmio0, vm->mmio, sizeof(mmio0));
     memcpy(ram0, vm->ram + 0x8000, sizeof(ram0));
@@ -667,7 +682,8 @@ static void string_mmio(const struct strcase *c)
     if (c->op == 0xac) cr_assert_eq(memcmp(mmio0, vm->mmio, sizeof(mmio0)), 0);
     cr_assert_eq(memcmp(ram0, vm->ram + 0x8000, sizeof(ram0)), 0);
     unsigned writes = 0;
-    for (unsigned i = 0; i < vm->n_mem; i++) writes += vm->mem_log[i].dir == HVP_EMU_MEM_WRITE;
+    for (unsigned i = 0; i < vm->n_mem; i++)
+        writes += vm->mem_log[i].dir == HVP_EMU_MEM_WRITE;
     cr_assert_eq(writes, c->op == 0xac ? 0 : iters);
     fvm_free(vm);
 }
@@ -722,7 +738,8 @@ Test(mmio, rep_movs_faults_midway)
     vm->gpr[RSI] = 0x8000;
     vm->gpr[RDI] = fvm_mmio_gva(vm, 0x1ff8);
     vm->gpr[RCX] = 10;
-    for (unsigned i = 0; i < 80; i++) vm->ram[0x8000 + i] = (uint8_t)i;
+    for (unsigned i = 0; i < 80; i++)
+        vm->ram[0x8000 + i] = (uint8_t)i;
     struct hvp_emu_fault f;
     uint32_t st = fvm_mmio(vm, B(0xf3, 0x48, 0xa5), &f); /* rep movsq */
     cr_assert_eq(st, HVP_EMU_STATUS_EXCEPTION);
@@ -897,7 +914,7 @@ Test(mmio, bt_register_offset_addresses_beyond_operand)
     cr_assert_eq(fvm_mmio(vm, B(0x0f, 0xab, 0x0b), NULL), OK); /* bts [rbx], ecx */
     cr_assert_eq(vm->mem_log[0].gpa, FVM_MMIO_GPA + 0x7f8);
     cr_assert(vm->rflags & 1, "CF = old bit");
-    vm->gpr[RCX] = 0xffff0000u | 17; /* 16-bit: word 1, bit 1 */
+    vm->gpr[RCX] = 0xffff0000u | 17;                                 /* 16-bit: word 1, bit 1 */
     cr_assert_eq(fvm_mmio(vm, B(0x66, 0x0f, 0xb3, 0x0b), NULL), OK); /* btr [rbx], cx */
     cr_assert_eq(vm->mem_log[0].gpa, FVM_MMIO_GPA + 0x802);
     fvm_free(vm);
@@ -983,7 +1000,8 @@ Test(robust, random_instructions_never_crash)
         struct fakevm *vm = vms[i % 3];
         vm->rip = FVM_CODE_GVA;
         uint8_t b[16];
-        for (unsigned k = 0; k < 16; k++) b[k] = (uint8_t)xs(&x);
+        for (unsigned k = 0; k < 16; k++)
+            b[k] = (uint8_t)xs(&x);
         if (xs(&x) % 3) b[xs(&x) % 3] = starts[xs(&x) % sizeof(starts)];
         for (unsigned r = 0; r < 16; r++)
             vm->gpr[r] = (xs(&x) & 1) ? fvm_mmio_gva(vm, xs(&x) % FVM_MMIO_SIZE) : xs(&x);
@@ -994,7 +1012,8 @@ Test(robust, random_instructions_never_crash)
         struct hvp_emu_fault f;
         uint32_t st;
         if (xs(&x) % 4 == 0)
-            st = fvm_io(vm, b, 15, xs(&x) & 1, 1u << (xs(&x) % 3), xs(&x) & 1, (uint16_t)xs(&x), &f);
+            st =
+                fvm_io(vm, b, 15, xs(&x) & 1, 1u << (xs(&x) % 3), xs(&x) & 1, (uint16_t)xs(&x), &f);
         else
             st = fvm_mmio(vm, b, 15, &f);
         cr_assert_neq(st, 0xdead0000u);
@@ -1007,9 +1026,11 @@ Test(robust, random_instructions_never_crash)
             cr_assert_eq(st & OK, 0);
         }
         if (st & HVP_EMU_STATUS_EXCEPTION)
-            cr_assert(f.vector == 0 || f.vector == 12 || f.vector == 13 || f.vector == 14 || f.vector == 17,
+            cr_assert(f.vector == 0 || f.vector == 12 || f.vector == 13 || f.vector == 14 ||
+                          f.vector == 17,
                       "vector %u", f.vector);
     }
-    for (unsigned m = 0; m < 3; m++) fvm_free(vms[m]);
+    for (unsigned m = 0; m < 3; m++)
+        fvm_free(vms[m]);
     cr_log_info("%u of 20000 random instructions emulated", ok);
 }

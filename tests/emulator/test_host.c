@@ -62,13 +62,13 @@ __asm__(".text\n"
         "  ret\n"
         ".size hvp_test_host_exec, .-hvp_test_host_exec\n");
 
-#define ALLF  0x8d5u /* OF SF ZF AF PF CF */
-#define LOGF  0x8c5u /* AF undefined */
-#define BTF   0x041u /* CF, and ZF unaffected */
-#define RBX   3
-#define RSI   6
-#define RDI   7
-#define WIN   FVM_MMIO_SIZE
+#define ALLF 0x8d5u /* OF SF ZF AF PF CF */
+#define LOGF 0x8c5u /* AF undefined */
+#define BTF  0x041u /* CF, and ZF unaffected */
+#define RBX  3
+#define RSI  6
+#define RDI  7
+#define WIN  FVM_MMIO_SIZE
 
 struct env {
     struct fakevm *vm;
@@ -118,15 +118,17 @@ static void env_init(struct env *e, uint64_t seed)
     e->vm = fvm_new(64);
     cr_assert_not_null(e->vm);
     /* Below 2 GiB when possible, so 0x67 (32-bit address) forms run natively. */
-    e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+    e->host =
+        mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
     if (e->host == MAP_FAILED)
         e->host = mmap(NULL, WIN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     e->low = e->host != MAP_FAILED && (uintptr_t)e->host + WIN < 0x80000000u;
-    e->code = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                   0);
+    e->code =
+        mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert(e->host != MAP_FAILED && e->code != MAP_FAILED, "mmap");
     e->rng = seed * 0x9e3779b97f4a7c15ull + 1;
-    for (unsigned i = 0; i < WIN; i++) e->host[i] = (uint8_t)rnd(e);
+    for (unsigned i = 0; i < WIN; i++)
+        e->host[i] = (uint8_t)rnd(e);
     memcpy(e->vm->mmio, e->host, WIN);
     e->runs = 0;
 }
@@ -141,7 +143,8 @@ static void env_fini(struct env *e)
 static void hex(char *buf, const uint8_t *b, size_t n)
 {
     buf[0] = 0;
-    for (size_t i = 0; i < n; i++) sprintf(buf + 3 * i, "%02x ", b[i]);
+    for (size_t i = 0; i < n; i++)
+        sprintf(buf + 3 * i, "%02x ", b[i]);
 }
 
 /* Runs `insn` natively and in the emulator. ptr_mask: registers that hold
@@ -191,7 +194,8 @@ static void compare(struct env *e, const uint8_t *insn, size_t len, struct hstat
                  (unsigned long long)in->rflags);
     if (memcmp(vm->mmio + lo, e->host + lo, hi - lo)) {
         unsigned i = lo;
-        while (vm->mmio[i] == e->host[i]) i++;
+        while (vm->mmio[i] == e->host[i])
+            i++;
         cr_assert_fail("%s: memory at +%#x emulator %#x host %#x", bytes, i, vm->mmio[i],
                        e->host[i]);
     }
@@ -200,9 +204,11 @@ static void compare(struct env *e, const uint8_t *insn, size_t len, struct hstat
 
 static void rnd_state(struct env *e, struct hstate *s, uint64_t df)
 {
-    for (unsigned r = 0; r < 16; r++) s->gpr[r] = rnd_val(e);
+    for (unsigned r = 0; r < 16; r++)
+        s->gpr[r] = rnd_val(e);
     s->gpr[4] = 0;
-    for (unsigned r = 0; r < 16; r++) s->xmm[r][0] = rnd(e), s->xmm[r][1] = rnd(e);
+    for (unsigned r = 0; r < 16; r++)
+        s->xmm[r][0] = rnd(e), s->xmm[r][1] = rnd(e);
     s->rflags = 0x2 | (rnd(e) & ALLF) | df;
 }
 
@@ -229,8 +235,8 @@ enum { SH_NONE, SH_SHIFT, SH_SAR, SH_ROT, SH_DOUBLE };
 struct tmpl {
     uint8_t op[3];
     uint8_t nop;
-    int ext;      /* ModRM.reg = /digit, or -1: a register operand */
-    unsigned imm; /* 0, 1 (ib), 2 (iz: 2 or 4 bytes) */
+    int ext;        /* ModRM.reg = /digit, or -1: a register operand */
+    unsigned imm;   /* 0, 1 (ib), 2 (iz: 2 or 4 bytes) */
     unsigned sizes; /* bit mask: 1, 2, 4, 8 */
     uint64_t fmask;
     enum kind kind;
@@ -244,7 +250,7 @@ static uint64_t shift_flags(unsigned sh, unsigned size, unsigned raw, bool *skip
     unsigned bits = size * 8, cnt = raw & (size == 8 ? 63 : 31);
     uint64_t m = ALLF;
     *skip = false;
-    if (!cnt) return ALLF; /* nothing changes */
+    if (!cnt) return ALLF;           /* nothing changes */
     if (sh != SH_ROT) m &= ~0x10ull; /* AF */
     if (cnt > 1) m &= ~0x800ull;     /* OF */
     if (sh == SH_SHIFT && cnt >= bits) m &= ~0x1ull;
@@ -283,7 +289,8 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
         unsigned i0 = 0;
         if (t->op[0] == 0xf3 || t->op[0] == 0xf2) b[len++] = t->op[i0++]; /* before REX */
         if (w || rex) b[len++] = (uint8_t)(0x40 | (w ? 8 : 0) | ((reg & 8) ? 4 : 0));
-        for (unsigned i = i0; i < t->nop; i++) b[len++] = t->op[i];
+        for (unsigned i = i0; i < t->nop; i++)
+            b[len++] = t->op[i];
         bool d8 = rnd(e) & 1;
         int8_t disp = d8 ? (int8_t)(rnd(e) % 64 - 32) : 0;
         /* CMPXCHG8B/16B use RBX as data: address through RSI instead. */
@@ -291,7 +298,8 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
         b[len++] = (uint8_t)((d8 ? 0x40 : 0) | ((reg & 7) << 3) | base);
         if (d8) b[len++] = (uint8_t)disp;
         unsigned isz = t->imm == 1 ? 1 : t->imm == 2 ? (size == 2 ? 2 : 4) : 0;
-        for (unsigned i = 0; i < isz; i++) b[len++] = (uint8_t)rnd_val(e);
+        for (unsigned i = 0; i < isz; i++)
+            b[len++] = (uint8_t)rnd_val(e);
 
         struct hstate s;
         rnd_state(e, &s, 0);
@@ -327,7 +335,8 @@ static void run_tmpl(struct env *e, const struct tmpl *t, unsigned size, unsigne
             /* Operands that do not raise #DE on the host. */
             uint64_t m = size == 8 ? ~0ull : (1ull << (size * 8)) - 1, d = 0;
             memcpy(&d, e->host + off, size);
-            int64_t sd = size == 8 ? (int64_t)d : ((int64_t)(d << (64 - 8 * size)) >> (64 - 8 * size));
+            int64_t sd =
+                size == 8 ? (int64_t)d : ((int64_t)(d << (64 - 8 * size)) >> (64 - 8 * size));
             if (d == 0 || sd == -1) {
                 d = 3;
                 memcpy(e->host + off, &d, size);
@@ -406,10 +415,14 @@ Test(host, alu_unary_test)
 Test(host, bit_test)
 {
     static const struct tmpl t[] = {
-        {{0x0f, 0xa3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0}, {{0x0f, 0xab}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
-        {{0x0f, 0xb3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0}, {{0x0f, 0xbb}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
-        {{0x0f, 0xba}, 2, 4, 1, SW, BTF, K_PLAIN, 0, 0},  {{0x0f, 0xba}, 2, 5, 1, SW, BTF, K_PLAIN, 0, 0},
-        {{0x0f, 0xba}, 2, 6, 1, SW, BTF, K_PLAIN, 0, 0},  {{0x0f, 0xba}, 2, 7, 1, SW, BTF, K_PLAIN, 0, 0},
+        {{0x0f, 0xa3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xab}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xb3}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xbb}, 2, -1, 0, SW, BTF, K_BTREG, 0, 0},
+        {{0x0f, 0xba}, 2, 4, 1, SW, BTF, K_PLAIN, 0, 0},
+        {{0x0f, 0xba}, 2, 5, 1, SW, BTF, K_PLAIN, 0, 0},
+        {{0x0f, 0xba}, 2, 6, 1, SW, BTF, K_PLAIN, 0, 0},
+        {{0x0f, 0xba}, 2, 7, 1, SW, BTF, K_PLAIN, 0, 0},
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 3);
 }
@@ -442,7 +455,7 @@ Test(host, moves)
         {{0x0f, 0xbe}, 2, -1, 0, SW, ALLF, K_MOVX, 1, 0},
         {{0x0f, 0xbf}, 2, -1, 0, 4u | 8u, ALLF, K_MOVX, 2, 0},
         {{0x63}, 1, -1, 0, 8u, ALLF, K_MOVX, 4, 0},
-        {{0x0f, 0xc3}, 2, -1, 0, 4u | 8u, ALLF, K_PLAIN, 0, 0}, /* movnti */
+        {{0x0f, 0xc3}, 2, -1, 0, 4u | 8u, ALLF, K_PLAIN, 0, 0},  /* movnti */
         {{0x0f, 0x38, 0xf0}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0}, /* movbe r, m */
         {{0x0f, 0x38, 0xf1}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0}, /* movbe m, r */
     };
@@ -488,13 +501,20 @@ Test(host, shifts_rotates)
 Test(host, multiply_divide_bitscan)
 {
     static const struct tmpl t[] = {
-        {{0xf6}, 1, 4, 0, S1, MULF, K_PLAIN, 0, 0},         {{0xf7}, 1, 4, 0, SW, MULF, K_PLAIN, 0, 0},
-        {{0xf6}, 1, 5, 0, S1, MULF, K_PLAIN, 0, 0},         {{0xf7}, 1, 5, 0, SW, MULF, K_PLAIN, 0, 0},
-        {{0x0f, 0xaf}, 2, -1, 0, SW, MULF, K_PLAIN, 0, 0},  {{0x6b}, 1, -1, 1, SW, MULF, K_PLAIN, 0, 0},
-        {{0x69}, 1, -1, 2, SW, MULF, K_PLAIN, 0, 0},        {{0xf6}, 1, 6, 0, S1, 0, K_DIV, 0, 0},
-        {{0xf7}, 1, 6, 0, SW, 0, K_DIV, 0, 0},              {{0xf6}, 1, 7, 0, S1, 0, K_DIV, 0, 0},
-        {{0xf7}, 1, 7, 0, SW, 0, K_DIV, 0, 0},              {{0x0f, 0xbc}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},
-        {{0x0f, 0xbd}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},  {{0xf3, 0x0f, 0xb8}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 4, 0, S1, MULF, K_PLAIN, 0, 0},
+        {{0xf7}, 1, 4, 0, SW, MULF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 5, 0, S1, MULF, K_PLAIN, 0, 0},
+        {{0xf7}, 1, 5, 0, SW, MULF, K_PLAIN, 0, 0},
+        {{0x0f, 0xaf}, 2, -1, 0, SW, MULF, K_PLAIN, 0, 0},
+        {{0x6b}, 1, -1, 1, SW, MULF, K_PLAIN, 0, 0},
+        {{0x69}, 1, -1, 2, SW, MULF, K_PLAIN, 0, 0},
+        {{0xf6}, 1, 6, 0, S1, 0, K_DIV, 0, 0},
+        {{0xf7}, 1, 6, 0, SW, 0, K_DIV, 0, 0},
+        {{0xf6}, 1, 7, 0, S1, 0, K_DIV, 0, 0},
+        {{0xf7}, 1, 7, 0, SW, 0, K_DIV, 0, 0},
+        {{0x0f, 0xbc}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},
+        {{0x0f, 0xbd}, 2, -1, 0, SW, 0x40, K_PLAIN, 0, 0},
+        {{0xf3, 0x0f, 0xb8}, 3, -1, 0, SW, ALLF, K_PLAIN, 0, 0},
         {{0xf3, 0x0f, 0xbc}, 3, -1, 0, SW, 0x41, K_PLAIN, 0, 0},
     };
     run_tmpls(t, sizeof(t) / sizeof(t[0]), TRIALS, 10);
@@ -513,24 +533,41 @@ struct vtmpl {
 Test(host, sse_moves)
 {
     static const struct vtmpl t[] = {
-        {0x66, 0, {0x0f, 0x6f}, 2, 16, 16}, {0x66, 0, {0x0f, 0x7f}, 2, 16, 16}, /* movdqa */
-        {0xf3, 0, {0x0f, 0x6f}, 2, 16, 0},  {0xf3, 0, {0x0f, 0x7f}, 2, 16, 0},  /* movdqu */
-        {0, 0, {0x0f, 0x28}, 2, 16, 16},    {0, 0, {0x0f, 0x29}, 2, 16, 16},    /* movaps */
-        {0, 0, {0x0f, 0x10}, 2, 16, 0},     {0, 0, {0x0f, 0x11}, 2, 16, 0},     /* movups */
-        {0x66, 0, {0x0f, 0x28}, 2, 16, 16}, {0x66, 0, {0x0f, 0x29}, 2, 16, 16}, /* movapd */
-        {0x66, 0, {0x0f, 0x10}, 2, 16, 0},  {0x66, 0, {0x0f, 0x11}, 2, 16, 0},  /* movupd */
-        {0x66, 0, {0x0f, 0x6e}, 2, 4, 0},   {0x66, 0, {0x0f, 0x7e}, 2, 4, 0},   /* movd */
-        {0x66, 1, {0x0f, 0x6e}, 2, 8, 0},   {0x66, 1, {0x0f, 0x7e}, 2, 8, 0},   /* movq r/m64 */
-        {0xf3, 0, {0x0f, 0x7e}, 2, 8, 0},   {0x66, 0, {0x0f, 0xd6}, 2, 8, 0},   /* movq */
-        {0xf3, 0, {0x0f, 0x10}, 2, 4, 0},   {0xf3, 0, {0x0f, 0x11}, 2, 4, 0},   /* movss */
-        {0xf2, 0, {0x0f, 0x10}, 2, 8, 0},   {0xf2, 0, {0x0f, 0x11}, 2, 8, 0},   /* movsd */
-        {0, 0, {0x0f, 0x12}, 2, 8, 0},      {0, 0, {0x0f, 0x13}, 2, 8, 0},      /* movlps */
-        {0x66, 0, {0x0f, 0x12}, 2, 8, 0},   {0x66, 0, {0x0f, 0x13}, 2, 8, 0},   /* movlpd */
-        {0, 0, {0x0f, 0x16}, 2, 8, 0},      {0, 0, {0x0f, 0x17}, 2, 8, 0},      /* movhps */
-        {0x66, 0, {0x0f, 0x16}, 2, 8, 0},   {0x66, 0, {0x0f, 0x17}, 2, 8, 0},   /* movhpd */
-        {0, 0, {0x0f, 0x2b}, 2, 16, 16},    {0x66, 0, {0x0f, 0x2b}, 2, 16, 16}, /* movntps/pd */
-        {0x66, 0, {0x0f, 0xe7}, 2, 16, 16}, {0xf2, 0, {0x0f, 0xf0}, 2, 16, 0},  /* movntdq, lddqu */
-        {0x66, 0, {0x0f, 0x38, 0x2a}, 3, 16, 16},                                /* movntdqa */
+        {0x66, 0, {0x0f, 0x6f}, 2, 16, 16},
+        {0x66, 0, {0x0f, 0x7f}, 2, 16, 16}, /* movdqa */
+        {0xf3, 0, {0x0f, 0x6f}, 2, 16, 0},
+        {0xf3, 0, {0x0f, 0x7f}, 2, 16, 0}, /* movdqu */
+        {0, 0, {0x0f, 0x28}, 2, 16, 16},
+        {0, 0, {0x0f, 0x29}, 2, 16, 16}, /* movaps */
+        {0, 0, {0x0f, 0x10}, 2, 16, 0},
+        {0, 0, {0x0f, 0x11}, 2, 16, 0}, /* movups */
+        {0x66, 0, {0x0f, 0x28}, 2, 16, 16},
+        {0x66, 0, {0x0f, 0x29}, 2, 16, 16}, /* movapd */
+        {0x66, 0, {0x0f, 0x10}, 2, 16, 0},
+        {0x66, 0, {0x0f, 0x11}, 2, 16, 0}, /* movupd */
+        {0x66, 0, {0x0f, 0x6e}, 2, 4, 0},
+        {0x66, 0, {0x0f, 0x7e}, 2, 4, 0}, /* movd */
+        {0x66, 1, {0x0f, 0x6e}, 2, 8, 0},
+        {0x66, 1, {0x0f, 0x7e}, 2, 8, 0}, /* movq r/m64 */
+        {0xf3, 0, {0x0f, 0x7e}, 2, 8, 0},
+        {0x66, 0, {0x0f, 0xd6}, 2, 8, 0}, /* movq */
+        {0xf3, 0, {0x0f, 0x10}, 2, 4, 0},
+        {0xf3, 0, {0x0f, 0x11}, 2, 4, 0}, /* movss */
+        {0xf2, 0, {0x0f, 0x10}, 2, 8, 0},
+        {0xf2, 0, {0x0f, 0x11}, 2, 8, 0}, /* movsd */
+        {0, 0, {0x0f, 0x12}, 2, 8, 0},
+        {0, 0, {0x0f, 0x13}, 2, 8, 0}, /* movlps */
+        {0x66, 0, {0x0f, 0x12}, 2, 8, 0},
+        {0x66, 0, {0x0f, 0x13}, 2, 8, 0}, /* movlpd */
+        {0, 0, {0x0f, 0x16}, 2, 8, 0},
+        {0, 0, {0x0f, 0x17}, 2, 8, 0}, /* movhps */
+        {0x66, 0, {0x0f, 0x16}, 2, 8, 0},
+        {0x66, 0, {0x0f, 0x17}, 2, 8, 0}, /* movhpd */
+        {0, 0, {0x0f, 0x2b}, 2, 16, 16},
+        {0x66, 0, {0x0f, 0x2b}, 2, 16, 16}, /* movntps/pd */
+        {0x66, 0, {0x0f, 0xe7}, 2, 16, 16},
+        {0xf2, 0, {0x0f, 0xf0}, 2, 16, 0},        /* movntdq, lddqu */
+        {0x66, 0, {0x0f, 0x38, 0x2a}, 3, 16, 16}, /* movntdqa */
     };
     struct env e;
     env_init(&e, 9);
@@ -540,8 +577,10 @@ Test(host, sse_moves)
             size_t len = 0;
             unsigned reg = (unsigned)(rnd(&e) % 16);
             if (t[i].pfx) b[len++] = t[i].pfx;
-            if (t[i].w || reg >= 8) b[len++] = (uint8_t)(0x40 | (t[i].w ? 8 : 0) | (reg >= 8 ? 4 : 0));
-            for (unsigned k = 0; k < t[i].nop; k++) b[len++] = t[i].op[k];
+            if (t[i].w || reg >= 8)
+                b[len++] = (uint8_t)(0x40 | (t[i].w ? 8 : 0) | (reg >= 8 ? 4 : 0));
+            for (unsigned k = 0; k < t[i].nop; k++)
+                b[len++] = t[i].op[k];
             bool d8 = rnd(&e) & 1;
             int8_t disp = d8 ? (int8_t)(rnd(&e) % 64 - 32) : 0;
             b[len++] = (uint8_t)((d8 ? 0x40 : 0) | ((reg & 7) << 3) | RBX);
@@ -566,7 +605,8 @@ Test(host, strings)
     struct env e;
     env_init(&e, 7);
     /* Few distinct byte values, so CMPS/SCAS find equal elements. */
-    for (unsigned i = 0; i < WIN; i++) e.host[i] = (uint8_t)(rnd(&e) % 2);
+    for (unsigned i = 0; i < WIN; i++)
+        e.host[i] = (uint8_t)(rnd(&e) % 2);
     memcpy(e.vm->mmio, e.host, WIN);
     for (unsigned oi = 0; oi < sizeof(ops); oi++) {
         for (unsigned ri = 0; ri < sizeof(reps); ri++) {
@@ -601,8 +641,7 @@ Test(host, strings)
                         s.gpr[RSI] |= rnd(&e) << 32;
                         s.gpr[RDI] |= rnd(&e) << 32;
                     }
-                    compare(&e, b, len, &s, (1u << RSI) | (1u << RDI), ALLF | 0x400, 0x400,
-                            0x3c00);
+                    compare(&e, b, len, &s, (1u << RSI) | (1u << RDI), ALLF | 0x400, 0x400, 0x3c00);
                 }
             }
         }
