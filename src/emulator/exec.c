@@ -124,6 +124,7 @@ static int opnd_get(struct emu *e, const struct hvp_x86_operand *o, const struct
         return 0;
     case HVP_X86_OPK_MEM: {
         uint8_t buf[8];
+        if (!m) return emu_internal(e); /* a form that cannot have memory here */
         if (emu_read(e, m, buf)) return STOP;
         *v = load_le(buf, size);
         return 0;
@@ -142,6 +143,7 @@ static int opnd_put(struct emu *e, const struct hvp_x86_operand *o, const struct
         return 0;
     case HVP_X86_OPK_MEM: {
         uint8_t buf[8];
+        if (!m) return emu_internal(e);
         memcpy(buf, &v, 8);
         (void)size;
         return emu_write(e, m, buf);
