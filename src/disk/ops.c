@@ -62,10 +62,10 @@ static void progress_call(hvp_disk_progress_fn fn, void *ctx, uint64_t done, uin
 }
 
 /* Copies [0, min(size of in, size of out)) of in into out, skipping zeros.
- * layer_only: in is read without its parent, PARENT runs are skipped; for a
- * differencing out, zero runs over non-zero parent data are written. */
+ * layer_only: in is read without its parent, PARENT runs are skipped.
+ * zero_over: zero runs are applied where out does not read as zero yet. */
 static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_only,
-                        hvp_disk_progress_fn progress, void *ctx, char *err, size_t errlen)
+                        bool zero_over, hvp_disk_progress_fn progress, void *ctx, char *err, size_t errlen)
 {
     uint64_t size = min_u64(in->size, out->size);
     uint8_t *buf = aligned_alloc(4096, CHUNK);
@@ -118,21 +118,18 @@ static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_on
             }
             if (!z) {
                 r = hvp_disk_write(out, off + i, buf + i, j - i);
-            } else if (out->type == HVP_DISK_TYPE_DIFF && out->parent) {
-                /* zeros must hide non-zero parent data */
+            } else if (zero_over) {
+                /* zeros must replace what out shows there now (its own
+                 * older data or its parent's) */
                 if (!pbuf)
                     pbuf = aligned_alloc(4096, CHUNK);
                 if (!pbuf) {
                     r = -ENOMEM;
                     break;
                 }
-                struct hvp_disk *par = out->parent;
-                uint64_t pn = off + i < par->size ? min_u64(j - i, par->size - off - i) : 0;
-                if (pn) {
-                    r = hvp_disk_read(par, off + i, pbuf, pn);
-                    if (!r && !buf_is_zero(pbuf, pn))
-                        r = hvp_disk_discard(out, off + i, j - i);
-                }
+                r = hvp_disk_read(out, off + i, pbuf, j - i);
+                if (!r && !buf_is_zero(pbuf, j - i))
+                    r = hvp_disk_discard(out, off + i, j - i);
             }
             if (r)
                 seterr(err, errlen, "%s: %s", out->path, out->err);
@@ -179,7 +176,7 @@ int hvp_disk_convert(hvp_disk *in, const char *out, const struct hvp_disk_create
         unlink(out);
         return r;
     }
-    r = copy_content(in, o, false, progress, ctx, err, errlen);
+    r = copy_content(in, o, false, false, progress, ctx, err, errlen);
     int r2 = hvp_disk_close(o);
     if (!r && r2) {
         r = r2;
@@ -308,7 +305,7 @@ int hvp_disk_merge(const char *child, hvp_disk_progress_fn progress, void *ctx, 
         r = -EINVAL;
         goto out;
     }
-    r = copy_content(c, p, true, progress, ctx, err, errlen);
+    r = copy_content(c, p, true, true, progress, ctx, err, errlen);
     if (!r && (r = hvp_disk_flush(p)))
         seterr(err, errlen, "parent %s: %s", ppath, p->err);
 out:;
@@ -408,7 +405,7 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
         /* the new file needs the parent to tell which zeros matter */
         o->parent = d->parent;
     }
-    r = copy_content(d, o, d->type == HVP_DISK_TYPE_DIFF, progress, ctx, err, errlen);
+    r = copy_content(d, o, d->type == HVP_DISK_TYPE_DIFF, d->type == HVP_DISK_TYPE_DIFF, progress, ctx, err, errlen);
     o->parent = NULL;
     int r2 = hvp_disk_close(o);
     o = NULL;
