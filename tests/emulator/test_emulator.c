@@ -227,6 +227,44 @@ Test(io, string_forms)
                     }
 }
 
+Test(io, real_mode_rep_insw)
+{
+    /* BIOS-style ATA PIO: rep insw into ES:DI in real mode. */
+    struct fakevm *vm = fvm_new(16);
+    vm->cr0_pe = 0;
+    vm->seg[0].base = 0x9000; /* ES = 0x900 */
+    vm->seg[0].attributes = 0x93;
+    vm->gpr[RDI] = 0x0100;
+    vm->gpr[RCX] = 256;
+    vm->gpr[RDX] = 0x1f0;
+    vm->io_in_next = 0x4000;
+    cr_assert_eq(fvm_io(vm, B(0xf3, 0x6d), false, 2, true, 0x1f0, NULL), OK);
+    cr_assert_eq(vm->n_io, 256);
+    cr_assert_eq(rd(vm->ram + 0x9100, 2), 0x4000);
+    cr_assert_eq(rd(vm->ram + 0x9100 + 510, 2), 0x40ff);
+    cr_assert_eq(vm->gpr[RDI], 0x0300);
+    cr_assert_eq(vm->gpr[RCX], 0);
+    /* DI wraps at 64 KiB ... */
+    vm->gpr[RDI] = 0xfffc;
+    vm->gpr[RCX] = 4;
+    vm->rip = FVM_CODE_GVA;
+    cr_assert_eq(fvm_io(vm, B(0xf3, 0x6d), false, 2, true, 0x1f0, NULL), OK);
+    cr_assert_eq(vm->gpr[RDI], 0x0004);
+    cr_assert_eq(rd(vm->ram + 0x9000, 2), 0x4000 + 256 + 2);
+    /* ... but a word straddling the limit faults, after the words that fit. */
+    vm->gpr[RDI] = 0xfffb;
+    vm->gpr[RCX] = 5;
+    vm->rip = FVM_CODE_GVA;
+    struct hvp_emu_fault f;
+    cr_assert_eq(fvm_io(vm, B(0xf3, 0x6d), false, 2, true, 0x1f0, &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 13);
+    cr_assert_eq(vm->n_io, 2);
+    cr_assert_eq(vm->gpr[RDI], 0xffff);
+    cr_assert_eq(vm->gpr[RCX], 3);
+    cr_assert_eq(vm->rip, FVM_CODE_GVA);
+    fvm_free(vm);
+}
+
 Test(io, outs_segment_override)
 {
     struct fakevm *vm = fvm_new(32);
