@@ -47,13 +47,15 @@
  * the run. Remove an entry as its stage lands; never add one back.
  *
  * Classes: int (1-byte and 0F integer/system), x87, simd (legacy-encoded
- * MMX/SSE/AES/SHA...), vex, evex, xop, 3dnow.
+ * MMX/SSE/AES/SHA...), vex, amx (VEX-encoded tile instructions), evex, xop,
+ * 3dnow.
  * Aspects: validity, length, mnemonic, operands, size (memory access size).
  */
 static const char *const ratchet[] = {
     /* "int"  stage 1, 1-byte + 0F integer: landed c1ed3f0 */
     /* "x87", "simd"  stage 2: landed 05aa088 */
-    "vex",   /* stage 3 */
+    /* "vex"  stage 3: landed 17d5413 (all but AMX) */
+    "amx",   /* AMX tile instructions (VEX-encoded): not decoded yet */
     "evex",  /* stage 4 */
     /* XOP, TBM, FMA4 and 3DNow! are outside the target ISA (see
      * not_in_target below): hvp may reject them; if it decodes them they
@@ -136,6 +138,13 @@ static const struct {
     {ZYDIS_ISA_EXT_XOP, "AMD XOP (8F map 8/9/A): Bulldozer family only, gone from Zen's CPUID"},
     {ZYDIS_ISA_EXT_TBM, "AMD TBM (XOP-encoded bit manipulation): Piledriver/Steamroller only"},
     {ZYDIS_ISA_EXT_FMA4, "AMD FMA4 (VEX 0F3A 5C..7F, 4 operands): Bulldozer family only"},
+    /* Strictly a Zydis bug: ZYDIS_DECODER_MODE_KNC is off, yet Zydis 4.0
+     * still decodes Knights Corner's VEX-encoded forms (c5 f8 47 fe "kxor
+     * k7, k6" with VEX.L0, c5 fa b8 "popcnt", c5 64 85 "jknzd", ...). */
+    {ZYDIS_ISA_EXT_KNC, "Knights Corner (Xeon Phi) VEX forms: #UD on every x86-64 CPU; Zydis "
+                        "4.0 decodes them even with its KNC mode off"},
+    {ZYDIS_ISA_EXT_KNCV, "Knights Corner jkzd/jknzd (VEX 84/85): as above"},
+    {ZYDIS_ISA_EXT_KNCE, "Knights Corner extensions: as above"},
     {ZYDIS_ISA_EXT_AMD3DNOW, "AMD 3DNow! (0F 0F): dropped with Bulldozer; only PREFETCH/PREFETCHW "
                              "(0F 0D) remain and those stay in the comparison"},
 };
@@ -171,8 +180,9 @@ static void zydis_init(ZydisDecoder *d, unsigned mode)
 
 /* ------------------------------------------------------------------------ */
 
-enum cls { C_INT, C_X87, C_SIMD, C_VEX, C_EVEX, C_XOP, C_3DNOW, C_COUNT };
-static const char *const cls_name[C_COUNT] = {"int", "x87", "simd", "vex", "evex", "xop", "3dnow"};
+enum cls { C_INT, C_X87, C_SIMD, C_VEX, C_AMX, C_EVEX, C_XOP, C_3DNOW, C_COUNT };
+static const char *const cls_name[C_COUNT] = {"int", "x87",  "simd", "vex",
+                                              "amx", "evex", "xop",  "3dnow"};
 
 enum aspect { A_VALIDITY, A_LENGTH, A_MNEMONIC, A_OPERANDS, A_SIZE, A_COUNT };
 static const char *const aspect_name[A_COUNT] = {"validity", "length", "mnemonic", "operands",
@@ -278,7 +288,11 @@ static bool simd_isa_ext(ZydisISAExt e)
 static enum cls class_of_zydis(const ZydisDecodedInstruction *zi, const ZydisDecodedOperand *zo)
 {
     switch (zi->encoding) {
-    case ZYDIS_INSTRUCTION_ENCODING_VEX: return C_VEX;
+    case ZYDIS_INSTRUCTION_ENCODING_VEX:
+        if (zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_TILE || zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_INT8 ||
+            zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_BF16)
+            return C_AMX;
+        return C_VEX;
     case ZYDIS_INSTRUCTION_ENCODING_EVEX:
     case ZYDIS_INSTRUCTION_ENCODING_MVEX: return C_EVEX;
     case ZYDIS_INSTRUCTION_ENCODING_XOP: return C_XOP;
