@@ -3,7 +3,7 @@
  * MMIO forms: MOV (incl. moffs and MOV m16, Sreg), MOVNTI, MOVDIRI,
  * MOVZX/MOVSX/MOVSXD, MOVBE, ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST,
  * NOT/NEG/INC/DEC, SHL/SHR/SAR/ROL/ROR/RCL/RCR, SHLD/SHRD, BT/BTS/BTR/BTC,
- * MUL/IMUL/DIV/IDIV, BSF/BSR/TZCNT/LZCNT/POPCNT,
+ * MUL/IMUL/DIV/IDIV, BSF/BSR/TZCNT/LZCNT/POPCNT, PUSH/POP,
  * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
  * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
  * MOVAPD/MOVUPD, MOVNTPS/MOVNTPD/MOVNTDQ/MOVNTDQA/MOVNTQ, LDDQU, MOVSS/MOVSD,
@@ -536,6 +536,65 @@ static int exec_bitscan(struct emu *e)
     return done(e);
 }
 
+/* Stack pointer arithmetic at the stack's address size (SS.B outside
+ * 64-bit mode): a 16-bit stack keeps the upper bits of RSP. */
+static uint64_t sp_add(uint64_t sp, int64_t delta, unsigned ssize)
+{
+    if (ssize == 8) return sp + (uint64_t)delta;
+    if (ssize == 4) return (uint32_t)(sp + (uint64_t)delta);
+    return (sp & ~0xffffull) | ((sp + (uint64_t)delta) & 0xffff);
+}
+
+/* PUSH r/m|reg|imm and POP r/m|reg, for a memory operand or a stack in
+ * device memory. POP computes a memory destination's address with RSP
+ * already incremented, as the SDM specifies. */
+static int exec_pushpop(struct emu *e)
+{
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->nops < 1) return emu_internal(e);
+    const struct hvp_x86_operand *o = &in->ops[0];
+    unsigned size = in->opsize;
+    if (size != 2 && size != 4 && size != 8) return emu_internal(e);
+    unsigned ssize = 8;
+    if (e->mode != 64) {
+        struct hvp_emu_segment ss;
+        if (emu_get_segment(e, SEG_SS, &ss)) return STOP;
+        ssize = (ss.attributes & HVP_EMU_SEG_DB) ? 4 : 2;
+    }
+    uint64_t sm = alu_mask(ssize), sp = e->gpr[4];
+    struct memref ms, mo;
+    if (in->op == HVP_X86_OP_PUSH) {
+        if (o->kind == HVP_X86_OPK_REG && o->reg >= HVP_X86_REG_ES && o->reg < HVP_X86_REG_ES + 6)
+            return emu_internal(e); /* PUSH Sreg: not a memory-operand form */
+        uint64_t v;
+        if (opnd_prep(e, o, size, ACC_R, &mo)) return STOP;
+        if (o->kind == HVP_X86_OPK_IMM)
+            v = (uint64_t)in->imm & alu_mask(size);
+        else if (opnd_get(e, o, &mo, size, &v))
+            return STOP;
+        uint64_t nsp = sp_add(sp, -(int64_t)size, ssize);
+        if (emu_prepare(e, SEG_SS, nsp & sm, size, ACC_W, 0, &ms)) return STOP;
+        if (emu_write(e, &ms, &v)) return STOP;
+        emu_gpr_set64(e, 4, nsp);
+        return done(e);
+    }
+    uint8_t buf[8] = {0};
+    if (emu_prepare(e, SEG_SS, sp & sm, size, ACC_R, 0, &ms)) return STOP;
+    uint64_t nsp = sp_add(sp, (int64_t)size, ssize);
+    e->gpr[4] = nsp; /* for the destination's address only, until it is written */
+    int r = opnd_prep(e, o, size, ACC_W, &mo);
+    e->gpr[4] = sp;
+    if (r) return STOP;
+    if (emu_read(e, &ms, buf)) return STOP;
+    if (opnd_put(e, o, &mo, size, load_le(buf, size))) return STOP;
+    /* POP rSP leaves the popped value in rSP. */
+    bool to_sp = o->kind == HVP_X86_OPK_REG &&
+                 (o->reg == HVP_X86_REG_RAX + 4 || o->reg == HVP_X86_REG_EAX + 4 ||
+                  o->reg == HVP_X86_REG_AX + 4);
+    if (!to_sp) emu_gpr_set64(e, 4, nsp);
+    return done(e);
+}
+
 static int exec_xchg(struct emu *e)
 {
     const struct hvp_x86_insn *in = &e->insn;
@@ -940,6 +999,8 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_TZCNT:
     case HVP_X86_OP_LZCNT:
     case HVP_X86_OP_POPCNT: return exec_bitscan(e);
+    case HVP_X86_OP_PUSH:
+    case HVP_X86_OP_POP: return exec_pushpop(e);
     case HVP_X86_OP_XCHG: return exec_xchg(e);
     case HVP_X86_OP_XADD: return exec_xadd(e);
     case HVP_X86_OP_CMPXCHG: return exec_cmpxchg(e);

@@ -495,6 +495,46 @@ Test(mmio, divide_error)
     fvm_free(vm);
 }
 
+Test(mmio, push_pop_memory)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x80);
+    vm->gpr[RSP] = 0x9000;
+    memcpy(vm->mmio + 0x80, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    cr_assert_eq(fvm_mmio(vm, B(0xff, 0x33), NULL), OK); /* push qword [rbx] */
+    cr_assert_eq(vm->gpr[RSP], 0x8ff8);
+    cr_assert_eq(rd(vm->ram + 0x8ff8, 8), 0x0807060504030201ull);
+    vm->rip = FVM_CODE_GVA;
+    cr_assert_eq(fvm_mmio(vm, B(0x66, 0xff, 0x33), NULL), OK); /* push word [rbx] */
+    cr_assert_eq(vm->gpr[RSP], 0x8ff6);
+    cr_assert_eq(rd(vm->ram + 0x8ff6, 2), 0x0201);
+    /* pop qword [rsp+8]: the address uses the incremented RSP. */
+    vm->gpr[RSP] = fvm_mmio_gva(vm, 0x100);
+    memcpy(vm->mmio + 0x100, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
+    vm->rip = FVM_CODE_GVA;
+    cr_assert_eq(fvm_mmio(vm, B(0x8f, 0x44, 0x24, 0x08), NULL), OK);
+    cr_assert_eq(vm->gpr[RSP], fvm_mmio_gva(vm, 0x108));
+    cr_assert_eq(rd(vm->mmio + 0x110, 8), 0x8877665544332211ull);
+    /* A faulting destination leaves RSP alone. */
+    vm->gpr[RSP] = fvm_mmio_gva(vm, 0x100);
+    vm->gpr[RBX] = 0x0000900000000000ull;
+    vm->rip = FVM_CODE_GVA;
+    struct hvp_emu_fault f;
+    cr_assert_eq(fvm_mmio(vm, B(0x8f, 0x03), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(vm->gpr[RSP], fvm_mmio_gva(vm, 0x100));
+    /* 16-bit stack in 32-bit code: SP wraps, ESP's upper half stays. */
+    struct fakevm *v32 = fvm_new(32);
+    v32->seg[2].attributes &= (uint16_t)~HVP_EMU_SEG_DB;
+    v32->seg[2].base = 0x20000;
+    v32->seg[3].base = FVM_MMIO_GPA;
+    v32->gpr[RSP] = 0xabcd0002;
+    v32->gpr[RBX] = 0x80;
+    cr_assert_eq(fvm_mmio(v32, B(0xff, 0x33), NULL), OK); /* push dword [ebx] */
+    cr_assert_eq(v32->gpr[RSP], 0xabcdfffe);
+    fvm_free(v32);
+    fvm_free(vm);
+}
+
 Test(mmio, completion_clears_rf)
 {
     struct fakevm *vm = fvm_new(64);
