@@ -16,6 +16,7 @@ struct dstate {
     unsigned rexpresent;
     unsigned vex;     /* 0 legacy, 1 VEX, 2 EVEX, 3 XOP */
     unsigned vl, vvvv, rr, vx; /* EVEX R', V' */
+    unsigned evb, evz, aaa;   /* EVEX broadcast/rounding, zeroing, opmask */
     int modrm;        /* -1 = not read */
     int err;
 };
@@ -74,7 +75,8 @@ static inline int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned 
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
 /* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
-static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib)
+static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib,
+                      unsigned n8)
 {
     unsigned mod = (unsigned)s->modrm >> 6, rm = (unsigned)s->modrm & 7;
     unsigned dispn = 0, seg = 3;
@@ -140,6 +142,8 @@ static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen,
             return short_err(s, dispn);
         out->disp_off = (uint8_t)s->pos;
         out->mem.disp = sext(read_le(s->code + s->pos, dispn), dispn);
+        if (dispn == 1)
+            out->mem.disp *= n8; /* EVEX compressed disp8*N; 1 otherwise */
         s->pos += dispn;
     }
     if (s->segov && !agen)
@@ -179,7 +183,7 @@ static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const str
     case HVP_DEC_S_XS: return 576;
     case HVP_DEC_S_CL: case HVP_DEC_S_K4: return 64;
     case HVP_DEC_S_K3: return 48;
-    case HVP_DEC_S_MDUP: return s->vl ? 32 : 8;
+    case HVP_DEC_S_MDUP: return s->vl ? 16u << s->vl : 8;
     case HVP_DEC_S_VXD: case HVP_DEC_S_KD: return 4;
     case HVP_DEC_S_VXQ: case HVP_DEC_S_VHQ: case HVP_DEC_S_KQ: return 8;
     case HVP_DEC_S_KB: return 1;
@@ -234,6 +238,7 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
     s->mode = mode;
     s->has66 = s->has67 = s->pcat = s->lock = s->segov = 0;
     s->rex = s->rexpresent = s->vex = s->vl = s->vvvv = s->rr = s->vx = 0;
+    s->evb = s->evz = s->aaa = 0;
     s->modrm = -1;
     unsigned last_rep = 0, pfx = 0;
 
@@ -381,8 +386,37 @@ prefixes_done:
             if (mode != 64)
                 s->rex &= 0x8; /* R X B ignored outside 64-bit mode */
         } else {
-            rc = -HVP_X86_EINVALID; /* EVEX: not decoded yet */
-            goto fail;
+            /* EVEX: P0 = R X B R' 0 m m m, P1 = W vvvv 1 pp, P2 = z L'L b V' aaa */
+            if (!need(s, 3)) {
+                rc = TRUNC_OR_LONG(s);
+                goto fail;
+            }
+            unsigned p0 = code[s->pos], p1 = code[s->pos + 1], p2 = code[s->pos + 2];
+            s->pos += 3;
+            unsigned mmm = p0 & 7;
+            if ((p0 & 8) || !(p1 & 4) || mmm < 1 || mmm > 3)
+                goto fail;
+            s->rex = ((~p0 >> 5) & 7) | ((p1 >> 4) & 8);
+            s->rr = (~p0 >> 4) & 1;
+            s->vvvv = ((~p1 >> 3) & 15) | (((~p2 >> 3) & 1) << 4);
+            s->vx = (~p2 >> 3) & 1;
+            s->pcat = p1 & 3;
+            s->evz = p2 >> 7;
+            s->vl = (p2 >> 5) & 3;
+            s->evb = (p2 >> 4) & 1;
+            s->aaa = p2 & 7;
+            if (mode != 64) {
+                if (s->vx)
+                    goto fail; /* V' selects registers 16-31: 64-bit mode only */
+                s->rex &= 8;
+                s->rr = 0;
+            }
+            map = HVP_DEC_MAP_E0F + mmm - 1;
+            out->map = (uint8_t)mmm;
+            s->vex = 2;
+            out->enc = HVP_X86_ENC_EVEX;
+            out->mask = (uint8_t)s->aaa;
+            pfx |= HVP_X86_PFX_EVEX;
         }
         if (s->pos >= s->lim) {
             rc = TRUNC_OR_LONG(s);
@@ -409,7 +443,7 @@ prefixes_done:
             goto fail;
         if ((unsigned)s->modrm < 0xc0) {
             out->opsize = (uint8_t)osz_def;
-            if ((rc = decode_mem(s, out, 0, 0)))
+            if ((rc = decode_mem(s, out, 0, 0, 1)))
                 goto fail;
         }
         if (s->pos >= s->lim) {
@@ -418,6 +452,23 @@ prefixes_done:
         }
         b = code[s->pos++];
         out->opcode = (uint8_t)b;
+    }
+
+    if (s->vex == 2) {
+        /* every EVEX form has ModRM; b with a register operand selects
+         * rounding/SAE and a 512-bit length */
+        if ((rc = fetch_modrm(s)))
+            goto fail;
+        if (s->evb && s->modrm >= 0xc0)
+            s->vl = 2;
+        else if (s->vl == 3) {
+            rc = -HVP_X86_EINVALID;
+            goto fail;
+        }
+        if (s->evz && !s->aaa) {
+            rc = -HVP_X86_EINVALID;
+            goto fail;
+        }
     }
 
     /* Walk the decision tree. */
@@ -438,7 +489,7 @@ prefixes_done:
                                                             : (unsigned)s->modrm & 7)];
             continue;
         case HVP_DEC_K_W: n = hvp_dec_nodes[ix + ((s->rex >> 3) & 1)]; continue;
-        case HVP_DEC_K_L: n = hvp_dec_nodes[ix + (s->vl & 1)]; continue;
+        case HVP_DEC_K_L: n = hvp_dec_nodes[ix + s->vl]; continue;
         case HVP_DEC_K_OSZ: n = hvp_dec_nodes[ix + (osz_def >> 2)]; continue;
         case HVP_DEC_K_OSZD64: n = hvp_dec_nodes[ix + (osz_d64 >> 2)]; continue;
         case HVP_DEC_K_ASZ: n = hvp_dec_nodes[ix + (out->addrsize >> 2)]; continue;
@@ -470,6 +521,17 @@ leaf:;
         out->opsize = (uint8_t)(((mode == 16) ^ (s->has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
     if (s->vex && s->vvvv && !(lfl & HVP_DEC_F_VVVV))
         goto fail; /* VEX.vvvv must be 1111 when unused */
+    if (s->vex == 2) {
+        unsigned memop = s->modrm < 0xc0;
+        if (s->evb && (memop ? !(lfl & HVP_DEC_F_BC) : !(lfl & (HVP_DEC_F_ER | HVP_DEC_F_SAE))))
+            goto fail;
+        if (s->evz && ((lfl & HVP_DEC_F_NZ) || (memop && (lfl & HVP_DEC_F_NZM))))
+            goto fail;
+        if ((lfl & HVP_DEC_F_KM) && !s->aaa)
+            goto fail;
+        if ((lfl & HVP_DEC_F_NM) && s->aaa)
+            goto fail; /* no masking for this form */
+    }
     if (mode != 64)
         s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
     if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s)))
@@ -485,6 +547,7 @@ leaf:;
         goto fail;
     }
     unsigned rexr = (s->rex >> 2) & 1, rexb = s->rex & 1;
+    unsigned rexx4 = s->vex == 2 ? ((s->rex >> 1) & 1) << 4 : 0; /* EVEX.X extends ModRM.rm */
     out->nops = lf->nops;
     unsigned nimm = 0;
     /* The memory operand first: its SIB and displacement precede any
@@ -502,7 +565,14 @@ leaf:;
                 unsigned ivl = sc == HVP_DEC_S_VHQ ? (s->vl ? s->vl - 1 : 0) : s->vl;
                 vsib = ivl == 0 ? HVP_X86_REG_XMM0 : ivl == 1 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0;
             }
-            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib)))
+            unsigned n8 = 1;
+            if (s->vex == 2) {
+                out->opsize = (uint8_t)osz_def;
+                n8 = s->evb || (lfl & HVP_DEC_F_EL) ? ((s->rex & 8) ? 8 : 4) : size_of(sc, out, s);
+                if (!n8)
+                    n8 = 1;
+            }
+            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib, n8)))
                 goto fail;
             break;
         }
@@ -534,14 +604,22 @@ leaf:;
                 }
                 o->reg = (uint8_t)(d->m == HVP_DEC_M_E   ? gpr(sz, mrm | rexb << 3, s->rexpresent)
                                    : d->m == HVP_DEC_M_Q ? HVP_X86_REG_MM0 + mrm
-                                                         : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3));
+                                                         : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3 | rexx4));
                 break;
             }
             o->kind = HVP_X86_OPK_MEM;
             if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ)
                 o->flags |= HVP_X86_OPF_VSIB;
+            if (s->evb) { /* embedded broadcast: one element */
+                o->flags |= HVP_X86_OPF_BCST;
+                o->elem = o->size = (uint16_t)((s->rex & 8) ? 8 : 4);
+            }
             break;
         case HVP_DEC_M_G:
+            if (s->rr) { /* EVEX.R' names no general register */
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
             o->kind = HVP_X86_OPK_REG;
             o->reg = (uint8_t)gpr(sz, mreg | rexr << 3, s->rexpresent);
             break;
@@ -643,11 +721,11 @@ leaf:;
             break;
         case HVP_DEC_M_V:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)kreg_or_vreg(d->s, sz, mreg | rexr << 3);
+            o->reg = (uint8_t)kreg_or_vreg(d->s, sz, mreg | rexr << 3 | s->rr << 4);
             break;
         case HVP_DEC_M_U:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3);
+            o->reg = (uint8_t)kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3 | rexx4);
             break;
         case HVP_DEC_M_H:
             o->kind = HVP_X86_OPK_REG;
@@ -706,6 +784,12 @@ leaf:;
             rc = -HVP_X86_EINVALID;
             goto fail;
         }
+    }
+    if (s->vex == 2 && lf->nops == 2 && out->ops[0].kind == HVP_X86_OPK_REG &&
+        (out->ops[1].flags & HVP_X86_OPF_VSIB) &&
+        ((out->ops[0].reg - HVP_X86_REG_XMM0) & 31) == ((out->mem.index - HVP_X86_REG_XMM0) & 31)) {
+        rc = -HVP_X86_EINVALID; /* EVEX gathers: destination and index must differ */
+        goto fail;
     }
     if (lfl & HVP_DEC_F_BR)
         out->flags |= HVP_X86_F_BRANCH;

@@ -25,10 +25,11 @@ import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-MAPS = ['1', '0f', '0f38', '0f3a', 'v0f', 'v0f38', 'v0f3a', '3dn', 'x8', 'x9', 'xa']
+MAPS = ['1', '0f', '0f38', '0f3a', 'v0f', 'v0f38', 'v0f3a', '3dn', 'x8', 'x9', 'xa', 'e0f', 'e0f38',
+        'e0f3a']
 
 # Dimensions in split order, with their child count.
-DIMS = [('mode', 2), ('pfx', 4), ('reg', 8), ('mod', 2), ('rm', 8), ('w', 2), ('l', 2),
+DIMS = [('mode', 2), ('pfx', 4), ('reg', 8), ('mod', 2), ('rm', 8), ('w', 2), ('l', 3),
         ('osz', 3), ('asz', 3), ('b', 2)]
 KIND = {'leaf': 1, 'mode': 2, 'pfx': 3, 'reg': 4, 'mod': 5, 'rm': 6, 'w': 7, 'l': 8,
         'osz': 9, 'asz': 10, 'b': 11, 'oszd64': 12}
@@ -59,7 +60,8 @@ FLAGS = {
     'modrm': 0x0001, 'd64': 0x0002, 'f64': 0x0004, 'lock': 0x0008, 'mp66': 0x0010,
     'br': 0x0020, 'cond': 0x0040, 'str': 0x0080, 'priv': 0x0100, 'ser': 0x0200,
     'vvvv': 0x0400, 'is4': 0x0800, 'nolockreg': 0x1000, 'rep': 0x2000, 'byte': 0x4000,
-    'xacq': 0x8000, 'os66': 0, 'agen': 0x10000, 'mpx': 0x20000,
+    'xacq': 0x8000, 'os66': 0, 'agen': 0x10000, 'mpx': 0x20000, 'bc': 0x40000, 'er': 0x80000, 'sae': 0x100000,
+    'nzm': 0x200000, 'nz': 0x400000, 'km': 0x800000, 'nm': 0x1000000, 'el': 0x2000000,
 }
 ISAS = ['base', 'x87', 'cmov', 'mmx', 'sse', 'sse2', 'sse3', 'ssse3', 'sse41', 'sse42', 'sse4a',
         'popcnt', 'lzcnt', 'bmi1', 'bmi2', 'adx', 'movbe', 'cx16', 'aes', 'pclmul', 'sha',
@@ -137,8 +139,8 @@ def parse(path):
                 cond['mode'] = 0
             elif c in ('W0', 'W1'):
                 cond['w'] = int(c[1])
-            elif c in ('L0', 'L1'):
-                cond['l'] = int(c[1])
+            elif re.match(r'^L[012]+$', c):
+                cond['l'] = frozenset(int(x) for x in c[1:])
             elif c in ('B0', 'B1'):
                 cond['b'] = int(c[1])
             elif c in ('os16', 'os32', 'os64'):
@@ -172,7 +174,7 @@ def parse(path):
             fl |= FLAGS['vvvv']
         if cond.get('pfx') == 1 and 'os66' not in flags:
             fl |= FLAGS['mp66']
-        if mp.startswith('v') or mp.startswith('x'):
+        if mp[0] in 'vxe':
             fl |= FLAGS['modrm'] if mp != 'v0f' or opc != 0x77 else 0
         opcs = range(opc, opc + 8) if plus else [opc]
         for o in opcs:
@@ -181,6 +183,10 @@ def parse(path):
             e.ops, e.flags, e.isa, e.line = ops, fl, isa, lineno
             entries.append(e)
     return entries
+
+
+def match(c, v):
+    return c is None or (v in c if isinstance(c, frozenset) else c == v)
 
 
 class Gen:
@@ -204,7 +210,7 @@ class Gen:
             if any(dim in e.cond for e in ents):
                 kids = []
                 for v in range(n):
-                    sub = [e for e in ents if e.cond.get(dim, v) == v]
+                    sub = [e for e in ents if match(e.cond.get(dim), v)]
                     kids.append(self.build(sub, di + 1))
                 if all(k == kids[0] for k in kids):
                     return kids[0]

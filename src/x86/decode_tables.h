@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include "hvp/x86.h"
 
-#define HVP_DEC_NMAPS 11
+#define HVP_DEC_NMAPS 14
 #define HVP_DEC_MAP_1 0
 #define HVP_DEC_MAP_0F 1
 #define HVP_DEC_MAP_0F38 2
@@ -16,6 +16,9 @@
 #define HVP_DEC_MAP_X8 8
 #define HVP_DEC_MAP_X9 9
 #define HVP_DEC_MAP_XA 10
+#define HVP_DEC_MAP_E0F 11
+#define HVP_DEC_MAP_E0F38 12
+#define HVP_DEC_MAP_E0F3A 13
 #define HVP_DEC_K_LEAF 1
 #define HVP_DEC_K_MODE 2
 #define HVP_DEC_K_PFX 3
@@ -132,6 +135,14 @@
 #define HVP_DEC_F_OS66 0x00000
 #define HVP_DEC_F_AGEN 0x10000
 #define HVP_DEC_F_MPX 0x20000
+#define HVP_DEC_F_BC 0x40000
+#define HVP_DEC_F_ER 0x80000
+#define HVP_DEC_F_SAE 0x100000
+#define HVP_DEC_F_NZM 0x200000
+#define HVP_DEC_F_NZ 0x400000
+#define HVP_DEC_F_KM 0x800000
+#define HVP_DEC_F_NM 0x1000000
+#define HVP_DEC_F_EL 0x2000000
 #define HVP_DEC_O_R 0x01
 #define HVP_DEC_O_W 0x02
 #define HVP_DEC_O_U 0x10
