@@ -677,39 +677,43 @@ static size_t random_insn(struct rng *r, uint8_t *b, unsigned mode)
     if (mode == 64 && (v & 3) == 0)
         b[p++] = (uint8_t)(0x40 | ((v >> 2) & 15));
     v >>= 6;
-    unsigned kind = v & 15;
-    v >>= 4;
+    /* The encoding space, in 32nds: VEX 8, EVEX 7, XOP 1, 0F 5, 0F38 3,
+     * 0F3A 2, 3DNow! 1, one-byte opcodes 5. */
+    static const uint8_t kinds[32] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3,
+                                      4, 4, 4, 4, 4, 5, 5, 5, 6, 6, 7, 8, 8, 8, 8, 8};
+    unsigned kind = kinds[v & 31];
+    v >>= 5;
     uint64_t f = rng_next(r); /* field values */
     /* In 16/32-bit mode the byte after C4/C5/62 needs its top bits set to
      * form a VEX/EVEX prefix rather than LES/LDS/BOUND. */
     uint8_t top = mode == 64 ? 0 : 0xc0;
     static const uint8_t evex_maps[8] = {1, 1, 2, 2, 3, 5, 6, 0};
     switch (kind) {
-    case 0: case 1: /* VEX2: R vvvv L pp */
+    case 0: /* VEX2: R vvvv L pp */
         b[p++] = 0xc5;
         b[p++] = (uint8_t)((f & 0x87) | vvvv_bits(f >> 8) | top);
         break;
-    case 2: case 3: /* VEX3: RXB mmmmm, W vvvv L pp */
+    case 1: /* VEX3: RXB mmmmm, W vvvv L pp */
         b[p++] = 0xc4;
         b[p++] = (uint8_t)((f & 0xe0) | top | ((f & 0x300) == 0x300 ? (f >> 16) & 31 : 1 + (f >> 8) % 3));
         b[p++] = (uint8_t)(((f >> 24) & 0x87) | vvvv_bits(f >> 32));
         break;
-    case 4: case 5: case 6: /* EVEX: RXBR' 0 mmm, W vvvv 1 pp, z L'L b V' aaa */
+    case 2: /* EVEX: RXBR' 0 mmm, W vvvv 1 pp, z L'L b V' aaa */
         b[p++] = 0x62;
         b[p++] = (uint8_t)((f & 0xf0) | top | evex_maps[(f >> 8) & 7]);
         b[p++] = (uint8_t)(((f >> 16) & 0x83) | vvvv_bits(f >> 24) | 0x04);
         b[p++] = (uint8_t)(((f >> 32) & 0xf7) | ((f >> 40) & 1 ? 0x08 : 0));
         break;
-    case 7: /* XOP: RXB mmmmm (8..10), W vvvv L 00 */
+    case 3: /* XOP: RXB mmmmm (8..10), W vvvv L 00 */
         b[p++] = 0x8f;
         b[p++] = (uint8_t)((f & 0xe0) | top | (8 + (f >> 8) % 3));
         b[p++] = (uint8_t)(((f >> 16) & 0x84) | vvvv_bits(f >> 24));
         break;
-    case 8: case 9: b[p++] = 0x0f; break;
-    case 10: b[p++] = 0x0f; b[p++] = 0x38; break;
-    case 11: b[p++] = 0x0f; b[p++] = 0x3a; break;
-    case 12: b[p++] = 0x0f; b[p++] = 0x0f; break; /* 3DNow! */
-    default: break;                               /* a random 1-byte opcode */
+    case 4: b[p++] = 0x0f; break;
+    case 5: b[p++] = 0x0f; b[p++] = 0x38; break;
+    case 6: b[p++] = 0x0f; b[p++] = 0x3a; break;
+    case 7: b[p++] = 0x0f; b[p++] = 0x0f; break; /* 3DNow! */
+    default: break;                              /* a random 1-byte opcode */
     }
     /* Mostly a full window, sometimes short to exercise truncation. */
     size_t avail = 16;
