@@ -11,10 +11,21 @@
  * WHV_EMULATOR_STATUS); the functions themselves return 0, or a negative
  * errno when the API is misused (NULL handle, bad sizes).
  *
+ * Registers. All sixteen GPRs are read in one get_registers batch per call;
+ * segment (ES..GS), XMM and FpMmx registers only when the instruction needs
+ * them. RIP, RFLAGS, CS, CPL and the CR0/EFER bits come from the exit's
+ * vp context. Results go back in one set_registers batch: the GPRs and
+ * vector registers that changed, RFLAGS if it changed, and RIP (= RIP +
+ * length) when the instruction completed. Completion clears RFLAGS.RF; a
+ * set TF is not turned into a #DB trap (the VMM's job, as with WHP). An MMX
+ * load writes FpMmx with the exponent bits set but does not touch the x87
+ * tag word or TOS.
+ *
  * Guest exceptions. When the instruction must fault (#PF on a translation
  * failure, #GP on a non-canonical or misaligned address or a segment limit
- * violation, #SS, #AC, #DE for DIV/IDIV), nothing of the faulting step is written, RIP is not
- * advanced, and the call returns HVP_EMU_STATUS_SUCCESS cleared,
+ * or rights violation, #SS, #AC, #DE for DIV/IDIV), nothing of the faulting
+ * step is written, RIP is not advanced, and the call returns
+ * HVP_EMU_STATUS_SUCCESS cleared,
  * HVP_EMU_STATUS_EXCEPTION set and *fault filled in: the VMM injects the
  * exception (vector, error code, and CR2 for #PF) and resumes the guest,
  * which then takes the fault on the instruction. With fault == NULL the
@@ -35,6 +46,16 @@
  * split into one access per page (each page translated separately); a part
  * whose size is not a power of two is split further into power-of-two
  * pieces, lowest address first.
+ *
+ * Segmentation. Outside 64-bit mode every data access is checked against
+ * its segment's byte-granular limit (expand-down included); in protected
+ * mode also presence and type (no writes to code or read-only segments).
+ * In 64-bit mode only FS/GS bases apply, and addresses must be canonical
+ * (48-bit).
+ *
+ * HVP_EMU_STATUS_INTERRUPT_CAUSED_INTERCEPT: the vp context says the exit
+ * hit while the CPU was delivering an event (interruption_pending); there
+ * is no instruction to complete and nothing is done.
  *
  * Long REP string instructions: at most HVP_EMULATOR_MAX_REP iterations are
  * emulated per call; the call then returns success with RCX/RSI/RDI updated
