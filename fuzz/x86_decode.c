@@ -33,7 +33,7 @@
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "x86_decode fuzz: check failed: %s (line %d)\n", #cond, __LINE__);    \
+            fprintf(stderr, "x86_decode fuzz: check failed: %s (line %d)\n", #cond, __LINE__);     \
             abort();                                                                               \
         }                                                                                          \
     } while (0)
@@ -79,7 +79,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 for (unsigned i = 0; i < in.nops; i++) {
                     CHECK(in.ops[i].kind >= HVP_X86_OPK_REG && in.ops[i].kind <= HVP_X86_OPK_FAR);
                     if (in.ops[i].kind == HVP_X86_OPK_REG)
-                        CHECK(in.ops[i].reg > HVP_X86_REG_NONE && in.ops[i].reg < HVP_X86_REG_COUNT);
+                        CHECK(in.ops[i].reg > HVP_X86_REG_NONE &&
+                              in.ops[i].reg < HVP_X86_REG_COUNT);
                 }
                 CHECK(in.mem.base < HVP_X86_REG_COUNT && in.mem.index < HVP_X86_REG_COUNT);
                 CHECK(in.imm_off < r && in.disp_off < r);
@@ -87,13 +88,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check_format(&in, UINT64_MAX - 3); /* targets wrap */
                 pos += (size_t)r;
             } else {
-                CHECK(r == -HVP_X86_EINVALID || r == -HVP_X86_ETOOLONG ||
-                      r == -HVP_X86_ETRUNCATED);
+                CHECK(r == -HVP_X86_EINVALID || r == -HVP_X86_ETOOLONG || r == -HVP_X86_ETRUNCATED);
                 /* Truncated only when there were no more bytes to look at:
                  * with 16 or more, an unfinished instruction is too long.
                  * (At exactly 15 either answer is defensible.) */
-                if (r == -HVP_X86_ETRUNCATED)
-                    CHECK(avail <= HVP_X86_MAX_INSN_LEN);
+                if (r == -HVP_X86_ETRUNCATED) CHECK(avail <= HVP_X86_MAX_INSN_LEN);
                 pos++;
             }
         }

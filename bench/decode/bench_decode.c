@@ -41,8 +41,7 @@ struct corpus {
 static bool load_text(const char *path, struct corpus *c, size_t max)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
+    if (fd < 0) return false;
     struct stat st;
     if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr)) {
         close(fd);
@@ -51,30 +50,26 @@ static bool load_text(const char *path, struct corpus *c, size_t max)
     size_t sz = (size_t)st.st_size;
     const uint8_t *m = mmap(NULL, sz, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (m == MAP_FAILED)
-        return false;
+    if (m == MAP_FAILED) return false;
     bool ok = false;
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
     if (!memcmp(m, ELFMAG, SELFMAG) && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
-        eh->e_machine == EM_X86_64 && eh->e_shentsize == sizeof(Elf64_Shdr) &&
-        eh->e_shoff < sz && (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr) <= sz - eh->e_shoff &&
+        eh->e_machine == EM_X86_64 && eh->e_shentsize == sizeof(Elf64_Shdr) && eh->e_shoff < sz &&
+        (uint64_t)eh->e_shnum * sizeof(Elf64_Shdr) <= sz - eh->e_shoff &&
         eh->e_shstrndx < eh->e_shnum) {
         const Elf64_Shdr *sh = (const Elf64_Shdr *)(m + eh->e_shoff);
         const Elf64_Shdr *ss = &sh[eh->e_shstrndx];
         for (unsigned i = 0; i < eh->e_shnum && !ok; i++) {
             if (ss->sh_offset > sz || sh[i].sh_name + 6 > ss->sh_size ||
                 ss->sh_offset + sh[i].sh_name + 6 > sz ||
-                memcmp(m + ss->sh_offset + sh[i].sh_name, ".text", 6) ||
-                sh[i].sh_offset > sz || sh[i].sh_size > sz - sh[i].sh_offset)
+                memcmp(m + ss->sh_offset + sh[i].sh_name, ".text", 6) || sh[i].sh_offset > sz ||
+                sh[i].sh_size > sz - sh[i].sh_offset)
                 continue;
             size_t len = sh[i].sh_size;
-            if (c->size + len + 16 > max)
-                len = max > c->size + 16 ? max - c->size - 16 : 0;
-            if (!len)
-                break;
+            if (c->size + len + 16 > max) len = max > c->size + 16 ? max - c->size - 16 : 0;
+            if (!len) break;
             uint8_t *p = realloc(c->code, c->size + len + 16);
-            if (!p)
-                break;
+            if (!p) break;
             c->code = p;
             memcpy(c->code + c->size, m + sh[i].sh_offset, len);
             memset(c->code + c->size + len, 0, 16);
@@ -123,8 +118,8 @@ static double pass(enum which w, const struct corpus *c, const ZydisDecoder *zd,
         break;
     case ZY_FULL:
         for (size_t i = 0; i < c->n; i++)
-            if (ZYAN_SUCCESS(ZydisDecoderDecodeFull(zd, c->code + c->off[i], c->size - c->off[i],
-                                                    &zi, zo)))
+            if (ZYAN_SUCCESS(
+                    ZydisDecoderDecodeFull(zd, c->code + c->off[i], c->size - c->off[i], &zi, zo)))
                 s += zi.length;
         break;
     case ZY_INSN:
@@ -143,8 +138,7 @@ static double pass(enum which w, const struct corpus *c, const ZydisDecoder *zd,
             if (ZYAN_SUCCESS(ZydisDecoderDecodeFull(zd, c->code + c->off[i], c->size - c->off[i],
                                                     &zi, zo)) &&
                 ZYAN_SUCCESS(ZydisFormatterFormatInstruction(zf, &zi, zo, zi.operand_count_visible,
-                                                             text, sizeof(text), c->off[i],
-                                                             NULL)))
+                                                             text, sizeof(text), c->off[i], NULL)))
                 s += (unsigned char)text[0];
         break;
     default: break;
@@ -172,13 +166,16 @@ int main(int argc, char **argv)
         } else
             files[nfiles++] = argv[i];
     }
-    if (!runs)
-        runs = 1;
+    if (!runs) runs = 1;
     static const char *const defaults[] = {
-        "/usr/lib/x86_64-linux-gnu/libc.so.6",      "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
-        "/usr/lib/x86_64-linux-gnu/libcrypto.so.3", "/usr/lib/x86_64-linux-gnu/libm.so.6",
-        "/usr/bin/bash",                            "/usr/bin/python3",
-        "/usr/bin/ls",                              "/usr/bin/tar",
+        "/usr/lib/x86_64-linux-gnu/libc.so.6",
+        "/usr/lib/x86_64-linux-gnu/libstdc++.so.6",
+        "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+        "/usr/lib/x86_64-linux-gnu/libm.so.6",
+        "/usr/bin/bash",
+        "/usr/bin/python3",
+        "/usr/bin/ls",
+        "/usr/bin/tar",
     };
     printf("bench-decode: corpus (.text)\n");
     if (nfiles)
@@ -200,8 +197,7 @@ int main(int argc, char **argv)
 
     /* Instruction boundaries: one Zydis sweep (1 byte past undecodable). */
     c.off = malloc((c.size + 1) * sizeof(*c.off));
-    if (!c.off)
-        return 1;
+    if (!c.off) return 1;
     size_t hvp_ok = 0;
     for (size_t p = 0; p < c.size;) {
         ZydisDecodedInstruction zi;
@@ -236,8 +232,7 @@ int main(int argc, char **argv)
         med[w] = tw[runs / 2];
         printf("  %-36s min %7.2f ms  median %7.2f ms  best %7.1f M insn/s  median %7.1f M "
                "insn/s\n",
-               which_name[w], best[w] * 1e3, med[w] * 1e3, c.n / best[w] / 1e6,
-               c.n / med[w] / 1e6);
+               which_name[w], best[w] * 1e3, med[w] * 1e3, c.n / best[w] / 1e6, c.n / med[w] / 1e6);
     }
     printf("bench-decode: hvp / ZydisDecoderDecodeFull        = %.2f (median), %.2f (min)\n",
            med[ZY_FULL] / med[HVP_DECODE], best[ZY_FULL] / best[HVP_DECODE]);

@@ -46,8 +46,7 @@ struct line_out {
 
 static int flush_out(struct line_out *lo)
 {
-    if (lo->len && fwrite(lo->buf, 1, lo->len, stdout) != lo->len)
-        return -1;
+    if (lo->len && fwrite(lo->buf, 1, lo->len, stdout) != lo->len) return -1;
     lo->len = 0;
     return 0;
 }
@@ -75,11 +74,9 @@ static int disassemble(const uint8_t *code, uint64_t n, uint64_t base, unsigned 
             tlen = 5;
         } else {
             tlen = hvp_x86_format(&insn, addr, text, sizeof(text));
-            if (tlen >= (int)sizeof(text))
-                tlen = sizeof(text) - 1;
+            if (tlen >= (int)sizeof(text)) tlen = sizeof(text) - 1;
         }
-        if (lo.cap - lo.len < 16 + 2 + HEX_COL + 2 + (size_t)tlen + 1 && flush_out(&lo))
-            break;
+        if (lo.cap - lo.len < 16 + 2 + HEX_COL + 2 + (size_t)tlen + 1 && flush_out(&lo)) break;
         char *p = lo.buf + lo.len;
         for (int s = (int)offw * 4 - 4; s >= 0; s -= 4)
             *p++ = hexd[(addr >> s) & 15];
@@ -87,8 +84,7 @@ static int disassemble(const uint8_t *code, uint64_t n, uint64_t base, unsigned 
         *p++ = ' ';
         char *col = p;
         for (int i = 0; i < len; i++) {
-            if (i)
-                *p++ = ' ';
+            if (i) *p++ = ' ';
             *p++ = hexd[code[pos + i] >> 4];
             *p++ = hexd[code[pos + i] & 15];
         }
@@ -117,12 +113,9 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, in
 {
     size_t n = strlen(name);
     const char *a = argv[*i];
-    if (strncmp(a, name, n))
-        return NULL;
-    if (a[n] == '=')
-        return a + n + 1;
-    if (a[n])
-        return NULL;
+    if (strncmp(a, name, n)) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n]) return NULL;
     if (*i + 1 >= argc) {
         *missing = 1;
         return NULL;

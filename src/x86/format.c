@@ -37,8 +37,7 @@ struct out {
 
 static inline void put_c(struct out *o, char c)
 {
-    if (o->pos + 1 < o->size)
-        o->buf[o->pos] = c;
+    if (o->pos + 1 < o->size) o->buf[o->pos] = c;
     o->pos++;
 }
 
@@ -114,11 +113,9 @@ static void put_mem_raw(struct out *o, unsigned size, unsigned seg, unsigned bas
         put_c(o, ':');
     }
     put_c(o, '[');
-    if (base != HVP_X86_REG_NONE)
-        put_s(o, hvp_x86_reg_name(base));
+    if (base != HVP_X86_REG_NONE) put_s(o, hvp_x86_reg_name(base));
     if (index != HVP_X86_REG_NONE) {
-        if (base != HVP_X86_REG_NONE)
-            put_c(o, '+');
+        if (base != HVP_X86_REG_NONE) put_c(o, '+');
         put_s(o, hvp_x86_reg_name(index));
         put_c(o, '*');
         put_dec(o, scale ? scale : 1);
@@ -139,8 +136,7 @@ static void put_mem_raw(struct out *o, unsigned size, unsigned seg, unsigned bas
  * that 64-bit mode ignores. */
 static unsigned shown_seg(const struct hvp_x86_insn *in)
 {
-    if (!(in->prefixes & HVP_X86_PFX_SEG))
-        return HVP_X86_REG_NONE;
+    if (!(in->prefixes & HVP_X86_PFX_SEG)) return HVP_X86_REG_NONE;
     if (in->mode == 64 && in->mem.seg != HVP_X86_REG_ES + 4 && in->mem.seg != HVP_X86_REG_ES + 5)
         return HVP_X86_REG_NONE;
     return in->mem.seg;
@@ -148,18 +144,15 @@ static unsigned shown_seg(const struct hvp_x86_insn *in)
 
 static bool is_far_branch(const struct hvp_x86_insn *in)
 {
-    if (in->enc != HVP_X86_ENC_LEGACY || in->map != HVP_X86_MAP_1BYTE)
-        return false;
+    if (in->enc != HVP_X86_ENC_LEGACY || in->map != HVP_X86_MAP_1BYTE) return false;
     switch (in->opcode) {
     case 0x9a: /* call ptr16:16/32 */
     case 0xea: /* jmp ptr16:16/32 */
     case 0xca: /* ret far imm16 */
-    case 0xcb: /* ret far */
-        break;
+    case 0xcb: /* ret far */ break;
     case 0xff: {
         unsigned r = (in->modrm >> 3) & 7;
-        if (!(in->flags & HVP_X86_F_MODRM) || (r != 3 && r != 5))
-            return false;
+        if (!(in->flags & HVP_X86_F_MODRM) || (r != 3 && r != 5)) return false;
         break;
     }
     default: return false;
@@ -180,8 +173,7 @@ static int string_kind(const struct hvp_x86_insn *in, unsigned *sz)
 {
     /* cmpsd/movsd share their names with SSE2 forms: only the 1-byte map
      * opcodes are string instructions. */
-    if (in->enc != HVP_X86_ENC_LEGACY || in->map != HVP_X86_MAP_1BYTE)
-        return -1;
+    if (in->enc != HVP_X86_ENC_LEGACY || in->map != HVP_X86_MAP_1BYTE) return -1;
     switch (in->op) {
     case HVP_X86_OP_MOVSB: *sz = 1; return 0;
     case HVP_X86_OP_MOVSW: *sz = 2; return 0;
@@ -214,8 +206,7 @@ static int string_kind(const struct hvp_x86_insn *in, unsigned *sz)
 }
 
 /* The implicit operands of a string instruction with none in the record. */
-static void put_string_operands(struct out *o, const struct hvp_x86_insn *in, int kind,
-                                unsigned sz)
+static void put_string_operands(struct out *o, const struct hvp_x86_insn *in, int kind, unsigned sz)
 {
     unsigned as = in->addrsize ? in->addrsize : (in->mode == 64 ? 8 : in->mode / 8);
     unsigned rsi = addr_reg(as, 6), rdi = addr_reg(as, 7);
@@ -267,8 +258,7 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
     case HVP_X86_OPK_REG: put_s(o, hvp_x86_reg_name(op->reg)); break;
     case HVP_X86_OPK_MEM: {
         unsigned size = in->op == HVP_X86_OP_LEA ? 0 : op->size;
-        if (op->flags & HVP_X86_OPF_BCST)
-            size = op->elem;
+        if (op->flags & HVP_X86_OPF_BCST) size = op->elem;
         unsigned seg = in->op == HVP_X86_OP_LEA ? HVP_X86_REG_NONE : shown_seg(in);
         put_mem_raw(o, size, seg, in->mem.base, in->mem.index, in->mem.scale, in->mem.disp,
                     in->addrsize);
@@ -293,8 +283,7 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
                     ref = in->ops[i].size; /* the destination's width */
                     break;
                 }
-            if (w < ref && ref <= 8)
-                w = ref;
+            if (w < ref && ref <= 8) w = ref;
         }
         put_hex(o, mask_bytes((uint64_t)v, w));
         break;
@@ -302,10 +291,8 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
     case HVP_X86_OPK_REL: {
         uint64_t t = rip + in->len + (uint64_t)in->imm;
         unsigned width = in->opsize;
-        if (in->mode == 64 && width != 2)
-            width = 8;
-        if (!width)
-            width = in->mode == 64 ? 8 : in->mode / 8;
+        if (in->mode == 64 && width != 2) width = 8;
+        if (!width) width = in->mode == 64 ? 8 : in->mode / 8;
         put_hex(o, mask_bytes(t, width));
         break;
     }
@@ -332,16 +319,15 @@ int hvp_x86_format(const struct hvp_x86_insn *insn, uint64_t rip, char *buf, siz
     if ((in->prefixes & (HVP_X86_PFX_REP | HVP_X86_PFX_REPNE)) && in->enc == HVP_X86_ENC_LEGACY &&
         in->nops && in->ops[0].kind == HVP_X86_OPK_MEM) {
         bool locked = (in->prefixes & HVP_X86_PFX_LOCK) || in->op == HVP_X86_OP_XCHG;
-        bool mov_store = in->op == HVP_X86_OP_MOV && in->map == HVP_X86_MAP_1BYTE &&
-                         (in->opcode == 0x88 || in->opcode == 0x89 || in->opcode == 0xc6 ||
-                          in->opcode == 0xc7);
+        bool mov_store =
+            in->op == HVP_X86_OP_MOV && in->map == HVP_X86_MAP_1BYTE &&
+            (in->opcode == 0x88 || in->opcode == 0x89 || in->opcode == 0xc6 || in->opcode == 0xc7);
         if (locked && (in->prefixes & HVP_X86_PFX_REPNE))
             put_s(&o, "xacquire ");
         else if ((locked || mov_store) && (in->prefixes & HVP_X86_PFX_REP))
             put_s(&o, "xrelease ");
     }
-    if (in->prefixes & HVP_X86_PFX_LOCK)
-        put_s(&o, "lock ");
+    if (in->prefixes & HVP_X86_PFX_LOCK) put_s(&o, "lock ");
     unsigned ssz = 0;
     int skind = string_kind(in, &ssz);
     if (skind >= 0 && (in->prefixes & (HVP_X86_PFX_REP | HVP_X86_PFX_REPNE))) {
@@ -351,13 +337,11 @@ int hvp_x86_format(const struct hvp_x86_insn *insn, uint64_t rip, char *buf, siz
             put_s(&o, skind == 1 || skind == 4 ? "repe " : "rep ");
     }
     put_s(&o, hvp_x86_op_name(in->op));
-    if (is_far_branch(in))
-        put_s(&o, " far");
+    if (is_far_branch(in)) put_s(&o, " far");
 
     unsigned n = in->nops < 5 ? in->nops : 5;
     if (n == 0) {
-        if (skind >= 0)
-            put_string_operands(&o, in, skind, ssz);
+        if (skind >= 0) put_string_operands(&o, in, skind, ssz);
         goto done;
     }
     for (unsigned i = 0; i < n; i++) {
@@ -370,7 +354,6 @@ int hvp_x86_format(const struct hvp_x86_insn *insn, uint64_t rip, char *buf, siz
         }
     }
 done:
-    if (size)
-        buf[o.pos < size ? o.pos : size - 1] = '\0';
+    if (size) buf[o.pos < size ? o.pos : size - 1] = '\0';
     return (int)o.pos;
 }

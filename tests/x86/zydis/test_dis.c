@@ -219,7 +219,8 @@ Test(dis, errors_are_one_line_and_exit_2)
                  "hvp: dis: --bits must be 16, 32 or 64, not '8'\n");
     expect_error((const char *[]){"dis", "--frob", path, NULL},
                  "hvp: dis: unknown option '--frob' (see 'hvp dis --help')\n");
-    expect_error((const char *[]){"dis", path, "--start", NULL}, "hvp: dis: --start needs a value\n");
+    expect_error((const char *[]){"dis", path, "--start", NULL},
+                 "hvp: dis: --start needs a value\n");
     expect_error((const char *[]){"dis", "--start", "12x", path, NULL},
                  "hvp: dis: --start: not an offset: '12x'\n");
     expect_error((const char *[]){"dis", "--length", "-1", path, NULL},

@@ -10,8 +10,7 @@
 static unsigned op_named(const char *name)
 {
     for (unsigned i = 0; i < HVP_X86_OP_COUNT; i++)
-        if (!strcmp(hvp_x86_op_name(i), name))
-            return i;
+        if (!strcmp(hvp_x86_op_name(i), name)) return i;
     cr_skip_test("'%s' is not in x86_ops.def yet", name);
     return 0;
 }
@@ -31,8 +30,8 @@ static struct hvp_x86_insn base64(unsigned op, unsigned len)
 
 static void add_reg(struct hvp_x86_insn *in, unsigned reg, unsigned size)
 {
-    in->ops[in->nops++] = (struct hvp_x86_operand){.kind = HVP_X86_OPK_REG, .reg = (uint8_t)reg,
-                                                   .size = (uint16_t)size};
+    in->ops[in->nops++] = (struct hvp_x86_operand){
+        .kind = HVP_X86_OPK_REG, .reg = (uint8_t)reg, .size = (uint16_t)size};
 }
 
 static void add_mem(struct hvp_x86_insn *in, unsigned size, unsigned base, unsigned index,
@@ -66,8 +65,8 @@ static void expect(const struct hvp_x86_insn *in, uint64_t rip, const char *want
 #define RBX (HVP_X86_REG_RAX + 3)
 #define RDI (HVP_X86_REG_RAX + 7)
 #define EAX (HVP_X86_REG_EAX + 0)
-#define FS (HVP_X86_REG_ES + 4)
-#define DS (HVP_X86_REG_ES + 3)
+#define FS  (HVP_X86_REG_ES + 4)
+#define DS  (HVP_X86_REG_ES + 3)
 
 Test(format, rip_relative_store)
 {

@@ -55,8 +55,8 @@ static const char *const ratchet[] = {
     /* "int"  stage 1, 1-byte + 0F integer: landed c1ed3f0 */
     /* "x87", "simd"  stage 2: landed 05aa088 */
     /* "vex"  stage 3: landed 17d5413 (all but AMX) */
-    "amx",   /* AMX tile instructions (VEX-encoded): not decoded yet */
-    "evex",  /* stage 4 */
+    "amx",  /* AMX tile instructions (VEX-encoded): not decoded yet */
+    "evex", /* stage 4 */
     /* XOP, TBM, FMA4 and 3DNow! are outside the target ISA (see
      * not_in_target below): hvp may reject them; if it decodes them they
      * are compared like the rest. */
@@ -101,8 +101,7 @@ static bool fix_sib_r13_disp32(unsigned mode, const ZydisDecodedInstruction *zi,
 static bool fix_notrack_ds(unsigned mode, const ZydisDecodedInstruction *zi,
                            ZydisDecodedOperand *vis, unsigned *nv)
 {
-    if (mode == 64 || !(zi->attributes & ZYDIS_ATTRIB_HAS_NOTRACK))
-        return false;
+    if (mode == 64 || !(zi->attributes & ZYDIS_ATTRIB_HAS_NOTRACK)) return false;
     bool fixed = false;
     for (unsigned i = 0; i < *nv; i++)
         if (vis[i].type == ZYDIS_OPERAND_TYPE_MEMORY && vis[i].mem.segment == ZYDIS_REGISTER_SS) {
@@ -197,7 +196,7 @@ struct stats {
     uint64_t shown[C_COUNT][A_COUNT];
     uint64_t zydis_known;
     uint64_t not_target; /* Zydis decodes, hvp rejects, not in the target */
-    uint64_t failing; /* mismatches outside the ratchet */
+    uint64_t failing;    /* mismatches outside the ratchet */
     bool ratcheted[C_COUNT][A_COUNT];
     unsigned show; /* examples to print per cell */
     const char *label;
@@ -213,8 +212,7 @@ static void stats_init(struct stats *s, unsigned show, const char *label)
             for (size_t r = 0; r < sizeof(ratchet) / sizeof(ratchet[0]); r++) {
                 const char *e = ratchet[r];
                 size_t cl = strlen(cls_name[c]);
-                if (strncmp(e, cls_name[c], cl))
-                    continue;
+                if (strncmp(e, cls_name[c], cl)) continue;
                 if (e[cl] == 0 || (e[cl] == ' ' && !strcmp(e + cl + 1, aspect_name[a])))
                     s->ratcheted[c][a] = true;
             }
@@ -242,8 +240,7 @@ static void stats_print(const struct stats *s)
     for (unsigned c = 0; c < C_COUNT; c++)
         for (unsigned a = 0; a < A_COUNT; a++)
             any |= s->mism[c][a] != 0;
-    if (!any)
-        return;
+    if (!any) return;
     printf("  %-8s", "class");
     for (unsigned a = 0; a < A_COUNT; a++)
         printf(" %10s", aspect_name[a]);
@@ -252,8 +249,7 @@ static void stats_print(const struct stats *s)
         uint64_t row = 0;
         for (unsigned a = 0; a < A_COUNT; a++)
             row += s->mism[c][a];
-        if (!row)
-            continue;
+        if (!row) continue;
         printf("  %-8s", cls_name[c]);
         for (unsigned a = 0; a < A_COUNT; a++)
             printf(" %9" PRIu64 "%c", s->mism[c][a],
@@ -289,7 +285,8 @@ static enum cls class_of_zydis(const ZydisDecodedInstruction *zi, const ZydisDec
 {
     switch (zi->encoding) {
     case ZYDIS_INSTRUCTION_ENCODING_VEX:
-        if (zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_TILE || zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_INT8 ||
+        if (zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_TILE ||
+            zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_INT8 ||
             zi->meta.isa_ext == ZYDIS_ISA_EXT_AMX_BF16)
             return C_AMX;
         return C_VEX;
@@ -299,16 +296,12 @@ static enum cls class_of_zydis(const ZydisDecodedInstruction *zi, const ZydisDec
     case ZYDIS_INSTRUCTION_ENCODING_3DNOW: return C_3DNOW;
     default: break;
     }
-    if (zi->meta.isa_ext == ZYDIS_ISA_EXT_X87)
-        return C_X87;
-    if (simd_isa_ext(zi->meta.isa_ext))
-        return C_SIMD;
+    if (zi->meta.isa_ext == ZYDIS_ISA_EXT_X87) return C_X87;
+    if (simd_isa_ext(zi->meta.isa_ext)) return C_SIMD;
     for (unsigned i = 0; i < zi->operand_count; i++) {
-        if (zo[i].type != ZYDIS_OPERAND_TYPE_REGISTER)
-            continue;
+        if (zo[i].type != ZYDIS_OPERAND_TYPE_REGISTER) continue;
         ZydisRegisterClass rc = ZydisRegisterGetClass(zo[i].reg.value);
-        if (rc == ZYDIS_REGCLASS_MMX || rc == ZYDIS_REGCLASS_XMM)
-            return C_SIMD;
+        if (rc == ZYDIS_REGCLASS_MMX || rc == ZYDIS_REGCLASS_XMM) return C_SIMD;
     }
     return C_INT;
 }
@@ -357,22 +350,16 @@ static enum cls class_of_bytes(const uint8_t *b, size_t n, unsigned mode)
         else
             break;
     }
-    if (i >= n)
-        return C_INT;
+    if (i >= n) return C_INT;
     uint8_t c = b[i];
     bool modrm_reg = i + 1 < n && (mode == 64 || (b[i + 1] & 0xc0) == 0xc0);
-    if (c == 0xc4 || c == 0xc5)
-        return modrm_reg ? C_VEX : C_INT;
-    if (c == 0x62)
-        return modrm_reg ? C_EVEX : C_INT;
-    if (c == 0x8f && i + 1 < n && (b[i + 1] & 0x1f) >= 8)
-        return C_XOP;
-    if (c >= 0xd8 && c <= 0xdf)
-        return C_X87;
+    if (c == 0xc4 || c == 0xc5) return modrm_reg ? C_VEX : C_INT;
+    if (c == 0x62) return modrm_reg ? C_EVEX : C_INT;
+    if (c == 0x8f && i + 1 < n && (b[i + 1] & 0x1f) >= 8) return C_XOP;
+    if (c >= 0xd8 && c <= 0xdf) return C_X87;
     if (c == 0x0f && i + 1 < n) {
         uint8_t d = b[i + 1];
-        if (d == 0x0f)
-            return C_3DNOW;
+        if (d == 0x0f) return C_3DNOW;
         if (d == 0x38 || d == 0x3a || (d >= 0x10 && d <= 0x17) || (d >= 0x28 && d <= 0x2f) ||
             (d >= 0x50 && d <= 0x7f) || d == 0xc2 || (d >= 0xc4 && d <= 0xc6) || d >= 0xd0)
             return C_SIMD;
@@ -384,8 +371,7 @@ static void hexs(char *out, const uint8_t *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         sprintf(out + 3 * i, "%02x%s", b[i], i + 1 < n ? " " : "");
-    if (!n)
-        out[0] = 0;
+    if (!n) out[0] = 0;
 }
 
 struct ctx {
@@ -448,18 +434,19 @@ static int cmp_operand(const ZydisDecodedInstruction *zi, const ZydisDecodedOper
         const char *zidx = z->mem.index == ZYDIS_REGISTER_NONE ? "none" : zreg(z->mem.index);
         bool bad = strcmp(zreg(z->mem.segment), hreg(m->seg)) || strcmp(zbase, hreg(m->base)) ||
                    strcmp(zidx, hreg(m->index)) ||
-                   (z->mem.index != ZYDIS_REGISTER_NONE && (z->mem.scale ? z->mem.scale : 1) != m->scale) ||
+                   (z->mem.index != ZYDIS_REGISTER_NONE &&
+                    (z->mem.scale ? z->mem.scale : 1) != m->scale) ||
                    maskw((uint64_t)z->mem.disp.value, as) != maskw((uint64_t)m->disp, as);
         if (bad) {
-            snprintf(why, wsz,
-                     "memory %s:[%s+%s*%u%+" PRId64 "] vs hvp %s:[%s+%s*%u%+" PRId64 "]",
+            snprintf(why, wsz, "memory %s:[%s+%s*%u%+" PRId64 "] vs hvp %s:[%s+%s*%u%+" PRId64 "]",
                      zreg(z->mem.segment), zbase, zidx, z->mem.scale, (int64_t)z->mem.disp.value,
                      hreg(m->seg), hreg(m->base), hreg(m->index), m->scale, m->disp);
             return A_OPERANDS;
         }
         /* Access size: only for plain memory operands (not lea's address,
          * MPX's MIB, VSIB or EVEX broadcast). */
-        if (z->mem.type == ZYDIS_MEMOP_TYPE_MEM && !(h->flags & (HVP_X86_OPF_BCST | HVP_X86_OPF_VSIB)) &&
+        if (z->mem.type == ZYDIS_MEMOP_TYPE_MEM &&
+            !(h->flags & (HVP_X86_OPF_BCST | HVP_X86_OPF_VSIB)) &&
             zi->encoding != ZYDIS_INSTRUCTION_ENCODING_EVEX && z->size / 8 != h->size) {
             snprintf(why, wsz, "memory size %u vs hvp %u", z->size / 8, h->size);
             return A_SIZE;
@@ -492,8 +479,7 @@ static int cmp_operand(const ZydisDecodedInstruction *zi, const ZydisDecodedOper
          * agree within that width, and its size (header: "immediate width
          * after extension") must be that width. */
         unsigned w = z->imm.is_signed ? zi->operand_width / 8 : z->size / 8;
-        if (!w)
-            w = z->size / 8;
+        if (!w) w = z->size / 8;
         if (h->kind != HVP_X86_OPK_IMM || maskw((uint64_t)hv, w) != maskw(z->imm.value.u, w)) {
             snprintf(why, wsz, "imm %#" PRIx64 " (width %u) vs hvp kind %u %#" PRIx64 " (size %u)",
                      maskw(z->imm.value.u, w), w, h->kind, (uint64_t)hv, h->size);
@@ -529,8 +515,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
     }
 
     enum cls c = zok ? class_of_zydis(&zi, zo) : hok ? class_of_hvp(&hi, b, n) : C_INT;
-    if (!zok && hok && c == C_INT)
-        c = class_of_bytes(b, lim, mode);
+    if (!zok && hok && c == C_INT) c = class_of_bytes(b, lim, mode);
     int aspect = -1;
     char why[256] = "";
 
@@ -550,8 +535,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
         ZydisDecodedOperand vis[ZYDIS_MAX_OPERAND_COUNT];
         unsigned nv = 0, zmask = 0;
         for (unsigned i = 0; i < zi.operand_count_visible; i++) {
-            if (zo[i].visibility == ZYDIS_OPERAND_VISIBILITY_HIDDEN)
-                continue;
+            if (zo[i].visibility == ZYDIS_OPERAND_VISIBILITY_HIDDEN) continue;
             if (zo[i].encoding == ZYDIS_OPERAND_ENCODING_MASK &&
                 zo[i].type == ZYDIS_OPERAND_TYPE_REGISTER) {
                 zmask = (unsigned)(zo[i].reg.value - ZYDIS_REGISTER_K0);
@@ -560,8 +544,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
             vis[nv++] = zo[i];
         }
         for (size_t k = 0; zydis_wrong[k].fix; k++)
-            if (zydis_wrong[k].fix(mode, &zi, vis, &nv))
-                st->zydis_known++;
+            if (zydis_wrong[k].fix(mode, &zi, vis, &nv)) st->zydis_known++;
         if (nv != hi.nops) {
             aspect = A_OPERANDS;
             snprintf(why, sizeof(why), "%u operands vs hvp %u", nv, hi.nops);
@@ -579,8 +562,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
             }
         }
     }
-    if (aspect < 0)
-        return zi.length;
+    if (aspect < 0) return zi.length;
 
     if (aspect == A_VALIDITY && zok)
         for (size_t k = 0; k < sizeof(not_in_target) / sizeof(not_in_target[0]); k++)
@@ -591,8 +573,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
 
     st->mism[c][aspect]++;
     bool fails = !st->ratcheted[c][aspect];
-    if (fails)
-        st->failing++;
+    if (fails) st->failing++;
     if (st->shown[c][aspect] < st->show || (fails && st->failing <= 20)) {
         st->shown[c][aspect]++;
         char hx[64], zt[160] = "(invalid)", ht[160] = "(invalid)";
@@ -601,8 +582,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
         if (zok)
             ZydisFormatterFormatInstruction(&x->zf, &zi, zo, zi.operand_count_visible, zt,
                                             sizeof(zt), addr, NULL);
-        if (hok)
-            hvp_x86_format(&hi, addr, ht, sizeof(ht));
+        if (hok) hvp_x86_format(&hi, addr, ht, sizeof(ht));
         printf("%s %s/%s: %u-bit %s %#" PRIx64 " [%s]\n    zydis: %s\n    hvp:   %s\n    %s\n",
                fails ? "FAIL" : "todo", cls_name[c], aspect_name[aspect], mode, where, where_n, hx,
                zt, ht, why);
@@ -674,8 +654,7 @@ static size_t random_insn(struct rng *r, uint8_t *b, unsigned mode)
     for (unsigned i = 0; i < npfx; i++, v >>= 4)
         b[p++] = legacy_pfx[v & 15];
     v = rng_next(r);
-    if (mode == 64 && (v & 3) == 0)
-        b[p++] = (uint8_t)(0x40 | ((v >> 2) & 15));
+    if (mode == 64 && (v & 3) == 0) b[p++] = (uint8_t)(0x40 | ((v >> 2) & 15));
     v >>= 6;
     /* The encoding space, in 32nds: VEX 8, EVEX 7, XOP 1, 0F 5, 0F38 3,
      * 0F3A 2, 3DNow! 1, one-byte opcodes 5. */
@@ -695,7 +674,8 @@ static size_t random_insn(struct rng *r, uint8_t *b, unsigned mode)
         break;
     case 1: /* VEX3: RXB mmmmm, W vvvv L pp */
         b[p++] = 0xc4;
-        b[p++] = (uint8_t)((f & 0xe0) | top | ((f & 0x300) == 0x300 ? (f >> 16) & 31 : 1 + (f >> 8) % 3));
+        b[p++] = (uint8_t)((f & 0xe0) | top |
+                           ((f & 0x300) == 0x300 ? (f >> 16) & 31 : 1 + (f >> 8) % 3));
         b[p++] = (uint8_t)(((f >> 24) & 0x87) | vvvv_bits(f >> 32));
         break;
     case 2: /* EVEX: RXBR' 0 mmm, W vvvv 1 pp, z L'L b V' aaa */
@@ -710,16 +690,24 @@ static size_t random_insn(struct rng *r, uint8_t *b, unsigned mode)
         b[p++] = (uint8_t)(((f >> 16) & 0x84) | vvvv_bits(f >> 24));
         break;
     case 4: b[p++] = 0x0f; break;
-    case 5: b[p++] = 0x0f; b[p++] = 0x38; break;
-    case 6: b[p++] = 0x0f; b[p++] = 0x3a; break;
-    case 7: b[p++] = 0x0f; b[p++] = 0x0f; break; /* 3DNow! */
-    default: break;                              /* a random 1-byte opcode */
+    case 5:
+        b[p++] = 0x0f;
+        b[p++] = 0x38;
+        break;
+    case 6:
+        b[p++] = 0x0f;
+        b[p++] = 0x3a;
+        break;
+    case 7:
+        b[p++] = 0x0f;
+        b[p++] = 0x0f;
+        break;      /* 3DNow! */
+    default: break; /* a random 1-byte opcode */
     }
     /* Mostly a full window, sometimes short to exercise truncation. */
     size_t avail = 16;
     v = rng_next(r);
-    if ((v & 15) == 0)
-        avail = 1 + (size_t)((v >> 4) % 16);
+    if ((v & 15) == 0) avail = 1 + (size_t)((v >> 4) % 16);
     return avail;
 }
 
@@ -759,8 +747,7 @@ static void pl_add(struct pathlist *pl, const char *p)
     if (pl->n == pl->cap) {
         pl->cap = pl->cap ? pl->cap * 2 : 256;
         pl->v = realloc(pl->v, pl->cap * sizeof(*pl->v));
-        if (!pl->v)
-            abort();
+        if (!pl->v) abort();
     }
     pl->v[pl->n++] = strdup(p);
 }
@@ -768,17 +755,14 @@ static void pl_add(struct pathlist *pl, const char *p)
 static void walk(struct pathlist *pl, const char *dir, int depth)
 {
     DIR *d = opendir(dir);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
+        if (e->d_name[0] == '.') continue;
         char p[4096];
         snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
         struct stat s;
-        if (lstat(p, &s))
-            continue;
+        if (lstat(p, &s)) continue;
         if (S_ISDIR(s.st_mode) && depth < 3)
             walk(pl, p, depth + 1);
         else if (S_ISREG(s.st_mode) && s.st_size >= (off_t)sizeof(Elf64_Ehdr))
@@ -801,8 +785,7 @@ static int cmp_str(const void *a, const void *b)
 /* Finds .text in an ELF64 x86-64 image. */
 static bool find_text(const uint8_t *m, size_t sz, uint64_t *off, uint64_t *len, uint64_t *addr)
 {
-    if (sz < sizeof(Elf64_Ehdr) || memcmp(m, ELFMAG, SELFMAG))
-        return false;
+    if (sz < sizeof(Elf64_Ehdr) || memcmp(m, ELFMAG, SELFMAG)) return false;
     const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
     if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB ||
         eh->e_machine != EM_X86_64 || (eh->e_type != ET_EXEC && eh->e_type != ET_DYN))
@@ -813,17 +796,14 @@ static bool find_text(const uint8_t *m, size_t sz, uint64_t *off, uint64_t *len,
         return false;
     const Elf64_Shdr *sh = (const Elf64_Shdr *)(m + eh->e_shoff);
     const Elf64_Shdr *ss = &sh[eh->e_shstrndx];
-    if (ss->sh_offset > sz || ss->sh_size > sz - ss->sh_offset)
-        return false;
+    if (ss->sh_offset > sz || ss->sh_size > sz - ss->sh_offset) return false;
     const char *names = (const char *)m + ss->sh_offset;
     for (unsigned i = 0; i < eh->e_shnum; i++) {
-        if (sh[i].sh_name >= ss->sh_size || sh[i].sh_type != SHT_PROGBITS)
-            continue;
+        if (sh[i].sh_name >= ss->sh_size || sh[i].sh_type != SHT_PROGBITS) continue;
         if (strncmp(names + sh[i].sh_name, ".text", ss->sh_size - sh[i].sh_name) ||
             sh[i].sh_name + 6 > ss->sh_size)
             continue;
-        if (sh[i].sh_offset > sz || sh[i].sh_size > sz - sh[i].sh_offset)
-            return false;
+        if (sh[i].sh_offset > sz || sh[i].sh_size > sz - sh[i].sh_offset) return false;
         *off = sh[i].sh_offset;
         *len = sh[i].sh_size;
         *addr = sh[i].sh_addr;
@@ -867,8 +847,7 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
     uint64_t total_text = 0;
     for (size_t i = 0; i < pl.n; i++) {
         int fd = open(pl.v[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         struct stat s;
         bool dup = false;
         if (fstat(fd, &s) == 0)
@@ -881,8 +860,7 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
         seen[nseen++] = (struct seen){s.st_dev, s.st_ino};
         void *m = mmap(NULL, (size_t)s.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         close(fd);
-        if (m == MAP_FAILED)
-            continue;
+        if (m == MAP_FAILED) continue;
         uint64_t off, len, addr;
         if (find_text(m, (size_t)s.st_size, &off, &len, &addr) && len) {
             items[ni++] = (struct item){pl.v[i], off, len, addr};
@@ -911,8 +889,7 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
             left -= lens[i];
         }
         free(lens);
-        if (cap < 16384)
-            cap = 16384;
+        if (cap < 16384) cap = 16384;
     }
     struct stats st;
     stats_init(&st, show, "corpus");
@@ -921,8 +898,7 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
     bool timed_out = false;
     for (size_t i = 0; i < ni && !timed_out; i++) {
         int fd = open(items[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
+        if (fd < 0) continue;
         struct stat s;
         if (fstat(fd, &s)) {
             close(fd);
@@ -930,13 +906,11 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
         }
         void *m = mmap(NULL, (size_t)s.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         close(fd);
-        if (m == MAP_FAILED)
-            continue;
+        if (m == MAP_FAILED) continue;
         const uint8_t *text = (const uint8_t *)m + items[i].off;
         uint64_t len = items[i].len;
         unsigned nwin = len <= cap ? 1 : 4;
-        if (nwin > 1 && cap / 4 < 16)
-            nwin = 1;
+        if (nwin > 1 && cap / 4 < 16) nwin = 1;
         uint64_t wlen = len <= cap ? len : cap / 4;
         for (unsigned w = 0; w < nwin; w++) {
             uint64_t start = nwin == 1 ? 0 : (len - wlen) / (nwin - 1) * w;
@@ -949,8 +923,7 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
         }
         files++;
         munmap(m, (size_t)s.st_size);
-        if (tlimit > 0 && now_s() - t0 > tlimit)
-            timed_out = true;
+        if (tlimit > 0 && now_s() - t0 > tlimit) timed_out = true;
     }
     double t = now_s() - t0;
     stats_print(&st);
@@ -997,8 +970,8 @@ static int run_bytes(struct ctx *x, unsigned mode, char **hex, int nhex)
     struct hvp_x86_insn hi;
     char t[256];
     if (ZYAN_SUCCESS(ZydisDecoderDecodeFull(dec_for(x, mode), b, n, &zi, zo))) {
-        ZydisFormatterFormatInstruction(&x->zf, &zi, zo, zi.operand_count_visible, t, sizeof(t),
-                                        0, NULL);
+        ZydisFormatterFormatInstruction(&x->zf, &zi, zo, zi.operand_count_visible, t, sizeof(t), 0,
+                                        NULL);
         printf("zydis: len %u  %s\n", zi.length, t);
     } else {
         printf("zydis: invalid\n");
@@ -1025,8 +998,7 @@ static void usage(FILE *f)
 static int parse_u64(const char *s, uint64_t *v)
 {
     char *end;
-    if (!s || !*s)
-        return -1;
+    if (!s || !*s) return -1;
     errno = 0;
     *v = strtoull(s, &end, 0);
     return errno || *end ? -1 : 0;
@@ -1100,13 +1072,13 @@ int main(int argc, char **argv)
         if (fresh) {
             struct timespec t;
             clock_gettime(CLOCK_REALTIME, &t);
-            uint64_t s = (uint64_t)t.tv_sec * 1000000007u ^ (uint64_t)t.tv_nsec ^
-                         ((uint64_t)getpid() << 32);
+            uint64_t s =
+                (uint64_t)t.tv_sec * 1000000007u ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 32);
             seeds[1] = splitmix(&s) >> 1;
         }
         for (int k = 0; k < (fresh ? 2 : 1); k++) {
-            printf("zydis-diff: random seed %" PRIu64 "%s, %" PRIu64 " cases per mode\n",
-                   seeds[k], k ? " (fresh)" : "", count);
+            printf("zydis-diff: random seed %" PRIu64 "%s, %" PRIu64 " cases per mode\n", seeds[k],
+                   k ? " (fresh)" : "", count);
             for (unsigned m = 0; m < 3; m++)
                 if (!mode || mode == all[m])
                     rc |= run_random(x, seeds[k], count, all[m], show, &total);
