@@ -419,8 +419,11 @@ static int read_locators(struct hvp_disk *d, uint64_t fs, struct range *meta, in
             continue;
         if (len == 0 || len > MAX_LOCATOR_LEN || off > fs || len > fs - off) {
             int r = disk_problem(d, "parent locator %d lies outside the file", i);
-            if (r)
+            if (r) {
+                free(rel);
+                free(abs);
                 return r;
+            }
             continue;
         }
         meta[(*nmeta)++] = (struct range){off, off + len, 0};
@@ -429,6 +432,8 @@ static int read_locators(struct hvp_disk *d, uint64_t fs, struct range *meta, in
         if (!buf || !s) {
             free(buf);
             free(s);
+            free(rel);
+            free(abs);
             return disk_err(d, ENOMEM, "out of memory");
         }
         int r = disk_pread(d, buf, len, off);
@@ -437,6 +442,8 @@ static int read_locators(struct hvp_disk *d, uint64_t fs, struct range *meta, in
         free(buf);
         if (r) {
             free(s);
+            free(rel);
+            free(abs);
             return r;
         }
         if (code == PLAT_W2RU && !rel)
