@@ -496,6 +496,25 @@ static int cmp_operand(const ZydisDecodedInstruction *zi, const ZydisDecodedOper
     }
 }
 
+/* Whether the address size shows in what the instruction does: it has a
+ * memory operand (visible or not: string instructions, xlat) or counts in
+ * rCX by address size (loop, jrcxz). */
+static bool addrsize_matters(const ZydisDecodedInstruction *zi, const ZydisDecodedOperand *zo)
+{
+    switch (zi->mnemonic) {
+    case ZYDIS_MNEMONIC_LOOP:
+    case ZYDIS_MNEMONIC_LOOPE:
+    case ZYDIS_MNEMONIC_LOOPNE:
+    case ZYDIS_MNEMONIC_JCXZ:
+    case ZYDIS_MNEMONIC_JECXZ:
+    case ZYDIS_MNEMONIC_JRCXZ: return true;
+    default: break;
+    }
+    for (unsigned i = 0; i < zi->operand_count; i++)
+        if (zo[i].type == ZYDIS_OPERAND_TYPE_MEMORY) return true;
+    return false;
+}
+
 /* Compares one instruction. Returns the step to the next one: Zydis's
  * length when it decodes, else hvp's when it decodes, else 1. */
 static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, size_t n,
@@ -529,6 +548,12 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
         aspect = A_MNEMONIC;
         snprintf(why, sizeof(why), "mnemonic %s vs hvp %s", ZydisMnemonicGetString(zi.mnemonic),
                  hvp_x86_op_name(hi.op));
+    } else if (zi.address_width / 8 != hi.addrsize && addrsize_matters(&zi, zo)) {
+        /* The address size decides the registers of string instructions,
+         * loop's counter and xlat's base, none of them visible operands. */
+        aspect = A_OPERANDS;
+        snprintf(why, sizeof(why), "address size %u vs hvp %u", zi.address_width / 8,
+                 hi.addrsize);
     } else {
         /* The visible operands (explicit and implicit) in order; the EVEX
          * writemask is compared with insn.mask instead. */
