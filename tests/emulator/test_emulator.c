@@ -781,6 +781,30 @@ Test(mmio, movs_stos_lods)
                     }
 }
 
+Test(mmio, real_mode_rep_movsw_backwards)
+{
+    /* Real mode: source FS:SI (override), destination ES:DI in the MMIO
+     * window, DF = 1, 16-bit registers with junk above. */
+    struct fakevm *vm = fvm_new(16);
+    vm->cr0_pe = 0;
+    vm->seg[4].base = 0x20000; /* FS */
+    vm->seg[0].base = FVM_MMIO_GPA;
+    for (unsigned i = 0; i < 16; i++)
+        vm->ram[0x20000 + 0x100 + i] = (uint8_t)(0xc0 + i);
+    vm->gpr[RSI] = 0x77770000 | 0x10e;
+    vm->gpr[RDI] = 0x88880000 | 0x20e;
+    vm->gpr[RCX] = 0x99990000 | 8;
+    vm->rflags |= 0x400;
+    cr_assert_eq(fvm_mmio(vm, B(0xf3, 0x64, 0xa5), NULL), OK);
+    cr_assert_eq(vm->gpr[RCX], 0x99990000);
+    cr_assert_eq(vm->gpr[RSI], 0x77770000 | 0x0fe);
+    cr_assert_eq(vm->gpr[RDI], 0x88880000 | 0x1fe);
+    cr_assert_eq(memcmp(vm->mmio + 0x200, vm->ram + 0x20100, 16), 0);
+    cr_assert_eq(vm->n_mem, 8);
+    cr_assert_eq(vm->mem_log[0].gpa, FVM_MMIO_GPA + 0x20e, "highest word first");
+    fvm_free(vm);
+}
+
 Test(mmio, repe_cmps_and_repne_scas_stop)
 {
     struct fakevm *vm = fvm_new(64);
