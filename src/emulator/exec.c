@@ -3,7 +3,7 @@
  * MMIO forms: MOV (incl. moffs and MOV m16, Sreg), MOVNTI, MOVDIRI,
  * MOVZX/MOVSX/MOVSXD, MOVBE, ADD/OR/ADC/SBB/AND/SUB/XOR/CMP/TEST,
  * NOT/NEG/INC/DEC, SHL/SHR/SAR/ROL/ROR/RCL/RCR, SHLD/SHRD, BT/BTS/BTR/BTC,
- * MUL/IMUL/DIV/IDIV, BSF/BSR/TZCNT/LZCNT/POPCNT, PUSH/POP,
+ * MUL/IMUL/DIV/IDIV, BSF/BSR/TZCNT/LZCNT/POPCNT, PUSH/POP, XLAT,
  * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
  * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
  * MOVAPD/MOVUPD, MOVNTPS/MOVNTPD/MOVNTDQ/MOVNTDQA/MOVNTQ, LDDQU, MOVSS/MOVSD,
@@ -595,6 +595,18 @@ static int exec_pushpop(struct emu *e)
     return done(e);
 }
 
+/* XLAT: AL = [seg:rBX + AL], DS unless overridden. */
+static int exec_xlat(struct emu *e)
+{
+    uint64_t off = (e->gpr[3] + (e->gpr[R_AX] & 0xff)) & addr_mask(e);
+    struct memref m;
+    uint8_t v;
+    if (emu_prepare(e, string_src_segment(e), off, 1, ACC_R, 0, &m) || emu_read(e, &m, &v))
+        return STOP;
+    emu_gpr_write(e, HVP_X86_REG_AL, v);
+    return done(e);
+}
+
 static int exec_xchg(struct emu *e)
 {
     const struct hvp_x86_insn *in = &e->insn;
@@ -1001,6 +1013,7 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_POPCNT: return exec_bitscan(e);
     case HVP_X86_OP_PUSH:
     case HVP_X86_OP_POP: return exec_pushpop(e);
+    case HVP_X86_OP_XLAT: return exec_xlat(e);
     case HVP_X86_OP_XCHG: return exec_xchg(e);
     case HVP_X86_OP_XADD: return exec_xadd(e);
     case HVP_X86_OP_CMPXCHG: return exec_cmpxchg(e);

@@ -535,6 +535,17 @@ Test(mmio, push_pop_memory)
     fvm_free(vm);
 }
 
+Test(mmio, xlat)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x100);
+    vm->gpr[RAX] = 0x12345680; /* AL = 0x80: unsigned index */
+    vm->mmio[0x180] = 0x5e;
+    cr_assert_eq(fvm_mmio(vm, B(0xd7), NULL), OK);
+    cr_assert_eq(vm->gpr[RAX], 0x1234565e);
+    fvm_free(vm);
+}
+
 Test(mmio, completion_clears_rf)
 {
     struct fakevm *vm = fvm_new(64);
