@@ -34,7 +34,7 @@ static inline int short_err(const struct dstate *s, unsigned n)
     return s->pos + n > 15 ? -HVP_X86_ETOOLONG : -HVP_X86_ETRUNCATED;
 }
 
-static inline int fetch_modrm(struct dstate *s)
+static inline __attribute__((always_inline)) int fetch_modrm(struct dstate *s)
 {
     if (s->modrm >= 0)
         return 0;
@@ -59,7 +59,7 @@ static inline int64_t sext(uint64_t v, unsigned n)
 }
 
 /* Reads an immediate of n bytes at s->pos. */
-static inline int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign,
+static inline __attribute__((always_inline)) int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign,
                            int64_t *dst)
 {
     if (!need(s, n))
@@ -75,7 +75,7 @@ static inline int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned 
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
 /* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
-static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib,
+static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib,
                       unsigned n8)
 {
     unsigned mod = (unsigned)s->modrm >> 6, rm = (unsigned)s->modrm & 7;
@@ -153,21 +153,28 @@ static int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen,
 }
 
 /* Size in bytes of a size code for this instruction. */
-static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const struct dstate *s)
+/* Sizes of the size codes that do not depend on the instruction. */
+static const uint16_t fixed_size[64] = {
+    [HVP_DEC_S_B] = 1,    [HVP_DEC_S_W] = 2,    [HVP_DEC_S_D] = 4,     [HVP_DEC_S_Q] = 8,
+    [HVP_DEC_S_DQ] = 16,  [HVP_DEC_S_QQ] = 32,  [HVP_DEC_S_T] = 10,    [HVP_DEC_S_SS] = 4,
+    [HVP_DEC_S_SI] = 4,   [HVP_DEC_S_FS] = 4,   [HVP_DEC_S_SD] = 8,    [HVP_DEC_S_PI] = 8,
+    [HVP_DEC_S_ZZ] = 512, [HVP_DEC_S_FX] = 512, [HVP_DEC_S_XS] = 576,  [HVP_DEC_S_CL] = 64,
+    [HVP_DEC_S_K4] = 64,  [HVP_DEC_S_K3] = 48,  [HVP_DEC_S_VXD] = 4,   [HVP_DEC_S_KD] = 4,
+    [HVP_DEC_S_VXQ] = 8,  [HVP_DEC_S_VHQ] = 8,  [HVP_DEC_S_KQ] = 8,    [HVP_DEC_S_KB] = 1,
+    [HVP_DEC_S_KW] = 2,   [HVP_DEC_S_ST] = 10,  [HVP_DEC_S_FE] = 10,
+};
+
+/* Size in bytes of a size code for this instruction. */
+static inline __attribute__((always_inline)) unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const struct dstate *s)
 {
     unsigned os = out->opsize;
+    if (fixed_size[code & 63])
+        return fixed_size[code & 63];
     switch (code) {
-    case HVP_DEC_S_B: return 1;
-    case HVP_DEC_S_W: return 2;
-    case HVP_DEC_S_D: return 4;
-    case HVP_DEC_S_Q: return 8;
     case HVP_DEC_S_V: return os;
     case HVP_DEC_S_Z: return os == 2 ? 2 : 4;
     case HVP_DEC_S_Y: return (s->mode == 64 && (s->rex & 8)) ? 8 : 4;
-    case HVP_DEC_S_DQ: return 16;
-    case HVP_DEC_S_QQ: return 32;
     case HVP_DEC_S_X: case HVP_DEC_S_PS: case HVP_DEC_S_PD: return 16u << s->vl;
-    case HVP_DEC_S_T: return 10;
     case HVP_DEC_S_P: return 2 + os;
     case HVP_DEC_S_S: return s->mode == 64 ? 10 : 6;
     case HVP_DEC_S_N: return s->mode == 64 ? 8 : 4;
@@ -175,24 +182,13 @@ static unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const str
     case HVP_DEC_S_H: case HVP_DEC_S_XH: return 8u << s->vl;
     case HVP_DEC_S_XQ: return 4u << s->vl;
     case HVP_DEC_S_XD: return 2u << s->vl;
-    case HVP_DEC_S_SS: case HVP_DEC_S_SI: case HVP_DEC_S_FS: return 4;
-    case HVP_DEC_S_SD: case HVP_DEC_S_PI: return 8;
     case HVP_DEC_S_E: return os == 2 ? 14 : 28;
     case HVP_DEC_S_F: return os == 2 ? 94 : 108;
-    case HVP_DEC_S_ZZ: case HVP_DEC_S_FX: return 512;
-    case HVP_DEC_S_XS: return 576;
-    case HVP_DEC_S_CL: case HVP_DEC_S_K4: return 64;
-    case HVP_DEC_S_K3: return 48;
     case HVP_DEC_S_MDUP: return s->vl ? 16u << s->vl : 8;
-    case HVP_DEC_S_VXD: case HVP_DEC_S_KD: return 4;
-    case HVP_DEC_S_VXQ: case HVP_DEC_S_VHQ: case HVP_DEC_S_KQ: return 8;
-    case HVP_DEC_S_KB: return 1;
-    case HVP_DEC_S_KW: return 2;
     case HVP_DEC_S_AS: return out->addrsize;
     case HVP_DEC_S_BM: return s->mode == 64 ? 16 : 8;
     case HVP_DEC_S_BX: return s->mode == 64 ? 24 : 12;
     case HVP_DEC_S_K: return s->mode == 64 ? 16 : 8;
-    case HVP_DEC_S_ST: case HVP_DEC_S_FE: return 10;
     default: return 0;
     }
 }
@@ -230,7 +226,13 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
 {
     struct dstate st, *s = &st;
     int rc;
-    memset(out, 0, sizeof(*out));
+    /* vector stores, not memset: rep stos costs more than the decode */
+    typedef uint64_t v2u64 __attribute__((vector_size(16), may_alias, aligned(8)));
+    typedef uint64_t u64a __attribute__((may_alias));
+    _Static_assert(sizeof(*out) == 104, "zeroing below assumes 104 bytes");
+    v2u64 *zv = (v2u64 *)out;
+    zv[0] = zv[1] = zv[2] = zv[3] = zv[4] = zv[5] = (v2u64){0, 0};
+    ((u64a *)out)[12] = 0;
     out->mode = (uint8_t)mode;
     s->code = code;
     s->lim = avail < 15 ? (unsigned)avail : 15;
@@ -770,7 +772,7 @@ leaf:;
             goto fail;
         }
     }
-    for (unsigned k = 0; k < lf->nops; k++)
+    for (unsigned k = 0; s->vex && k < lf->nops; k++)
         if (out->ops[k].kind == HVP_X86_OPK_REG && !out->ops[k].reg) {
             rc = -HVP_X86_EINVALID; /* opmask register above k7 */
             goto fail;
@@ -791,18 +793,13 @@ leaf:;
         rc = -HVP_X86_EINVALID; /* EVEX gathers: destination and index must differ */
         goto fail;
     }
-    if (lfl & HVP_DEC_F_BR)
-        out->flags |= HVP_X86_F_BRANCH;
-    if (lfl & HVP_DEC_F_COND)
-        out->flags |= HVP_X86_F_COND;
-    if (lfl & HVP_DEC_F_STR)
-        out->flags |= HVP_X86_F_STRING;
-    if (lfl & HVP_DEC_F_PRIV)
-        out->flags |= HVP_X86_F_PRIV;
-    if (lfl & HVP_DEC_F_LOCK)
-        out->flags |= HVP_X86_F_LOCKABLE;
-    if (lfl & HVP_DEC_F_SER)
-        out->flags |= HVP_X86_F_SERIALIZE;
+    /* leaf flag bits BR COND STR PRIV sit one above HVP_X86_F_BRANCH.. */
+    _Static_assert(HVP_DEC_F_BR >> 1 == HVP_X86_F_BRANCH && HVP_DEC_F_PRIV >> 1 == HVP_X86_F_PRIV &&
+                       HVP_DEC_F_LOCK << 5 == HVP_X86_F_LOCKABLE && HVP_DEC_F_SER == HVP_X86_F_SERIALIZE,
+                   "flag layout");
+    out->flags |= (uint16_t)(((lfl >> 1) & (HVP_X86_F_BRANCH | HVP_X86_F_COND | HVP_X86_F_STRING |
+                                            HVP_X86_F_PRIV)) |
+                             ((lfl << 5) & HVP_X86_F_LOCKABLE) | (lfl & HVP_X86_F_SERIALIZE));
     out->prefixes = (uint16_t)pfx;
     out->rex = s->vex ? 0 : out->rex;
     out->vl = (uint8_t)s->vl;
