@@ -400,7 +400,7 @@ static void run_tmpls(const struct tmpl *t, size_t n, unsigned trials, uint64_t 
     env_fini(&e);
 }
 
-#define TRIALS 300
+#define TRIALS 1000
 #define S1     1u
 #define SW     (2u | 4u | 8u)
 
@@ -493,7 +493,7 @@ Test(host, setcc_cmovcc)
         t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x90 + c)}, 2, 0, 0, S1, ALLF, K_PLAIN, 0, 0};
         t[n++] = (struct tmpl){{0x0f, (uint8_t)(0x40 + c)}, 2, -1, 0, SW, ALLF, K_PLAIN, 0, 0};
     }
-    run_tmpls(t, n, 60, 6);
+    run_tmpls(t, n, 200, 6);
 }
 
 Test(host, shifts_rotates)
@@ -516,7 +516,7 @@ Test(host, shifts_rotates)
     t[n++] = (struct tmpl){{0x0f, 0xa5}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     t[n++] = (struct tmpl){{0x0f, 0xac}, 2, -1, 1, SW, 0, K_SHIFT, 0, SH_DOUBLE};
     t[n++] = (struct tmpl){{0x0f, 0xad}, 2, -1, 0, SW, 0, K_SHIFT, 0, SH_DOUBLE};
-    run_tmpls(t, n, 200, 8);
+    run_tmpls(t, n, 600, 8);
 }
 
 #define MULF 0x801u /* CF, OF */
@@ -595,7 +595,7 @@ Test(host, sse_moves)
     struct env e;
     env_init(&e, 9);
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-        for (unsigned n = 0; n < 100; n++) {
+        for (unsigned n = 0; n < 400; n++) {
             uint8_t b[16];
             size_t len = 0;
             unsigned reg = (unsigned)(rnd(&e) % 16);
@@ -639,7 +639,7 @@ Test(host, strings)
                 if (a67 && !e.low) continue;
                 if (!(ops[oi] & 1) && size != 1) continue;
                 if ((ops[oi] & 1) && size == 1) continue;
-                for (unsigned n = 0; n < 60; n++) {
+                for (unsigned n = 0; n < 200; n++) {
                     uint8_t b[5];
                     size_t len = 0;
                     if (reps[ri]) b[len++] = reps[ri];
