@@ -262,7 +262,9 @@ int hvp_disk_close(hvp_disk *d)
         return 0;
     int r = 0;
     pthread_mutex_lock(&d->mu);
-    if (!d->rdonly && d->drv && d->drv->flush)
+    if (!d->rdonly && d->dirty)
+        r = disk_sync(d);
+    if (!r && !d->rdonly && d->drv && d->drv->flush)
         r = d->drv->flush(d);
     if (d->drv && d->drv->close) {
         int r2 = d->drv->close(d);
@@ -419,6 +421,7 @@ int hvp_disk_write(hvp_disk *d, uint64_t off, const void *buf, size_t len)
     if (!len)
         return 0;
     pthread_mutex_lock(&d->mu);
+    d->dirty = true;
     int r = write_locked(d, off, buf, len);
     pthread_mutex_unlock(&d->mu);
     return r;
@@ -432,6 +435,8 @@ int hvp_disk_flush(hvp_disk *d)
     int r = disk_sync(d);
     if (!r && d->drv->flush)
         r = d->drv->flush(d);
+    if (!r)
+        d->dirty = false;
     pthread_mutex_unlock(&d->mu);
     return r;
 }
@@ -443,6 +448,7 @@ int hvp_disk_discard(hvp_disk *d, uint64_t off, uint64_t len)
     if (off > d->size || len > d->size - off)
         return disk_err(d, EINVAL, "discard beyond the end of the disk");
     pthread_mutex_lock(&d->mu);
+    d->dirty = true;
     int r = 0;
     uint64_t a = round_up(off, 512), b = (off + len) & ~511ull;
     static const uint8_t zero[512];

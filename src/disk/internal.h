@@ -50,6 +50,7 @@ struct hvp_disk {
     char *path;
     unsigned flags;
     bool rdonly;
+    bool dirty; /* written since the last flush: close syncs */
     enum hvp_disk_format format;
     enum hvp_disk_type type;
     uint64_t size;
