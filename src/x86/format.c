@@ -19,7 +19,8 @@
  *     operand size; far pointers print "jmp far 0x10:0x1000";
  *   - prefixes: lock, rep/repe/repne on string instructions, the HLE hints
  *     xacquire/xrelease;
- *   - EVEX: "{k1}" after the destination, "{1toN}" after a broadcast operand.
+ *   - EVEX: " {k1}" after the destination, " {1toN}" after a broadcast
+ *     operand (spaced like Zydis).
  *
  * No snprintf on the hot path: a bounded writer that keeps counting past the
  * end of the buffer, so the return value is the full length like snprintf.
@@ -264,7 +265,7 @@ static void put_operand(struct out *o, const struct hvp_x86_insn *in,
                     in->addrsize);
         if ((op->flags & HVP_X86_OPF_BCST) && op->elem) {
             unsigned vbytes = 16u << (in->vl < 3 ? in->vl : 2);
-            put_s(o, "{1to");
+            put_s(o, " {1to");
             put_dec(o, vbytes / op->elem);
             put_c(o, '}');
         }
@@ -348,7 +349,7 @@ int hvp_x86_format(const struct hvp_x86_insn *insn, uint64_t rip, char *buf, siz
         put_s(&o, i ? ", " : " ");
         put_operand(&o, in, &in->ops[i], rip);
         if (i == 0 && in->enc == HVP_X86_ENC_EVEX && in->mask) {
-            put_s(&o, "{k");
+            put_s(&o, " {k");
             put_dec(&o, in->mask);
             put_c(&o, '}');
         }

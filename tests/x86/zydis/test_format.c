@@ -342,7 +342,7 @@ Test(format, vex_and_evex)
     add_mem(&e, 64, RAX, 0, 0, 0x40);
     e.ops[2].flags = HVP_X86_OPF_BCST;
     e.ops[2].elem = 4;
-    expect(&e, 0, "vaddps zmm17{k1}, zmm2, dword ptr [rax+0x40]{1to16}");
+    expect(&e, 0, "vaddps zmm17 {k1}, zmm2, dword ptr [rax+0x40] {1to16}");
 }
 
 Test(format, invalid_record)
