@@ -1,0 +1,210 @@
+/* hvp x86 core: the software x86-64 CPU.
+ *
+ * One struct hvp_cpu is one logical processor. It executes guest code out of
+ * host memory regions that the embedder maps at guest-physical addresses, and
+ * returns to the embedder with an exit whenever something outside the CPU has
+ * to act: a system call in user mode, an exception the embedder asked to see,
+ * an I/O port or an unmapped (MMIO) access, HLT, a kick from another thread,
+ * or the end of an instruction budget.
+ *
+ * Two embedders drive it: `hvp user` (user mode: 64-bit, CPL 3, no paging,
+ * SYSCALL exits to a Linux system-call layer) and the platform's `soft`
+ * backend (system mode: the whole architecture, from reset).
+ *
+ * The CPU knows nothing of partitions, devices or backends. Functions return
+ * 0 or a negative errno; hvp_cpu_error() says more about the last failure.
+ */
+#ifndef HVP_CPU_H
+#define HVP_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hvp/x86.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct hvp_cpu;
+
+/* ---- configuration ---- */
+
+/* Execution models. */
+enum hvp_cpu_model {
+    /* 64-bit user mode: the CPU starts in 64-bit mode at CPL 3 with paging
+     * off (linear address = guest-physical address, canonical checks still
+     * apply). SYSCALL exits with HVP_CPU_EXIT_SYSCALL; every exception exits
+     * with HVP_CPU_EXIT_EXCEPTION. */
+    HVP_CPU_MODEL_USER64 = 1,
+    /* The whole machine's CPU, starting from the reset state. */
+    HVP_CPU_MODEL_SYSTEM = 2,
+};
+
+/* One CPUID result: leaf/subleaf -> eax..edx. */
+struct hvp_cpuid_entry {
+    uint32_t leaf, subleaf;
+    uint32_t eax, ebx, ecx, edx;
+    uint32_t flags; /* HVP_CPUID_F_SUBLEAF: subleaf is significant */
+};
+#define HVP_CPUID_F_SUBLEAF 0x1
+
+struct hvp_cpu_config {
+    uint32_t size;  /* sizeof(struct hvp_cpu_config): lets the struct grow */
+    uint32_t model; /* enum hvp_cpu_model */
+    /* CPUID table; NULL for hvp_cpu_default_cpuid(). It must never
+     * advertise what the CPU does not implement: hvp_cpu_create() rejects a
+     * table that does. Copied. */
+    const struct hvp_cpuid_entry *cpuid;
+    size_t ncpuid;
+    /* Exceptions that exit to the embedder instead of being delivered
+     * through the guest's IDT (system mode; user mode exits on all). */
+    uint32_t exception_exit_bitmap;
+    /* TSC frequency reported and used by RDTSC, Hz; 0 = host TSC rate. */
+    uint64_t tsc_hz;
+};
+
+/* The CPUID table the CPU advertises by default (what it implements).
+ * Returns the number of entries; copies at most max into out. */
+size_t hvp_cpu_default_cpuid(enum hvp_cpu_model model, struct hvp_cpuid_entry *out, size_t max);
+
+/* ---- lifetime ---- */
+
+int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out);
+void hvp_cpu_destroy(struct hvp_cpu *cpu);
+/* Human detail of the last failure on this CPU ("" if none). */
+const char *hvp_cpu_error(const struct hvp_cpu *cpu);
+
+/* ---- guest-physical memory ---- */
+
+#define HVP_CPU_PROT_READ 0x1
+#define HVP_CPU_PROT_WRITE 0x2
+#define HVP_CPU_PROT_EXEC 0x4
+
+/* Maps [gpa, gpa+size) onto host memory at `host`; page-aligned, no overlap
+ * with an existing mapping (-EEXIST). Accesses outside every mapping are
+ * MMIO exits (system mode) or #PF-style exceptions (user mode). */
+int hvp_cpu_map(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size, void *host, unsigned prot);
+/* Unmaps [gpa, gpa+size), splitting mappings as needed; flushes every cached
+ * translation and decoded instruction of the range. */
+int hvp_cpu_unmap(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size);
+/* Changes protection of an already mapped range (mprotect). */
+int hvp_cpu_protect(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size, unsigned prot);
+/* Tells the CPU that guest memory it may have decoded was written by someone
+ * else (the embedder, a device, another vCPU). */
+void hvp_cpu_invalidate_code(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size);
+
+/* ---- architectural state ---- */
+
+struct hvp_cpu_segment {
+    uint64_t base;
+    uint32_t limit;
+    uint16_t selector;
+    uint16_t attr; /* descriptor bits 40..47 and 52..55 as (type|S|DPL|P) | (AVL|L|DB|G) << 12,
+                      the WHP/VMX "access rights" layout */
+};
+
+struct hvp_cpu_table {
+    uint64_t base;
+    uint16_t limit;
+};
+
+/* x87/SSE state in the FXSAVE layout's terms. */
+struct hvp_cpu_fpu {
+    uint16_t fcw, fsw;
+    uint8_t ftw;   /* abridged tag word (FXSAVE): bit i set = ST physical reg i valid */
+    uint16_t fop;
+    uint64_t fip, fdp;
+    uint8_t st[8][16]; /* 80-bit registers ST0..ST7 (ST(i), not physical), low 10 bytes used */
+    uint32_t mxcsr;
+    uint8_t xmm[16][16];
+    uint8_t ymm_hi[16][16]; /* upper halves of YMM0..15 when AVX is advertised */
+};
+
+struct hvp_cpu_state {
+    uint64_t gpr[16]; /* rax rcx rdx rbx rsp rbp rsi rdi r8..r15 */
+    uint64_t rip;
+    uint64_t rflags;
+    struct hvp_cpu_segment seg[6]; /* es cs ss ds fs gs (fs/gs base = FS/GS_BASE) */
+    struct hvp_cpu_segment ldtr, tr;
+    struct hvp_cpu_table gdtr, idtr;
+    uint64_t cr0, cr2, cr3, cr4, cr8;
+    uint64_t efer;
+    uint64_t dr[8]; /* dr0..dr3, (dr4, dr5 unused), dr6, dr7 */
+    uint64_t xcr0;
+    uint64_t kernel_gs_base, star, lstar, cstar, sfmask;
+    uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
+    uint64_t tsc, tsc_aux, pat, apic_base;
+    struct hvp_cpu_fpu fpu;
+};
+
+int hvp_cpu_get_state(struct hvp_cpu *cpu, struct hvp_cpu_state *out);
+int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in);
+
+/* ---- running ---- */
+
+enum hvp_cpu_exit_reason {
+    HVP_CPU_EXIT_NONE = 0,
+    HVP_CPU_EXIT_BUDGET,    /* the instruction budget ran out */
+    HVP_CPU_EXIT_KICK,      /* hvp_cpu_kick() from another thread */
+    HVP_CPU_EXIT_SYSCALL,   /* user mode: SYSCALL executed; RIP is past it */
+    HVP_CPU_EXIT_EXCEPTION, /* vector, error code, cr2; RIP at the faulting instruction
+                               (faults) or after it (traps) */
+    HVP_CPU_EXIT_HLT,
+    HVP_CPU_EXIT_IO,        /* system mode: IN/OUT/INS/OUTS */
+    HVP_CPU_EXIT_MMIO,      /* system mode: access to an unmapped guest-physical address */
+    HVP_CPU_EXIT_SHUTDOWN,  /* triple fault */
+    HVP_CPU_EXIT_INTERNAL,  /* the CPU could not continue; see hvp_cpu_error() */
+};
+
+struct hvp_cpu_exit {
+    uint32_t reason; /* enum hvp_cpu_exit_reason */
+    union {
+        struct {
+            uint8_t vector;
+            bool has_error_code;
+            uint32_t error_code;
+            uint64_t cr2; /* #PF: the faulting linear address */
+        } exception;
+        struct {
+            uint16_t port;
+            uint8_t size; /* 1, 2, 4 */
+            bool write;
+            bool string, rep;
+            uint32_t data;
+        } io;
+        struct {
+            uint64_t gpa;
+            uint8_t size;
+            bool write;
+            uint64_t data;
+        } mmio;
+    } u;
+    /* The instruction involved (IO, MMIO, EXCEPTION when decoded). */
+    uint8_t insn_bytes[16];
+    uint8_t insn_len;
+};
+
+/* Runs until an exit or until `budget` instructions have retired
+ * (0 = no budget). Returns 0 with *exit filled, or -errno on misuse. */
+int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit);
+
+/* Makes a running hvp_cpu_run() return with HVP_CPU_EXIT_KICK as soon as
+ * possible; safe from any thread and from signal handlers. */
+void hvp_cpu_kick(struct hvp_cpu *cpu);
+
+/* Counters since creation. */
+struct hvp_cpu_stats {
+    uint64_t instructions; /* retired */
+    uint64_t decoded;      /* instructions decoded into the cache */
+    uint64_t code_invalidations;
+    uint64_t tlb_misses;
+};
+void hvp_cpu_get_stats(const struct hvp_cpu *cpu, struct hvp_cpu_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
