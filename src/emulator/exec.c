@@ -7,7 +7,7 @@
  * XCHG, XADD, CMPXCHG, CMPXCHG8B/16B, SETcc, CMOVcc, MOVS/CMPS/STOS/LODS/SCAS
  * (REP/REPE/REPNE), MOVD/MOVQ (XMM and MMX), MOVDQA/MOVDQU/MOVAPS/MOVUPS/
  * MOVAPD/MOVUPD, MOVNTPS/MOVNTPD/MOVNTDQ/MOVNTDQA/MOVNTQ, LDDQU, MOVSS/MOVSD,
- * MOVLPS/MOVLPD/MOVHPS/MOVHPD (legacy SSE encodings; VEX forms are refused).
+ * MOVLPS/MOVLPD/MOVHPS/MOVHPD; of the VEX forms, the 128-bit stores.
  * I/O forms: IN/OUT (imm8 and DX), INS/OUTS with REP.
  */
 #include <string.h>
@@ -817,19 +817,20 @@ enum vpart {
     VP_HIGH, /* the high quadword (MOVHPS/MOVHPD) */
 };
 
-static int exec_vmove(struct emu *e)
+/* `op` is the legacy-SSE identity of the move (VEX stores map onto it). */
+static int exec_vmove(struct emu *e, unsigned op)
 {
     const struct hvp_x86_insn *in = &e->insn;
-    if (in->nops < 2 || in->enc != HVP_X86_ENC_LEGACY) return emu_internal(e);
+    if (in->nops < 2) return emu_internal(e);
     const struct hvp_x86_operand *d = &in->ops[0], *s = &in->ops[1];
     unsigned size = 16, align = 0;
     enum vpart part = VP_ZERO;
-    switch (in->op) {
+    switch (op) {
     case HVP_X86_OP_MOVD:
     case HVP_X86_OP_MOVQ: {
         unsigned a = vsize(d), b = vsize(s);
         size = a < b ? a : b;
-        if (size != 4 && size != 8) size = in->op == HVP_X86_OP_MOVD ? 4 : 8;
+        if (size != 4 && size != 8) size = op == HVP_X86_OP_MOVD ? 4 : 8;
         break;
     }
     case HVP_X86_OP_MOVDQA:
@@ -842,7 +843,7 @@ static int exec_vmove(struct emu *e)
     case HVP_X86_OP_MOVNTQ: size = 8; break;
     case HVP_X86_OP_MOVSS:
     case HVP_X86_OP_MOVSD_SSE:
-        size = in->op == HVP_X86_OP_MOVSS ? 4 : 8;
+        size = op == HVP_X86_OP_MOVSS ? 4 : 8;
         if (d->kind == HVP_X86_OPK_REG && s->kind == HVP_X86_OPK_REG) part = VP_LOW;
         break;
     case HVP_X86_OP_MOVLPS:
@@ -878,6 +879,35 @@ static int exec_vmove(struct emu *e)
     }
     if (vput(e, d, &md, size, v)) return STOP;
     return done(e);
+}
+
+/* VEX.128 stores: they only read an XMM register, so they behave as their
+ * legacy forms. VEX loads are refused: they zero bits 255:128 of the YMM
+ * register, which WHP's register names (Xmm0..15) cannot express, and
+ * 256-bit forms need the upper halves too. */
+static int exec_vex_store(struct emu *e)
+{
+    static const struct {
+        uint16_t vex, legacy;
+    } map[] = {
+        {HVP_X86_OP_VMOVDQA, HVP_X86_OP_MOVDQA},   {HVP_X86_OP_VMOVDQU, HVP_X86_OP_MOVDQU},
+        {HVP_X86_OP_VMOVAPS, HVP_X86_OP_MOVAPS},   {HVP_X86_OP_VMOVUPS, HVP_X86_OP_MOVUPS},
+        {HVP_X86_OP_VMOVAPD, HVP_X86_OP_MOVAPD},   {HVP_X86_OP_VMOVUPD, HVP_X86_OP_MOVUPD},
+        {HVP_X86_OP_VMOVNTDQ, HVP_X86_OP_MOVNTDQ}, {HVP_X86_OP_VMOVNTPS, HVP_X86_OP_MOVNTPS},
+        {HVP_X86_OP_VMOVNTPD, HVP_X86_OP_MOVNTPD}, {HVP_X86_OP_VMOVD, HVP_X86_OP_MOVD},
+        {HVP_X86_OP_VMOVQ, HVP_X86_OP_MOVQ},       {HVP_X86_OP_VMOVSS, HVP_X86_OP_MOVSS},
+        {HVP_X86_OP_VMOVSD, HVP_X86_OP_MOVSD_SSE}, {HVP_X86_OP_VMOVLPS, HVP_X86_OP_MOVLPS},
+        {HVP_X86_OP_VMOVLPD, HVP_X86_OP_MOVLPD},   {HVP_X86_OP_VMOVHPS, HVP_X86_OP_MOVHPS},
+        {HVP_X86_OP_VMOVHPD, HVP_X86_OP_MOVHPD},
+    };
+    const struct hvp_x86_insn *in = &e->insn;
+    if (in->enc != HVP_X86_ENC_VEX || in->vl != 0 || in->nops != 2) return emu_internal(e);
+    if (in->ops[0].kind != HVP_X86_OPK_MEM || in->ops[1].kind != HVP_X86_OPK_REG ||
+        !is_xmm(in->ops[1].reg))
+        return emu_internal(e);
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (map[i].vex == in->op) return exec_vmove(e, map[i].legacy);
+    return emu_internal(e);
 }
 
 /* Adds delta to an address register at the address size: 32-bit updates
@@ -1038,7 +1068,26 @@ int emu_exec_mmio(struct emu *e)
     case HVP_X86_OP_MOVLPS:
     case HVP_X86_OP_MOVLPD:
     case HVP_X86_OP_MOVHPS:
-    case HVP_X86_OP_MOVHPD: return exec_vmove(e);
+    case HVP_X86_OP_MOVHPD:
+        if (in->enc != HVP_X86_ENC_LEGACY) return emu_internal(e);
+        return exec_vmove(e, in->op);
+    case HVP_X86_OP_VMOVDQA:
+    case HVP_X86_OP_VMOVDQU:
+    case HVP_X86_OP_VMOVAPS:
+    case HVP_X86_OP_VMOVUPS:
+    case HVP_X86_OP_VMOVAPD:
+    case HVP_X86_OP_VMOVUPD:
+    case HVP_X86_OP_VMOVNTDQ:
+    case HVP_X86_OP_VMOVNTPS:
+    case HVP_X86_OP_VMOVNTPD:
+    case HVP_X86_OP_VMOVD:
+    case HVP_X86_OP_VMOVQ:
+    case HVP_X86_OP_VMOVSS:
+    case HVP_X86_OP_VMOVSD:
+    case HVP_X86_OP_VMOVLPS:
+    case HVP_X86_OP_VMOVLPD:
+    case HVP_X86_OP_VMOVHPS:
+    case HVP_X86_OP_VMOVHPD: return exec_vex_store(e);
     default: break;
     }
     /* SETcc and CMOVcc: the condition comes from the opcode's low nibble. */

@@ -697,6 +697,21 @@ Test(mmio, more_vector_moves)
     fvm_free(vm);
 }
 
+Test(mmio, vex_stores_only)
+{
+    struct fakevm *vm = fvm_new(64);
+    vm->gpr[RBX] = fvm_mmio_gva(vm, 0x800);
+    vm->xmm[2][0] = 0x0102030405060708ull;
+    vm->xmm[2][1] = 0x1112131415161718ull;
+    cr_assert_eq(fvm_mmio(vm, B(0xc5, 0xfa, 0x7f, 0x13), NULL), OK); /* vmovdqu [rbx], xmm2 */
+    cr_assert_eq(rd(vm->mmio + 0x808, 8), 0x1112131415161718ull);
+    /* Loads would zero YMM bits 255:128; 256-bit forms need them: refused. */
+    cr_assert_eq(fvm_mmio(vm, B(0xc5, 0xfa, 0x6f, 0x13), NULL), HVP_EMU_STATUS_INTERNAL_FAILURE);
+    cr_assert_eq(fvm_mmio(vm, B(0xc5, 0xfe, 0x7f, 0x13), NULL), HVP_EMU_STATUS_INTERNAL_FAILURE);
+    cr_assert_eq(vm->n_mem, 0);
+    fvm_free(vm);
+}
+
 Test(mmio, mov_store_segment_register)
 {
     struct fakevm *vm = fvm_new(64);
