@@ -584,7 +584,7 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
         }
         for (size_t k = 0; zydis_wrong[k].fix; k++)
             if (zydis_wrong[k].fix(mode, &zi, vis, &nv)) st->zydis_known++;
-        if (nv != hi.nops) {
+        if (nv != hi.nops || hi.nops > 5) {
             aspect = A_OPERANDS;
             snprintf(why, sizeof(why), "%u operands vs hvp %u", nv, hi.nops);
         } else if (zi.encoding == ZYDIS_INSTRUCTION_ENCODING_EVEX && zmask != hi.mask) {
