@@ -7,7 +7,7 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(gcc make meson ninja-build pkg-config)
-test_pkgs=(libcriterion-dev libzydis-dev qemu-utils clang python3)
+test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev)
 run_pkgs=()
 
 case "$what" in
