@@ -396,7 +396,7 @@ prefixes_done:
             unsigned p0 = code[s->pos], p1 = code[s->pos + 1], p2 = code[s->pos + 2];
             s->pos += 3;
             unsigned mmm = p0 & 7;
-            if ((p0 & 8) || !(p1 & 4) || mmm < 1 || mmm > 3)
+            if ((p0 & 8) || !(p1 & 4) || mmm == 0 || mmm == 4 || mmm == 7)
                 goto fail;
             s->rex = ((~p0 >> 5) & 7) | ((p1 >> 4) & 8);
             s->rr = (~p0 >> 4) & 1;
@@ -413,8 +413,8 @@ prefixes_done:
                 s->rex &= 8;
                 s->rr = 0;
             }
-            map = HVP_DEC_MAP_E0F + mmm - 1;
-            out->map = (uint8_t)mmm;
+            map = mmm <= 3 ? HVP_DEC_MAP_E0F + mmm - 1 : HVP_DEC_MAP_E5 + mmm - 5;
+            out->map = (uint8_t)mmm; /* 5, 6: the AVX512-FP16 maps */
             s->vex = 2;
             out->enc = HVP_X86_ENC_EVEX;
             out->mask = (uint8_t)s->aaa;
@@ -521,8 +521,8 @@ leaf:;
                                                                         : 4);
     else
         out->opsize = (uint8_t)(((mode == 16) ^ (s->has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
-    if (s->vex && s->vvvv && !(lfl & HVP_DEC_F_VVVV))
-        goto fail; /* VEX.vvvv must be 1111 when unused */
+    if (s->vex && (s->vvvv & ((lfl & HVP_DEC_F_VSIB) ? 15 : 31)) && !(lfl & HVP_DEC_F_VVVV))
+        goto fail; /* VEX.vvvv must be 1111 when unused (EVEX.V' extends a VSIB index) */
     if (s->vex == 2) {
         unsigned memop = s->modrm < 0xc0;
         if (s->evb && (memop ? !(lfl & HVP_DEC_F_BC) : !(lfl & (HVP_DEC_F_ER | HVP_DEC_F_SAE))))
@@ -570,7 +570,11 @@ leaf:;
             unsigned n8 = 1;
             if (s->vex == 2) {
                 out->opsize = (uint8_t)osz_def;
-                n8 = s->evb || (lfl & HVP_DEC_F_EL) ? ((s->rex & 8) ? 8 : 4) : size_of(sc, out, s);
+                n8 = (lfl & HVP_DEC_F_EB)                  ? 1
+                     : (lfl & HVP_DEC_F_EW)                  ? 2
+                     : s->evb && (lfl & HVP_DEC_F_B2)       ? 2
+                     : s->evb || (lfl & HVP_DEC_F_EL) ? ((s->rex & 8) ? 8 : 4)
+                                                           : size_of(sc, out, s);
                 if (!n8)
                     n8 = 1;
             }
@@ -614,7 +618,7 @@ leaf:;
                 o->flags |= HVP_X86_OPF_VSIB;
             if (s->evb) { /* embedded broadcast: one element */
                 o->flags |= HVP_X86_OPF_BCST;
-                o->elem = o->size = (uint16_t)((s->rex & 8) ? 8 : 4);
+                o->elem = o->size = (uint16_t)((lfl & HVP_DEC_F_B2) ? 2 : (s->rex & 8) ? 8 : 4);
             }
             break;
         case HVP_DEC_M_G:
@@ -791,6 +795,12 @@ leaf:;
         (out->ops[1].flags & HVP_X86_OPF_VSIB) &&
         ((out->ops[0].reg - HVP_X86_REG_XMM0) & 31) == ((out->mem.index - HVP_X86_REG_XMM0) & 31)) {
         rc = -HVP_X86_EINVALID; /* EVEX gathers: destination and index must differ */
+        goto fail;
+    }
+    if ((lfl & HVP_DEC_F_CPLX) &&
+        (out->ops[0].reg == out->ops[1].reg ||
+         (out->ops[2].kind == HVP_X86_OPK_REG && out->ops[0].reg == out->ops[2].reg))) {
+        rc = -HVP_X86_EINVALID; /* complex FP16 FMA: destination must differ from sources */
         goto fail;
     }
     /* leaf flag bits BR COND STR PRIV sit one above HVP_X86_F_BRANCH.. */

@@ -26,7 +26,7 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 MAPS = ['1', '0f', '0f38', '0f3a', 'v0f', 'v0f38', 'v0f3a', '3dn', 'x8', 'x9', 'xa', 'e0f', 'e0f38',
-        'e0f3a']
+        'e0f3a', 'e5', 'e6']
 
 # Dimensions in split order, with their child count.
 DIMS = [('mode', 2), ('pfx', 4), ('reg', 8), ('mod', 2), ('rm', 8), ('w', 2), ('l', 3),
@@ -61,7 +61,7 @@ FLAGS = {
     'br': 0x0020, 'cond': 0x0040, 'str': 0x0080, 'priv': 0x0100, 'ser': 0x0200,
     'vvvv': 0x0400, 'is4': 0x0800, 'nolockreg': 0x1000, 'rep': 0x2000, 'byte': 0x4000,
     'xacq': 0x8000, 'os66': 0, 'agen': 0x10000, 'mpx': 0x20000, 'bc': 0x40000, 'er': 0x80000, 'sae': 0x100000,
-    'nzm': 0x200000, 'nz': 0x400000, 'km': 0x800000, 'nm': 0x1000000, 'el': 0x2000000,
+    'nzm': 0x200000, 'nz': 0x400000, 'km': 0x800000, 'nm': 0x1000000, 'el': 0x2000000, 'eb': 0x4000000, 'ew': 0x8000000, 'b2': 0x10000000, 'vsib': 0x20000000, 'cplx': 0x40000000,
 }
 ISAS = ['base', 'x87', 'cmov', 'mmx', 'sse', 'sse2', 'sse3', 'ssse3', 'sse41', 'sse42', 'sse4a',
         'popcnt', 'lzcnt', 'bmi1', 'bmi2', 'adx', 'movbe', 'cx16', 'aes', 'pclmul', 'sha',
@@ -170,6 +170,8 @@ def parse(path):
                 o[0] in [METHOD_IDS[x] for x in 'EGMRSCDPQNVWUTKX'] for o in ops) or (
                     ops and any(o[2] & 0x40 for o in ops)):
             fl |= FLAGS['modrm']
+        if any(o[1] in (SIZE_IDS['vxd'], SIZE_IDS['vxq'], SIZE_IDS['vhq']) for o in ops):
+            fl |= FLAGS['vsib']
         if any(o[0] in (METHOD_IDS['H'], METHOD_IDS['B']) for o in ops):
             fl |= FLAGS['vvvv']
         if cond.get('pfx') == 1 and 'os66' not in flags:

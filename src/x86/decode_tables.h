@@ -4,7 +4,7 @@
 #include <stdint.h>
 #include "hvp/x86.h"
 
-#define HVP_DEC_NMAPS 14
+#define HVP_DEC_NMAPS 16
 #define HVP_DEC_MAP_1 0
 #define HVP_DEC_MAP_0F 1
 #define HVP_DEC_MAP_0F38 2
@@ -19,6 +19,8 @@
 #define HVP_DEC_MAP_E0F 11
 #define HVP_DEC_MAP_E0F38 12
 #define HVP_DEC_MAP_E0F3A 13
+#define HVP_DEC_MAP_E5 14
+#define HVP_DEC_MAP_E6 15
 #define HVP_DEC_K_LEAF 1
 #define HVP_DEC_K_MODE 2
 #define HVP_DEC_K_PFX 3
@@ -143,6 +145,11 @@
 #define HVP_DEC_F_KM 0x800000
 #define HVP_DEC_F_NM 0x1000000
 #define HVP_DEC_F_EL 0x2000000
+#define HVP_DEC_F_EB 0x4000000
+#define HVP_DEC_F_EW 0x8000000
+#define HVP_DEC_F_B2 0x10000000
+#define HVP_DEC_F_VSIB 0x20000000
+#define HVP_DEC_F_CPLX 0x40000000
 #define HVP_DEC_O_R 0x01
 #define HVP_DEC_O_W 0x02
 #define HVP_DEC_O_U 0x10
