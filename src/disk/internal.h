@@ -15,6 +15,11 @@
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
 
+/* Internal open flags. */
+#define DISK_KEEP_ID 0x100u /* writes keep the VHDX DataWriteGuid (rewrites) */
+#define DISK_BULK    0x200u /* a new file being filled (convert, rewrite): metadata is
+                               written in place without the log; durable at close */
+
 enum map_state { MAP_DATA = 1, MAP_ZERO = 2, MAP_PARENT = 3 };
 
 struct hvp_disk;

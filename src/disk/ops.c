@@ -9,7 +9,6 @@
 
 #define CHUNK   (2 * MiB)
 #define ZUNIT   (64 * KiB)
-#define KEEP_ID 0x100u /* internal open flag: writes keep the VHDX DataWriteGuid */
 
 int disk_create_common(const char *path, const struct hvp_disk_create_params *p, bool overwrite,
                        const struct disk_ident *ident, char *err, size_t errlen);
@@ -171,7 +170,7 @@ int hvp_disk_convert(hvp_disk *in, const char *out, const struct hvp_disk_create
     if (r)
         return r;
     struct hvp_disk *o;
-    r = hvp_disk_open(out, 0, &o, err, errlen);
+    r = hvp_disk_open(out, DISK_BULK, &o, err, errlen);
     if (r) {
         unlink(out);
         return r;
@@ -398,7 +397,7 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
     r = disk_create_common(tmp, &cp, true, &id, err, errlen);
     if (r)
         goto out;
-    r = hvp_disk_open(tmp, HVP_DISK_NO_PARENT | KEEP_ID, &o, err, errlen);
+    r = hvp_disk_open(tmp, HVP_DISK_NO_PARENT | DISK_KEEP_ID | DISK_BULK, &o, err, errlen);
     if (r)
         goto out_unlink;
     if (d->type == HVP_DISK_TYPE_DIFF) {

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define KEEP_ID 0x100u
+#define KEEP_ID DISK_KEEP_ID
 
 #define HDR1_OFF  (64 * KiB)
 #define HDR2_OFF  (128 * KiB)
@@ -109,6 +109,9 @@ static void header_build(uint8_t h[4096], uint64_t seq, const uint8_t fwg[16],
     wr_le32(h + 4, crc32c(0, h, 4096));
 }
 
+/* Writes the non-current header slot (sequence + 1) and flushes it, then the
+ * other slot with sequence + 2. A torn or lost second write leaves the first,
+ * already durable, as the current header. */
 static int header_update(struct hvp_disk *d)
 {
     struct vhdx *v = d->priv;
@@ -117,7 +120,7 @@ static int header_update(struct hvp_disk *d)
         int slot = 1 - v->cur_slot;
         header_build(h, v->seq + 1, v->fwg, v->dwg, v->lg, v->log_off, v->log_len);
         int r = disk_pwrite(d, h, 4096, slot ? HDR2_OFF : HDR1_OFF);
-        if (!r)
+        if (!r && i == 0)
             r = disk_sync(d);
         if (r)
             return r;
@@ -132,6 +135,10 @@ static int session_begin(struct hvp_disk *d)
     struct vhdx *v = d->priv;
     if (v->session)
         return 0;
+    if (d->flags & DISK_BULK) {
+        v->session = true;
+        return 0;
+    }
     uint8_t g[16];
     uuid_generate_v4(g);
     guid_to_ms(v->fwg, g);
@@ -189,6 +196,12 @@ static int tx_commit(struct hvp_disk *d)
     int r = session_begin(d);
     if (r)
         return r;
+    if (d->flags & DISK_BULK) {
+        for (int i = 0; i < v->ntx && !r; i++)
+            r = disk_pwrite(d, v->tx[i].data, 4096, v->tx[i].off);
+        v->ntx = 0;
+        return r;
+    }
     uint32_t n = (uint32_t)v->ntx;
     uint32_t hdr_secs = (uint32_t)((64 + 32 * (uint64_t)n + 4095) / 4096);
     uint64_t len = (uint64_t)(hdr_secs + n) * 4096;
@@ -317,7 +330,7 @@ static bool log_entry_valid(const uint8_t *log, uint64_t loglen, uint64_t pos, c
     return true;
 }
 
-static int log_apply_entry(struct hvp_disk *d, const uint8_t *e, uint64_t fs)
+static int log_apply_entry(struct hvp_disk *d, const uint8_t *e, uint64_t last)
 {
     uint32_t n = rd_le32(e + 24);
     uint64_t hdr_secs = (64 + 32 * (uint64_t)n + 4095) / 4096, ndata = 0;
@@ -325,6 +338,11 @@ static int log_apply_entry(struct hvp_disk *d, const uint8_t *e, uint64_t fs)
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *ds = e + 64 + (uint64_t)i * 32;
         uint64_t off = rd_le64(ds + 16);
+        uint64_t nb = !memcmp(ds, "desc", 4) ? 4096 : rd_le64(ds + 8);
+        if (off < MiB || off > last || nb > last - off)
+            return disk_err(d, EINVAL,
+                            "log entry writes outside the file (offset %llu, %llu bytes)",
+                            (unsigned long long)off, (unsigned long long)nb);
         int r;
         if (!memcmp(ds, "desc", 4)) {
             const uint8_t *src = e + (hdr_secs + ndata++) * 4096;
@@ -333,18 +351,18 @@ static int log_apply_entry(struct hvp_disk *d, const uint8_t *e, uint64_t fs)
             memcpy(sec + 4092, ds + 4, 4);
             r = disk_pwrite(d, sec, 4096, off);
         } else {
-            uint64_t zl = rd_le64(ds + 8);
-            memset(sec, 0, sizeof sec);
-            if (zl > (1ull << 40) || off > (1ull << 46))
-                return disk_err(d, EINVAL, "log entry zeroes an absurd range");
             r = 0;
-            for (uint64_t o = 0; o < zl && !r; o += 4096)
-                r = disk_pwrite(d, sec, 4096, off + o);
+            if (d->rdonly)
+                r = disk_err(d, EBADF, "opened read-only");
+            else if (fallocate(d->fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)nb) < 0) {
+                static const uint8_t z[65536];
+                for (uint64_t o = 0; o < nb && !r; o += sizeof z)
+                    r = disk_pwrite(d, z, min_u64(sizeof z, nb - o), off + o);
+            }
         }
         if (r)
             return r;
     }
-    (void)fs;
     return 0;
 }
 
@@ -413,14 +431,16 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
         if (ok)
             break;
     }
-    if (have) {
+    if (have && (best.last > fs + (16ull << 30) || best.flushed > best.last)) {
+        r = disk_err(d, EINVAL, "the log's file offsets are invalid");
+    } else if (have) {
         if (fs < best.flushed) {
             r = disk_err(d, EINVAL,
                          "file is shorter (%llu bytes) than its log requires (%llu): truncated",
                          (unsigned long long)fs, (unsigned long long)best.flushed);
         } else {
             for (int i = 0; i < norder && !r; i++)
-                r = log_apply_entry(d, bufs[order[i]], fs);
+                r = log_apply_entry(d, bufs[order[i]], best.last);
             if (!r && fs < best.last)
                 r = disk_truncate(d, best.last);
         }
@@ -647,12 +667,13 @@ static int vhdx_close(struct hvp_disk *d)
     if (!v)
         return 0;
     int r = 0;
-    if (v->session && !d->rdonly) {
+    if (v->session && !d->rdonly && (d->flags & DISK_BULK)) {
         r = disk_sync(d);
-        if (!r) {
-            memset(v->lg, 0, 16);
-            r = header_update(d);
-        }
+    } else if (v->session && !d->rdonly) {
+        /* metadata is already in place and durable; the header's flush
+         * also makes the data durable */
+        memset(v->lg, 0, 16);
+        r = header_update(d);
     }
     if (v->sbm)
         for (uint64_t i = 0; i < v->nchunks; i++)
