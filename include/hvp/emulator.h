@@ -51,7 +51,7 @@
  * its segment's byte-granular limit (expand-down included); in protected
  * mode also presence and type (no writes to code or read-only segments).
  * In 64-bit mode only FS/GS bases apply, and addresses must be canonical
- * (48-bit).
+ * (48-bit, or 57-bit with cr4_la57).
  *
  * HVP_EMU_STATUS_INTERRUPT_CAUSED_INTERCEPT: the vp context says the exit
  * hit while the CPU was delivering an event (interruption_pending); there
@@ -202,8 +202,9 @@ struct hvp_emu_vp_context {
     uint8_t cr0_am;               /* alignment checks (with RFLAGS.AC at CPL 3) */
     uint8_t efer_lma;             /* long mode active: CS.L selects 64-bit code */
     uint8_t interruption_pending; /* exit hit while delivering an event */
-    uint8_t instruction_length;   /* 0 if unknown */
-    uint8_t reserved[2];
+    uint8_t instruction_length;   /* informational: the emulator decodes it */
+    uint8_t cr4_la57;             /* 5-level paging: 57-bit canonical addresses */
+    uint8_t reserved;
 };
 
 /* I/O-port exit (WHV_X64_IO_PORT_ACCESS_CONTEXT). The access fields are

@@ -14,9 +14,10 @@
 #define PF_RSVD 0x08u
 #define PF_I    0x10u
 
-static bool canonical(uint64_t la)
+static bool canonical(const struct emu *e, uint64_t la)
 {
-    return (uint64_t)((int64_t)(la << 16) >> 16) == la;
+    unsigned sh = e->vp->cr4_la57 ? 7 : 16;
+    return (uint64_t)((int64_t)(la << sh) >> sh) == la;
 }
 
 static uint32_t translate_flags(unsigned acc)
@@ -117,7 +118,7 @@ int emu_prepare(struct emu *e, unsigned seg, uint64_t off, unsigned size, unsign
             if (emu_get_segment(e, seg, &s)) return STOP;
             la += s.base;
         }
-        if (!canonical(la) || !canonical(la + size - 1))
+        if (!canonical(e, la) || !canonical(e, la + size - 1))
             return emu_fault(e, seg == SEG_SS ? VEC_SS : VEC_GP, 0, 0);
     } else {
         struct hvp_emu_segment s;
@@ -192,7 +193,7 @@ int emu_write(struct emu *e, const struct memref *m, const void *buf)
 /* Instruction bytes from linear address `la` up to the end of its page. */
 int emu_fetch(struct emu *e, uint64_t la, uint8_t *buf, unsigned *n, unsigned max)
 {
-    if (e->mode == 64 && !canonical(la)) return emu_fault(e, VEC_GP, 0, 0);
+    if (e->mode == 64 && !canonical(e, la)) return emu_fault(e, VEC_GP, 0, 0);
     unsigned avail = PAGE_SIZE - (unsigned)(la & PAGE_MASK);
     if (avail > max) avail = max;
     uint64_t gpa;

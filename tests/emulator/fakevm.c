@@ -220,6 +220,7 @@ static void vp_context(const struct fakevm *vm, struct hvp_emu_vp_context *vp)
     vp->cr0_am = vm->cr0_am;
     vp->efer_lma = vm->mode == 64;
     vp->interruption_pending = vm->interruption_pending;
+    vp->cr4_la57 = vm->la57;
 }
 
 static void reset_logs(struct fakevm *vm)

@@ -50,7 +50,7 @@ struct fakevm {
 
     /* Execution state for the vp context. */
     unsigned mode; /* 16, 32, 64 */
-    uint8_t cpl, cr0_pe, cr0_am, interruption_pending;
+    uint8_t cpl, cr0_pe, cr0_am, interruption_pending, la57;
     int deliver; /* instruction bytes delivered with the exit; -1 = all */
 
     /* Logs. */

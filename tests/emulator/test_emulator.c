@@ -968,6 +968,15 @@ Test(mmio, non_canonical_is_gp)
     cr_assert_eq(fvm_mmio(vm, B(0x89, 0x45, 0x00), &f), HVP_EMU_STATUS_EXCEPTION);
     cr_assert_eq(f.vector, 12);
     cr_assert_eq(vm->n_mem, 0);
+    /* With 5-level paging the same address is canonical: it gets translated
+     * (and is not mapped here: #PF). */
+    vm->la57 = 1;
+    vm->gpr[RBX] = 0x0000800000000000ull;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 14);
+    vm->gpr[RBX] = 0x0100000000000000ull;
+    cr_assert_eq(fvm_mmio(vm, B(0x89, 0x03), &f), HVP_EMU_STATUS_EXCEPTION);
+    cr_assert_eq(f.vector, 13);
     fvm_free(vm);
 }
 
