@@ -352,3 +352,204 @@ Test(decode, truncation_never_overreads)
         }
     }
 }
+
+/* Hand-picked encodings from every part of the opcode space: length and
+ * identity in the given mode, or the error. */
+static const struct {
+    unsigned mode;
+    const char *hex;
+    int len; /* or -error */
+    unsigned op;
+    unsigned nops;
+} table[] = {
+    /* x87 */
+    {64, "d9 ee", 2, HVP_X86_OP_FLDZ, 0},
+    {64, "d8 c1", 2, HVP_X86_OP_FADD, 2},
+    {64, "dd 04 24", 3, HVP_X86_OP_FLD, 1},
+    {64, "db 2c 24", 3, HVP_X86_OP_FLD, 1},
+    {64, "df e0", 2, HVP_X86_OP_FNSTSW, 1},
+    {64, "d9 08", -HVP_X86_EINVALID, 0, 0},
+    {16, "66 d9 30", 3, HVP_X86_OP_FNSTENV, 1},
+    /* MMX / SSE */
+    {64, "0f 6f c1", 3, HVP_X86_OP_MOVQ, 2},
+    {64, "66 0f 6f 00", 4, HVP_X86_OP_MOVDQA, 2},
+    {64, "f3 0f 6f 00", 4, HVP_X86_OP_MOVDQU, 2},
+    {64, "0f 10 00", 3, HVP_X86_OP_MOVUPS, 2},
+    {64, "66 0f 10 00", 4, HVP_X86_OP_MOVUPD, 2},
+    {64, "f2 0f 10 00", 4, HVP_X86_OP_MOVSD_SSE, 2},
+    {64, "f3 0f 10 00", 4, HVP_X86_OP_MOVSS, 2},
+    {64, "66 48 0f 6e c0", 5, HVP_X86_OP_MOVQ, 2},
+    {64, "66 0f 7e c0", 4, HVP_X86_OP_MOVD, 2},
+    {64, "0f 28 c1", 3, HVP_X86_OP_MOVAPS, 2},
+    {64, "66 0f 3a 0f c1 08", 6, HVP_X86_OP_PALIGNR, 3},
+    {64, "66 0f 38 00 c1", 5, HVP_X86_OP_PSHUFB, 2},
+    {64, "f2 0f 38 f1 c1", 5, HVP_X86_OP_CRC32, 2},
+    {64, "0f 0f c1 9e", 4, HVP_X86_OP_PFADD, 2},
+    /* string vs SSE2 movsd/cmpsd share a name, not an id */
+    {64, "a5", 1, HVP_X86_OP_MOVSD, 0},
+    {64, "a7", 1, HVP_X86_OP_CMPSD, 0},
+    {64, "f2 0f c2 c1 00", 5, HVP_X86_OP_CMPSD_SSE, 3},
+    /* VEX */
+    {64, "c5 f8 77", 3, HVP_X86_OP_VZEROUPPER, 0},
+    {64, "c5 fc 77", 3, HVP_X86_OP_VZEROALL, 0},
+    {64, "c5 f4 58 c2", 4, HVP_X86_OP_VADDPS, 3},
+    {64, "c4 e2 7d 18 00", 5, HVP_X86_OP_VBROADCASTSS, 2},
+    {64, "c4 e2 f8 f2 c1", 5, HVP_X86_OP_ANDN, 3},
+    {64, "c4 e3 79 4a c1 20", 6, HVP_X86_OP_VBLENDVPS, 4},
+    {64, "c4 e2 69 90 04 88", 6, HVP_X86_OP_VPGATHERDD, 3},
+    {64, "c5 f0 10 00", -HVP_X86_EINVALID, 0, 0}, /* vvvv must be 1111 */
+    {64, "66 c5 f8 58 c0", -HVP_X86_EINVALID, 0, 0},
+    {32, "c4 e1 78 58 c0", 5, HVP_X86_OP_VADDPS, 3},
+    /* EVEX */
+    {64, "62 f1 7c 48 58 c2", 6, HVP_X86_OP_VADDPS, 3},
+    {64, "62 f1 fd 08 7f 4c 24 05", 8, HVP_X86_OP_VMOVDQA64, 2},
+    {64, "62 f1 7c 88 58 c0", -HVP_X86_EINVALID, 0, 0}, /* zeroing with k0 */
+    {64, "62 f1 7c 68 58 c0", -HVP_X86_EINVALID, 0, 0}, /* L'L = 3 */
+    {64, "62 f1 fc 08 58 c0", -HVP_X86_EINVALID, 0, 0}, /* vaddps is W0 */
+    {32, "62 00 00 00", 2, HVP_X86_OP_BOUND, 2},
+    /* XOP and AMD forms */
+    {64, "8f e8 78 a2 c1 30", 6, HVP_X86_OP_VPCMOV, 4},
+    {64, "8f e9 78 01 c9", 5, HVP_X86_OP_BLCFILL, 2},
+    {64, "8f 00", 2, HVP_X86_OP_POP, 1},
+    /* system */
+    {64, "0f 01 d0", 3, HVP_X86_OP_XGETBV, 0},
+    {64, "0f 01 f8", 3, HVP_X86_OP_SWAPGS, 0},
+    {32, "0f 01 f8", -HVP_X86_EINVALID, 0, 0},
+    {64, "0f 05", 2, HVP_X86_OP_SYSCALL, 0},
+    {64, "0f 01 10", 3, HVP_X86_OP_LGDT, 1},
+    {64, "f3 0f 1e fa", 4, HVP_X86_OP_ENDBR64, 0},
+    {64, "0f ae f0", 3, HVP_X86_OP_MFENCE, 0},
+    {64, "0f 0b", 2, HVP_X86_OP_UD2, 0},
+    {64, "0f ff", -HVP_X86_ETRUNCATED, 0, 0},
+};
+
+Test(decode, opcode_space_samples)
+{
+    for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++) {
+        struct hvp_x86_insn in;
+        int r = dec(&in, table[k].mode, table[k].hex);
+        cr_assert_eq(r, table[k].len, "%s (mode %u): got %d, want %d", table[k].hex, table[k].mode,
+                     r, table[k].len);
+        if (r < 0)
+            continue;
+        cr_assert_eq(in.op, table[k].op, "%s: %s, want %s", table[k].hex, hvp_x86_op_name(in.op),
+                     hvp_x86_op_name(table[k].op));
+        cr_assert_eq(in.nops, table[k].nops, "%s: %u operands, want %u", table[k].hex, in.nops,
+                     table[k].nops);
+    }
+}
+
+Test(decode, vector_fields)
+{
+    struct hvp_x86_insn in;
+    OK(&in, 64, "c4 41 74 58 c2", 5, VADDPS); /* vaddps ymm8, ymm1, ymm10 */
+    cr_assert_eq(in.enc, HVP_X86_ENC_VEX);
+    cr_assert_eq(in.vl, 1);
+    cr_assert_eq(in.vvvv, 1);
+    REG(&in, 0, HVP_X86_REG_YMM0 + 8);
+    REG(&in, 1, HVP_X86_REG_YMM0 + 1);
+    REG(&in, 2, HVP_X86_REG_YMM0 + 10);
+    /* EVEX: zmm, mask, compressed disp8 (N = 64) */
+    OK(&in, 64, "62 f1 7c 49 58 40 01", 7, VADDPS);
+    cr_assert_eq(in.enc, HVP_X86_ENC_EVEX);
+    cr_assert_eq(in.vl, 2);
+    cr_assert_eq(in.mask, 1);
+    REG(&in, 0, HVP_X86_REG_ZMM0);
+    cr_assert_eq(in.mem.disp, 64);
+    cr_assert_eq(in.ops[2].size, 64);
+    /* embedded broadcast: one element, disp8 scaled by 4 */
+    OK(&in, 64, "62 f1 7c 58 58 40 01", 7, VADDPS);
+    cr_assert(in.ops[2].flags & HVP_X86_OPF_BCST);
+    cr_assert_eq(in.ops[2].size, 4);
+    cr_assert_eq(in.mem.disp, 4);
+    /* registers 16-31 through EVEX.R' and V' */
+    OK(&in, 64, "62 e1 74 00 58 c2", 6, VADDPS);
+    REG(&in, 0, HVP_X86_REG_XMM0 + 16);
+    REG(&in, 1, HVP_X86_REG_XMM0 + 17);
+    /* VSIB */
+    OK(&in, 64, "c4 e2 69 90 04 88", 6, VPGATHERDD);
+    cr_assert(in.ops[1].flags & HVP_X86_OPF_VSIB);
+    cr_assert_eq(in.mem.index, HVP_X86_REG_XMM0 + 1);
+    cr_assert_eq(in.mem.scale, 4);
+    /* is4 register operand */
+    OK(&in, 64, "c4 e3 79 4a c1 20", 6, VBLENDVPS);
+    REG(&in, 3, HVP_X86_REG_XMM0 + 2);
+    /* opmask instructions */
+    OK(&in, 64, "c5 f8 90 c1", 4, KMOVW);
+    REG(&in, 0, HVP_X86_REG_K0);
+    REG(&in, 1, HVP_X86_REG_K0 + 1);
+}
+
+Test(decode, x87_and_sse_operands)
+{
+    struct hvp_x86_insn in;
+    OK(&in, 64, "dc c1", 2, FADD); /* fadd st1, st0 */
+    REG(&in, 0, HVP_X86_REG_ST0 + 1);
+    REG(&in, 1, HVP_X86_REG_ST0);
+    OK(&in, 64, "db 28", 2, FLD);
+    cr_assert_eq(in.ops[0].size, 10);
+    OK(&in, 64, "dd 30", 2, FNSAVE);
+    cr_assert_eq(in.ops[0].size, 108);
+    OK(&in, 64, "66 44 0f 6f 08", 5, MOVDQA);
+    REG(&in, 0, HVP_X86_REG_XMM0 + 9);
+    cr_assert_eq(in.ops[1].size, 16);
+    OK(&in, 64, "0f 6f 08", 3, MOVQ);
+    REG(&in, 0, HVP_X86_REG_MM0 + 1);
+    cr_assert_eq(in.ops[1].size, 8);
+    OK(&in, 64, "f3 0f 10 08", 4, MOVSS);
+    cr_assert_eq(in.ops[1].size, 4);
+    OK(&in, 64, "0f ae 00", 3, FXSAVE);
+    cr_assert_eq(in.ops[0].size, 512);
+}
+
+/* Tiny deterministic generator for the random tests. */
+static uint64_t xs(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Random bytes from exactly-sized heap buffers (ASan catches any read past
+ * the end); whatever decodes must decode the same from exactly its own
+ * bytes, and every shorter cut must say "truncated". */
+Test(decode, random_bytes_never_overread)
+{
+    static const uint8_t pfx[] = {0x66, 0x67, 0xf2, 0xf3, 0xf0, 0x2e, 0x64, 0x48, 0x0f, 0xc4, 0xc5, 0x62, 0x8f};
+    uint64_t seed = 0x9e3779b97f4a7c15ULL;
+    for (unsigned it = 0; it < 60000; it++) {
+        uint8_t buf[16];
+        for (unsigned k = 0; k < sizeof(buf); k++)
+            buf[k] = (uint8_t)xs(&seed);
+        unsigned np = xs(&seed) % 4;
+        for (unsigned k = 0; k < np; k++)
+            buf[k] = pfx[xs(&seed) % sizeof(pfx)];
+        unsigned mode = 16u << (xs(&seed) % 3);
+        size_t n = xs(&seed) % 17;
+        uint8_t *p = malloc(n ? n : 1);
+        memcpy(p, buf, n);
+        struct hvp_x86_insn in;
+        int r = hvp_x86_decode(&in, p, n, mode);
+        free(p);
+        cr_assert(r == -HVP_X86_EINVALID || r == -HVP_X86_ETOOLONG || r == -HVP_X86_ETRUNCATED ||
+                  (r > 0 && r <= 15 && (size_t)r <= n));
+        if (r <= 0)
+            continue;
+        cr_assert_eq(in.len, r);
+        cr_assert(in.nops <= 5);
+        for (int cut = 0; cut <= r; cut++) {
+            struct hvp_x86_insn t;
+            uint8_t *q = malloc(cut ? (size_t)cut : 1);
+            memcpy(q, buf, (size_t)cut);
+            int rt = hvp_x86_decode(&t, q, (size_t)cut, mode);
+            free(q);
+            if (cut == r) {
+                cr_assert_eq(rt, r);
+                cr_assert_eq(t.op, in.op);
+            } else {
+                cr_assert_eq(rt, -HVP_X86_ETRUNCATED, "mode %u cut %d of %d: %d", mode, cut, r, rt);
+            }
+        }
+    }
+}
