@@ -52,7 +52,8 @@ enum hvp_x86_reg {
     HVP_X86_REG_IP = HVP_X86_REG_BND0 + 4, /* ip eip rip: RIP-relative base */
     HVP_X86_REG_EIP,
     HVP_X86_REG_RIP,
-    HVP_X86_REG_COUNT
+    HVP_X86_REG_TMM0, /* tmm0..tmm7: AMX tiles (appended block) */
+    HVP_X86_REG_COUNT = HVP_X86_REG_TMM0 + 8
 };
 
 /* The general-purpose register of `size` bytes (1, 2, 4, 8) numbered n

@@ -82,7 +82,7 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
     unsigned dispn = 0, seg = 3;
     out->flags |= HVP_X86_F_MEM;
     if (vsib && (out->addrsize == 2 || rm != 4))
-        return -HVP_X86_EINVALID; /* VSIB needs a SIB byte */
+        return -HVP_X86_EINVALID; /* VSIB (and AMX's MIB) needs a SIB byte */
     if (out->addrsize == 2) {
         static const uint8_t b16[8] = {3, 3, 5, 5, 6, 7, 5, 3}; /* bx bx bp bp si di bp bx */
         static const uint8_t i16[8] = {6, 7, 6, 7, 0, 0, 0, 0}; /* si di si di - - - - */
@@ -206,12 +206,16 @@ static inline unsigned kreg_or_vreg(unsigned code, unsigned size, unsigned n)
 {
     if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
         return n < 8 ? HVP_X86_REG_K0 + n : 0;
+    if (code == HVP_DEC_S_TM)
+        return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
     return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
 }
 
 /* The same for ModRM.rm, where an opmask ignores REX.B/VEX.B. */
 static inline unsigned kreg_or_vreg_rm(unsigned code, unsigned size, unsigned n)
 {
+    if (code == HVP_DEC_S_TM)
+        return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
     if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
         return HVP_X86_REG_K0 + (n & 7);
     return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
@@ -578,6 +582,10 @@ leaf:;
                 if (!n8)
                     n8 = 1;
             }
+            if ((lfl & HVP_DEC_F_MIB) && ((unsigned)s->modrm & 7) != 4) {
+                rc = -HVP_X86_EINVALID; /* AMX tile loads/stores need a SIB byte */
+                goto fail;
+            }
             if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib, n8)))
                 goto fail;
             break;
@@ -799,7 +807,9 @@ leaf:;
     }
     if ((lfl & HVP_DEC_F_CPLX) &&
         (out->ops[0].reg == out->ops[1].reg ||
-         (out->ops[2].kind == HVP_X86_OPK_REG && out->ops[0].reg == out->ops[2].reg))) {
+         (out->ops[2].kind == HVP_X86_OPK_REG &&
+          (out->ops[0].reg == out->ops[2].reg ||
+           (out->ops[0].reg >= HVP_X86_REG_TMM0 && out->ops[1].reg == out->ops[2].reg))))) {
         rc = -HVP_X86_EINVALID; /* complex FP16 FMA: destination must differ from sources */
         goto fail;
     }

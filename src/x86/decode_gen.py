@@ -41,7 +41,7 @@ FIXED_METHODS = {'FGPR': 30, 'FSEG': 31, 'FST': 32, 'FXMM': 33, 'ONE': 34}
 
 SIZES = ['b', 'w', 'd', 'q', 'v', 'z', 'y', 'dq', 'qq', 'x', 't', 'p', 's', 'n', 'a', 'h',
          'ss', 'sd', 'ps', 'pd', 'pi', 'si', 'c', 'e', 'f', '0', 'st', 'fs', 'fe', 'vq', 'zz',
-         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4', 'mdup', 'vxd', 'vxq', 'vhq', 'kb', 'kw', 'kd', 'kq', '4']
+         'k', 'xq', 'xh', 'xd', 'xw', 'xb', 'dw', 'qd', 'as', 'xs', 'fx', 'bm', 'bx', 'cl', 'k3', 'k4', 'mdup', 'vxd', 'vxq', 'vhq', 'kb', 'kw', 'kd', 'kq', '4', 'tm']
 SIZE_IDS = {s: i + 1 for i, s in enumerate(SIZES)}
 
 FIXED = {
@@ -61,7 +61,7 @@ FLAGS = {
     'br': 0x0020, 'cond': 0x0040, 'str': 0x0080, 'priv': 0x0100, 'ser': 0x0200,
     'vvvv': 0x0400, 'is4': 0x0800, 'nolockreg': 0x1000, 'rep': 0x2000, 'byte': 0x4000,
     'xacq': 0x8000, 'os66': 0, 'agen': 0x10000, 'mpx': 0x20000, 'bc': 0x40000, 'er': 0x80000, 'sae': 0x100000,
-    'nzm': 0x200000, 'nz': 0x400000, 'km': 0x800000, 'nm': 0x1000000, 'el': 0x2000000, 'eb': 0x4000000, 'ew': 0x8000000, 'b2': 0x10000000, 'vsib': 0x20000000, 'cplx': 0x40000000,
+    'nzm': 0x200000, 'nz': 0x400000, 'km': 0x800000, 'nm': 0x1000000, 'el': 0x2000000, 'eb': 0x4000000, 'ew': 0x8000000, 'b2': 0x10000000, 'vsib': 0x20000000, 'cplx': 0x40000000, 'mib': 0x80000000,
 }
 ISAS = ['base', 'x87', 'cmov', 'mmx', 'sse', 'sse2', 'sse3', 'ssse3', 'sse41', 'sse42', 'sse4a',
         'popcnt', 'lzcnt', 'bmi1', 'bmi2', 'adx', 'movbe', 'cx16', 'aes', 'pclmul', 'sha',

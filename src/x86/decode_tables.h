@@ -118,6 +118,7 @@
 #define HVP_DEC_S_KD 54
 #define HVP_DEC_S_KQ 55
 #define HVP_DEC_S_4 56
+#define HVP_DEC_S_TM 57
 #define HVP_DEC_F_MODRM 0x00001
 #define HVP_DEC_F_D64 0x00002
 #define HVP_DEC_F_F64 0x00004
@@ -150,6 +151,7 @@
 #define HVP_DEC_F_B2 0x10000000
 #define HVP_DEC_F_VSIB 0x20000000
 #define HVP_DEC_F_CPLX 0x40000000
+#define HVP_DEC_F_MIB 0x80000000
 #define HVP_DEC_O_R 0x01
 #define HVP_DEC_O_W 0x02
 #define HVP_DEC_O_U 0x10

@@ -47,6 +47,7 @@ NUMBERED(ymm, 32);
 NUMBERED(zmm, 32);
 NUMBERED(k, 32);
 NUMBERED(bnd, 32);
+NUMBERED(tmm, 32);
 
 const char *hvp_x86_reg_name(unsigned r)
 {
@@ -69,5 +70,6 @@ const char *hvp_x86_reg_name(unsigned r)
     if (r < HVP_X86_REG_IP) return bnd_names[r - HVP_X86_REG_BND0];
     if (r == HVP_X86_REG_IP) return "ip";
     if (r == HVP_X86_REG_EIP) return "eip";
-    return "rip";
+    if (r == HVP_X86_REG_RIP) return "rip";
+    return tmm_names[r - HVP_X86_REG_TMM0];
 }
