@@ -262,7 +262,9 @@ int hvp_disk_close(hvp_disk *d)
         return 0;
     int r = 0;
     pthread_mutex_lock(&d->mu);
-    if (!d->rdonly && d->dirty)
+    /* a bulk-filled new file (convert) is left to the page cache, as cp and
+     * qemu-img convert do; everything else is durable when close returns */
+    if (!d->rdonly && d->dirty && !(d->flags & DISK_BULK))
         r = disk_sync(d);
     if (!r && !d->rdonly && d->drv && d->drv->flush)
         r = d->drv->flush(d);

@@ -405,6 +405,9 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
         o->parent = d->parent;
     }
     r = copy_content(d, o, d->type == HVP_DISK_TYPE_DIFF, d->type == HVP_DISK_TYPE_DIFF, progress, ctx, err, errlen);
+    /* durable before it replaces the original */
+    if (!r && (r = hvp_disk_flush(o)))
+        seterr(err, errlen, "%s: %s", tmp, o->err);
     o->parent = NULL;
     int r2 = hvp_disk_close(o);
     o = NULL;

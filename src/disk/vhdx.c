@@ -667,9 +667,7 @@ static int vhdx_close(struct hvp_disk *d)
     if (!v)
         return 0;
     int r = 0;
-    if (v->session && !d->rdonly && (d->flags & DISK_BULK)) {
-        r = disk_sync(d);
-    } else if (v->session && !d->rdonly) {
+    if (v->session && !d->rdonly && !(d->flags & DISK_BULK)) {
         /* metadata is already in place and durable; the header's flush
          * also makes the data durable */
         memset(v->lg, 0, 16);
