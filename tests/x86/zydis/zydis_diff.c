@@ -49,7 +49,9 @@
  * Classes: int (1-byte and 0F integer/system), x87, simd (legacy-encoded
  * MMX/SSE/AES/SHA...), vex, amx (VEX-encoded tile instructions), evex, xop,
  * 3dnow.
- * Aspects: validity, length, mnemonic, operands, size (memory access size).
+ * Aspects: validity, length, mnemonic, operands, size (memory access and
+ * immediate widths), error (both reject, but one says "truncated" with 16
+ * bytes at hand).
  */
 static const char *const ratchet[] = {
     /* "int"  stage 1, 1-byte + 0F integer: landed c1ed3f0 */
@@ -198,9 +200,9 @@ enum cls { C_INT, C_X87, C_SIMD, C_VEX, C_AMX, C_EVEX, C_XOP, C_3DNOW, C_COUNT }
 static const char *const cls_name[C_COUNT] = {"int", "x87",  "simd", "vex",
                                               "amx", "evex", "xop",  "3dnow"};
 
-enum aspect { A_VALIDITY, A_LENGTH, A_MNEMONIC, A_OPERANDS, A_SIZE, A_COUNT };
-static const char *const aspect_name[A_COUNT] = {"validity", "length", "mnemonic", "operands",
-                                                 "size"};
+enum aspect { A_VALIDITY, A_LENGTH, A_MNEMONIC, A_OPERANDS, A_SIZE, A_ERROR, A_COUNT };
+static const char *const aspect_name[A_COUNT] = {"validity", "length", "mnemonic",
+                                                 "operands", "size",   "error"};
 
 #define SHOW_PER_CELL 3
 
@@ -538,13 +540,36 @@ static unsigned compare_one(struct ctx *x, struct stats *st, const uint8_t *b, s
     ZydisDecodedInstruction zi;
     ZydisDecodedOperand zo[ZYDIS_MAX_OPERAND_COUNT];
     struct hvp_x86_insn hi;
-    size_t lim = n < 15 ? n : 15;
+    /* Both see up to 16 bytes: one more than the longest instruction, so
+     * that "too long" and "truncated" can be told apart. */
+    size_t lim = n < 16 ? n : 16;
     ZyanStatus zs = ZydisDecoderDecodeFull(dec_for(x, mode), b, lim, &zi, zo);
     int hlen = hvp_x86_decode(&hi, b, lim, mode);
     bool zok = ZYAN_SUCCESS(zs), hok = hlen > 0;
     st->checked++;
     if (!zok && !hok) {
         st->both_invalid++;
+        /* Both reject it. With fewer than 16 bytes, "truncated" or
+         * "invalid" depends on what a decoder checks first, and either is
+         * fair; but with 16 at hand nothing is truncated ("fetch more
+         * bytes" would be the wrong answer: it is too long or invalid). */
+        bool zt = zs == ZYDIS_STATUS_NO_MORE_DATA, ht = hlen == -HVP_X86_ETRUNCATED;
+        if (lim < 16 || zt == ht) return 1;
+        enum cls c = class_of_bytes(b, lim, mode);
+        st->mism[c][A_ERROR]++;
+        bool fails = !st->ratcheted[c][A_ERROR];
+        st->failing += fails;
+        if (st->shown[c][A_ERROR]++ < st->show || (fails && st->failing <= 20)) {
+            char hx[64];
+            hexs(hx, b, lim);
+            printf("%s %s/error: %u-bit %s %#" PRIx64 " [%s] (%zu bytes)\n    zydis: %s\n    "
+                   "hvp:   error %d\n",
+                   fails ? "FAIL" : "todo", cls_name[c], mode, where, where_n, hx, lim,
+                   zt                                        ? "truncated"
+                   : zs == ZYDIS_STATUS_INSTRUCTION_TOO_LONG ? "too long"
+                                                             : "invalid",
+                   hlen);
+        }
         return 1;
     }
 
@@ -675,6 +700,8 @@ static uint64_t rng_next(struct rng *r)
 }
 
 /* Legacy prefixes, weighted towards the ones code uses (66, F2, F3). */
+#define RANDOM_BUF 32
+
 static const uint8_t legacy_pfx[16] = {0x66, 0x66, 0x66, 0x67, 0x67, 0xf2, 0xf2, 0xf3,
                                        0xf3, 0xf0, 0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65};
 
@@ -684,18 +711,24 @@ static uint8_t vvvv_bits(uint64_t v)
     return (v & 1) ? 0x78 : (uint8_t)((v >> 1) & 0x78);
 }
 
-/* Fills b[0..16) with one random instruction-looking string; returns how
+/* Fills b[0..RANDOM_BUF) with one random instruction-looking string (at
+ * most 14 prefixes and a 4-byte escape, then random bytes); returns how
  * many bytes are available to the decoders (1..16). */
 static size_t random_insn(struct rng *r, uint8_t *b, unsigned mode)
 {
     uint64_t v = rng_next(r);
-    for (int i = 0; i < 16; i += 8) {
+    for (int i = 0; i < RANDOM_BUF; i += 8) {
         uint64_t w = rng_next(r);
         memcpy(b + i, &w, 8);
     }
     size_t p = 0;
     unsigned npfx = (v & 7) < 4 ? 0 : (v & 7) - 3; /* 0..4, mostly 0 */
-    v >>= 3;
+    if ((v & 0xf8) == 0) {                         /* 1 in 32: a long run, for the 15-byte limit */
+        npfx = 8 + (unsigned)((v >> 8) % 7);
+        v = rng_next(r);
+    } else {
+        v >>= 3;
+    }
     for (unsigned i = 0; i < npfx; i++, v >>= 4)
         b[p++] = legacy_pfx[v & 15];
     v = rng_next(r);
@@ -765,7 +798,7 @@ static int run_random(struct ctx *x, uint64_t seed, uint64_t count, unsigned mod
     stats_init(&st, show, label);
     struct rng r;
     rng_seed(&r, seed ^ ((uint64_t)mode << 56));
-    uint8_t b[16];
+    uint8_t b[RANDOM_BUF];
     for (uint64_t i = 0; i < count; i++) {
         size_t n = random_insn(&r, b, mode);
         compare_one(x, &st, b, n, mode, 0x1000, "case", i);
