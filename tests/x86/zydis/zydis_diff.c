@@ -21,7 +21,7 @@
  * operand.
  *
  * Exit status: 0 when every mismatch falls in a ratchet category below, 1
- * otherwise, 2 for bad usage.
+ * otherwise, 2 for bad usage, 77 (skip) when the corpus has no x86-64 ELF.
  */
 #include "hvp/x86.h"
 
@@ -950,6 +950,16 @@ static int run_corpus(struct ctx *x, char **paths, int npaths, uint64_t budget, 
      * is split evenly among the larger ones (a cap found by water-filling
      * over the sorted sizes); a file over the cap is read as four windows
      * spread over its .text. Deterministic for a given machine. */
+    if (ni == 0) {
+        printf("SKIP: no x86-64 ELF file with a .text section found%s\n",
+               npaths ? " among the paths given" : " under /usr");
+        free(items);
+        free(seen);
+        for (size_t i = 0; i < pl.n; i++)
+            free(pl.v[i]);
+        free(pl.v);
+        return 77;
+    }
     uint64_t cap = budget;
     {
         uint64_t *lens = malloc((ni ? ni : 1) * sizeof(*lens));
@@ -1176,7 +1186,7 @@ int main(int argc, char **argv)
         usage(stderr);
         rc = 2;
     }
-    printf("zydis-diff: %s\n", rc == 0 ? "PASS" : rc == 1 ? "FAIL" : "usage");
+    printf("zydis-diff: %s\n", rc == 0 ? "PASS" : rc == 1 ? "FAIL" : rc == 77 ? "SKIP" : "usage");
     free(x);
     free(rest);
     return rc;
