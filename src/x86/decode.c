@@ -558,13 +558,9 @@ leaf:;
     unsigned nimm = 0;
     /* The memory operand first: its SIB and displacement precede any
      * immediate, whatever the operand order (FMA4 puts is4 before it). */
-    if (!mod3 && s->modrm >= 0 && !(out->flags & HVP_X86_F_MEM))
-        for (unsigned k = 0; k < lf->nops; k++) {
-            unsigned m = lf->o[k].m;
-            if (m != HVP_DEC_M_E && m != HVP_DEC_M_M && m != HVP_DEC_M_W && m != HVP_DEC_M_Q &&
-                m != HVP_DEC_M_X)
-                continue;
-            unsigned sc = lf->o[k].s, vsib = 0;
+    if (lf->memop && !mod3 && !(out->flags & HVP_X86_F_MEM))
+        do {
+            unsigned sc = lf->o[lf->memop - 1].s, vsib = 0;
             if (sc >= HVP_DEC_S_VXD && sc <= HVP_DEC_S_VHQ) {
                 /* VSIB: the index vector is as wide as the operation, or
                  * half as wide for dword indices of qword elements */
@@ -588,8 +584,7 @@ leaf:;
             }
             if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib, n8)))
                 goto fail;
-            break;
-        }
+        } while (0);
     for (unsigned k = 0; k < lf->nops; k++) {
         const struct hvp_dec_opnd *d = &lf->o[k];
         struct hvp_x86_operand *o = &out->ops[k];

@@ -170,12 +170,14 @@ struct hvp_dec_leaf {
     uint8_t nops;
     uint32_t flags; /* HVP_DEC_F_* */
     struct hvp_dec_opnd o[5];
+    uint8_t memop; /* 1 + index of the ModRM memory-capable operand, 0 if none */
 };
 
 /* Node: kind << 24 | index; 0 = invalid. Children of a split are
  * consecutive in hvp_dec_nodes. */
-extern const uint32_t hvp_dec_root[HVP_DEC_NMAPS][256];
-extern const uint32_t hvp_dec_nodes[];
-extern const struct hvp_dec_leaf hvp_dec_leaves[];
+#define HVP_DEC_HIDDEN __attribute__((visibility("hidden"))) /* no GOT loads under -fPIC */
+extern const uint32_t hvp_dec_root[HVP_DEC_NMAPS][256] HVP_DEC_HIDDEN;
+extern const uint32_t hvp_dec_nodes[] HVP_DEC_HIDDEN;
+extern const struct hvp_dec_leaf hvp_dec_leaves[] HVP_DEC_HIDDEN;
 
 #endif
