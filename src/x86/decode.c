@@ -362,7 +362,7 @@ prefixes_done:
             pfx |= HVP_X86_PFX_VEX;
         } else if (b == 0xc4 || b == 0x8f) {
             if (!need(s, 2)) {
-                rc = TRUNC_OR_LONG(s);
+                rc = short_err(s, 2);
                 goto fail;
             }
             unsigned v1 = code[s->pos], v2 = code[s->pos + 1];
@@ -394,7 +394,7 @@ prefixes_done:
         } else {
             /* EVEX: P0 = R X B R' 0 m m m, P1 = W vvvv 1 pp, P2 = z L'L b V' aaa */
             if (!need(s, 3)) {
-                rc = TRUNC_OR_LONG(s);
+                rc = short_err(s, 3);
                 goto fail;
             }
             unsigned p0 = code[s->pos], p1 = code[s->pos + 1], p2 = code[s->pos + 2];

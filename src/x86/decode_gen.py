@@ -14,10 +14,27 @@ rm=N, P=none|66|f3|f2 (mandatory prefix), m64 | !m64 (mode), W0 | W1,
 L0 | L1, os16 | os32 | os64, as16 | as32 | as64, B0 | B1 (REX.B).
 When several forms match, the one with the most conditions wins.
 
-OPERAND: a method letter (E G M R I J O A Z S C D P Q N V W U H L T) and a
-size code, or a fixed register (AL, eAX, DX, ES, ST0, XMM0, 1, ...), with an
-optional .suffix of access letters r w n (default: first operand rw, others
-r) plus u (unsigned immediate), i (implicit: not encoded).
+MAP also: e0f, e0f38, e0f3a, e5, e6 (EVEX). L conditions may name several
+lengths (L12 = 256 or 512 bits).
+
+OPERAND: a method letter and a size code, or a fixed register (AL, eAX, DX,
+ES, ST0, XMM0, 1, ...), with an optional .suffix of access letters r w n
+(default: first operand rw, others r) plus u (unsigned immediate), i
+(implicit: not encoded). Methods: E G (ModRM r/m, reg: general registers),
+M (memory only), R (r/m register, whatever mod says), I (immediate), J
+(relative), O (moffs), A (far pointer), Z (register in the opcode), S C D
+(segment, control, debug register in reg), P Q N (MMX), V W U (vector reg,
+r/m, r/m register), H (VEX.vvvv vector), B (VEX.vvvv general register), L
+(register in imm8[7:4]), K X (bnd, unused). Size codes are listed in SIZES;
+kb..kq select opmask registers and tm AMX tiles instead of vector registers.
+
+FLAG: isa names (sse2, avx, ...) and decoder flags (FLAGS): lock (LOCK
+allowed with a memory destination), d64/f64 (64-bit default/forced operand
+size), br cond str priv ser (HVP_X86_F_*), agen (address only: no segment
+override), mpx, and for EVEX: bc (broadcast), er/sae (b with a register
+operand), nz/nzm/nm (no zeroing / with memory destination / no masking at
+all), km (mask required), el eb ew b2 (disp8*N element sizes), cplx
+(destination must differ from the sources), mib (SIB required).
 """
 import re
 import sys
