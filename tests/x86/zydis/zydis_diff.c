@@ -84,12 +84,15 @@ struct zydis_wrong {
 static bool fix_sib_r13_disp32(unsigned mode, const ZydisDecodedInstruction *zi,
                                ZydisDecodedOperand *vis, unsigned *nv)
 {
+    /* With mod=00 and SIB.base=101, r13(d) can never be the base: when
+     * Zydis says it is, B was set (REX, VEX or EVEX) and it went wrong. */
     if (mode != 64 || !(zi->attributes & ZYDIS_ATTRIB_HAS_SIB) || zi->raw.modrm.mod != 0 ||
-        zi->raw.sib.base != 5 || !zi->raw.rex.B || zi->raw.disp.size != 32)
+        zi->raw.sib.base != 5 || zi->raw.disp.size != 32)
         return false;
     bool fixed = false;
     for (unsigned i = 0; i < *nv; i++)
-        if (vis[i].type == ZYDIS_OPERAND_TYPE_MEMORY && vis[i].mem.base == ZYDIS_REGISTER_R13D &&
+        if (vis[i].type == ZYDIS_OPERAND_TYPE_MEMORY &&
+            (vis[i].mem.base == ZYDIS_REGISTER_R13D || vis[i].mem.base == ZYDIS_REGISTER_R13) &&
             !vis[i].mem.disp.has_displacement) {
             vis[i].mem.base = ZYDIS_REGISTER_NONE;
             vis[i].mem.disp.has_displacement = ZYAN_TRUE;
@@ -115,8 +118,8 @@ static bool fix_notrack_ds(unsigned mode, const ZydisDecodedInstruction *zi,
 }
 
 static const struct zydis_wrong zydis_wrong[] = {
-    {"67 REX.B mod=00 SIB.base=101 (e.g. 67 41 8b 04 95 disp32): Zydis 4.0 says base r13d, no "
-     "displacement",
+    {"67 with REX.B, VEX.B or EVEX.B, mod=00, SIB.base=101 (e.g. 67 41 8b 04 95 disp32): Zydis "
+     "4.0 says base r13d, no displacement",
      "SDM Vol. 2A 2.2.1.2 and Table 2-5 (Special Cases of REX Encodings): with mod=00 a SIB "
      "base of 101 means no base register and a disp32, whatever REX.B says",
      fix_sib_r13_disp32},
