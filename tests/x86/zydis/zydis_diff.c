@@ -1161,6 +1161,7 @@ int main(int argc, char **argv)
         struct stats total;
         stats_init(&total, 0, "random total");
         rc = 0;
+        double t0 = now_s();
         uint64_t seeds[2] = {seed, 0};
         if (fresh) {
             struct timespec t;
@@ -1177,6 +1178,7 @@ int main(int argc, char **argv)
                     rc |= run_random(x, seeds[k], count, all[m], show, &total);
         }
         stats_print(&total);
+        printf("random: %.1f s\n", now_s() - t0);
     } else if (!strcmp(cmd, "corpus")) {
         rc = run_corpus(x, rest, nrest, budget_mib << 20, (double)tlimit, show);
     } else if (!strcmp(cmd, "bytes")) {
