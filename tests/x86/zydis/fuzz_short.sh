@@ -15,8 +15,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' >"$work/probe.c"
-if ! "$clang" -fsanitize=fuzzer "$work/probe.c" -o "$work/probe" 2>"$work/probe.err"; then
-    echo "SKIP: clang's libFuzzer runtime is missing (apt-get install libclang-rt-dev): $(head -1 "$work/probe.err")"
+if ! "$clang" -fsanitize=fuzzer,address,undefined "$work/probe.c" -o "$work/probe" 2>"$work/probe.err"; then
+    echo "SKIP: clang's libFuzzer/ASan/UBSan runtimes are missing (apt-get install libclang-rt-dev): $(head -1 "$work/probe.err")"
     exit 77
 fi
 
