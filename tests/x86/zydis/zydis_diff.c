@@ -16,9 +16,10 @@
  * ZydisMnemonicGetString) and the visible operands (Zydis's explicit and
  * implicit ones, which are the ones hvp's record lists): register names,
  * memory segment/base/index/scale/displacement and access size, immediate
- * values (both normalised to the operand's width), branch displacements and
- * far pointers. EVEX: the writemask is compared with insn.mask, not as an
- * operand.
+ * values and widths after extension, branch displacements and far pointers;
+ * the address size where it shows (memory operands, loop, jrcxz); and, when
+ * both reject 16 bytes, that neither calls them "truncated". EVEX: the
+ * writemask is compared with insn.mask, not as an operand.
  *
  * Exit status: 0 when every mismatch falls in a ratchet category below, 1
  * otherwise, 2 for bad usage, 77 (skip) when the corpus has no x86-64 ELF.
