@@ -58,7 +58,7 @@ static const char *const ratchet[] = {
     /* "int"  stage 1, 1-byte + 0F integer: landed c1ed3f0 */
     /* "x87", "simd"  stage 2: landed 05aa088 */
     /* "vex"  stage 3: landed 17d5413 (all but AMX) */
-    "amx validity",  /* AMX tile instructions (VEX-encoded): not decoded yet */
+    /* "amx validity"  AMX: landed 9c9c4ca */
     "evex validity", /* stage 4: EVEX decodes, some AVX-512 sets (FP16, VBMI2,
                       * BF16, ...) not yet; what decodes must match */
     /* XOP, TBM, FMA4 and 3DNow! are outside the target ISA (see
