@@ -8,16 +8,16 @@
 /* Decoder state kept in locals of one call: no allocation, no setup. */
 struct dstate {
     const uint8_t *code;
-    unsigned lim;     /* min(avail, 15) */
-    unsigned pos;     /* next byte */
-    unsigned mode;    /* 16, 32, 64 */
+    unsigned lim;  /* min(avail, 15) */
+    unsigned pos;  /* next byte */
+    unsigned mode; /* 16, 32, 64 */
     unsigned has66, has67, pcat, lock, segov;
-    unsigned rex;     /* REX bits, or VEX/EVEX equivalents: 8 W, 4 R, 2 X, 1 B */
+    unsigned rex; /* REX bits, or VEX/EVEX equivalents: 8 W, 4 R, 2 X, 1 B */
     unsigned rexpresent;
-    unsigned vex;     /* 0 legacy, 1 VEX, 2 EVEX, 3 XOP */
+    unsigned vex;              /* 0 legacy, 1 VEX, 2 EVEX, 3 XOP */
     unsigned vl, vvvv, rr, vx; /* EVEX R', V' */
-    unsigned evb, evz, aaa;   /* EVEX broadcast/rounding, zeroing, opmask */
-    int modrm;        /* -1 = not read */
+    unsigned evb, evz, aaa;    /* EVEX broadcast/rounding, zeroing, opmask */
+    int modrm;                 /* -1 = not read */
     int err;
 };
 
@@ -36,10 +36,8 @@ static inline int short_err(const struct dstate *s, unsigned n)
 
 static inline __attribute__((always_inline)) int fetch_modrm(struct dstate *s)
 {
-    if (s->modrm >= 0)
-        return 0;
-    if (!need(s, 1))
-        return TRUNC_OR_LONG(s);
+    if (s->modrm >= 0) return 0;
+    if (!need(s, 1)) return TRUNC_OR_LONG(s);
     s->modrm = s->code[s->pos++];
     return 0;
 }
@@ -59,13 +57,11 @@ static inline int64_t sext(uint64_t v, unsigned n)
 }
 
 /* Reads an immediate of n bytes at s->pos. */
-static inline __attribute__((always_inline)) int read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign,
-                           int64_t *dst)
+static inline __attribute__((always_inline)) int
+read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign, int64_t *dst)
 {
-    if (!need(s, n))
-        return short_err(s, n);
-    if (!out->imm_off)
-        out->imm_off = (uint8_t)s->pos;
+    if (!need(s, n)) return short_err(s, n);
+    if (!out->imm_off) out->imm_off = (uint8_t)s->pos;
     uint64_t v = read_le(s->code + s->pos, n);
     s->pos += n;
     *dst = sign ? sext(v, n) : (int64_t)v;
@@ -75,8 +71,8 @@ static inline __attribute__((always_inline)) int read_imm(struct dstate *s, stru
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
 /* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
-static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib,
-                      unsigned n8)
+static inline __attribute__((always_inline)) int
+decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned vsib, unsigned n8)
 {
     unsigned mod = (unsigned)s->modrm >> 6, rm = (unsigned)s->modrm & 7;
     unsigned dispn = 0, seg = 3;
@@ -101,8 +97,7 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
         unsigned gbase = out->addrsize == 8 ? HVP_X86_REG_RAX : HVP_X86_REG_EAX;
         unsigned rexb = s->rex & 1, rexx = (s->rex >> 1) & 1;
         if (rm == 4) {
-            if (!need(s, 1))
-                return TRUNC_OR_LONG(s);
+            if (!need(s, 1)) return TRUNC_OR_LONG(s);
             unsigned sib = s->code[s->pos++];
             out->sib = (uint8_t)sib;
             out->flags |= HVP_X86_F_SIB;
@@ -118,8 +113,7 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
                 dispn = 4;
             } else {
                 out->mem.base = (uint8_t)(gbase + (base | rexb << 3));
-                if ((base == 4 || base == 5) && !rexb)
-                    seg = 2;
+                if ((base == 4 || base == 5) && !rexb) seg = 2;
             }
         } else if (rm == 5 && mod == 0) {
             dispn = 4;
@@ -129,8 +123,7 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
             }
         } else {
             out->mem.base = (uint8_t)(gbase + (rm | rexb << 3));
-            if (rm == 5 && !rexb)
-                seg = 2;
+            if (rm == 5 && !rexb) seg = 2;
         }
         if (mod == 1)
             dispn = 1;
@@ -138,16 +131,13 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
             dispn = 4;
     }
     if (dispn) {
-        if (!need(s, dispn))
-            return short_err(s, dispn);
+        if (!need(s, dispn)) return short_err(s, dispn);
         out->disp_off = (uint8_t)s->pos;
         out->mem.disp = sext(read_le(s->code + s->pos, dispn), dispn);
-        if (dispn == 1)
-            out->mem.disp *= n8; /* EVEX compressed disp8*N; 1 otherwise */
+        if (dispn == 1) out->mem.disp *= n8; /* EVEX compressed disp8*N; 1 otherwise */
         s->pos += dispn;
     }
-    if (s->segov && !agen)
-        seg = s->segov - 1;
+    if (s->segov && !agen) seg = s->segov - 1;
     out->mem.seg = (uint8_t)(HVP_X86_REG_ES + seg);
     return 0;
 }
@@ -155,31 +145,34 @@ static inline __attribute__((always_inline)) int decode_mem(struct dstate *s, st
 /* Size in bytes of a size code for this instruction. */
 /* Sizes of the size codes that do not depend on the instruction. */
 static const uint16_t fixed_size[64] = {
-    [HVP_DEC_S_B] = 1,    [HVP_DEC_S_W] = 2,    [HVP_DEC_S_D] = 4,     [HVP_DEC_S_Q] = 8,
-    [HVP_DEC_S_DQ] = 16,  [HVP_DEC_S_QQ] = 32,  [HVP_DEC_S_T] = 10,    [HVP_DEC_S_SS] = 4,
-    [HVP_DEC_S_SI] = 4,   [HVP_DEC_S_FS] = 4,   [HVP_DEC_S_SD] = 8,    [HVP_DEC_S_PI] = 8,
-    [HVP_DEC_S_ZZ] = 512, [HVP_DEC_S_FX] = 512, [HVP_DEC_S_XS] = 576,  [HVP_DEC_S_CL] = 64,
-    [HVP_DEC_S_K4] = 64,  [HVP_DEC_S_K3] = 48,  [HVP_DEC_S_VXD] = 4,   [HVP_DEC_S_KD] = 4,
-    [HVP_DEC_S_VXQ] = 8,  [HVP_DEC_S_VHQ] = 8,  [HVP_DEC_S_KQ] = 8,    [HVP_DEC_S_KB] = 1,
+    [HVP_DEC_S_B] = 1,    [HVP_DEC_S_W] = 2,    [HVP_DEC_S_D] = 4,    [HVP_DEC_S_Q] = 8,
+    [HVP_DEC_S_DQ] = 16,  [HVP_DEC_S_QQ] = 32,  [HVP_DEC_S_T] = 10,   [HVP_DEC_S_SS] = 4,
+    [HVP_DEC_S_SI] = 4,   [HVP_DEC_S_FS] = 4,   [HVP_DEC_S_SD] = 8,   [HVP_DEC_S_PI] = 8,
+    [HVP_DEC_S_ZZ] = 512, [HVP_DEC_S_FX] = 512, [HVP_DEC_S_XS] = 576, [HVP_DEC_S_CL] = 64,
+    [HVP_DEC_S_K4] = 64,  [HVP_DEC_S_K3] = 48,  [HVP_DEC_S_VXD] = 4,  [HVP_DEC_S_KD] = 4,
+    [HVP_DEC_S_VXQ] = 8,  [HVP_DEC_S_VHQ] = 8,  [HVP_DEC_S_KQ] = 8,   [HVP_DEC_S_KB] = 1,
     [HVP_DEC_S_KW] = 2,   [HVP_DEC_S_ST] = 10,  [HVP_DEC_S_FE] = 10,
 };
 
 /* Size in bytes of a size code for this instruction. */
-static inline __attribute__((always_inline)) unsigned size_of(unsigned code, const struct hvp_x86_insn *out, const struct dstate *s)
+static inline __attribute__((always_inline)) unsigned
+size_of(unsigned code, const struct hvp_x86_insn *out, const struct dstate *s)
 {
     unsigned os = out->opsize;
-    if (fixed_size[code & 63])
-        return fixed_size[code & 63];
+    if (fixed_size[code & 63]) return fixed_size[code & 63];
     switch (code) {
     case HVP_DEC_S_V: return os;
     case HVP_DEC_S_Z: return os == 2 ? 2 : 4;
     case HVP_DEC_S_Y: return (s->mode == 64 && (s->rex & 8)) ? 8 : 4;
-    case HVP_DEC_S_X: case HVP_DEC_S_PS: case HVP_DEC_S_PD: return 16u << s->vl;
+    case HVP_DEC_S_X:
+    case HVP_DEC_S_PS:
+    case HVP_DEC_S_PD: return 16u << s->vl;
     case HVP_DEC_S_P: return 2 + os;
     case HVP_DEC_S_S: return s->mode == 64 ? 10 : 6;
     case HVP_DEC_S_N: return s->mode == 64 ? 8 : 4;
     case HVP_DEC_S_A: return 2 * os;
-    case HVP_DEC_S_H: case HVP_DEC_S_XH: return 8u << s->vl;
+    case HVP_DEC_S_H:
+    case HVP_DEC_S_XH: return 8u << s->vl;
     case HVP_DEC_S_XQ: return 4u << s->vl;
     case HVP_DEC_S_XD: return 2u << s->vl;
     case HVP_DEC_S_E: return os == 2 ? 14 : 28;
@@ -195,8 +188,7 @@ static inline __attribute__((always_inline)) unsigned size_of(unsigned code, con
 
 static inline unsigned gpr(unsigned size, unsigned n, unsigned rexpresent)
 {
-    if (size == 1 && !rexpresent && n >= 4 && n < 8)
-        return HVP_X86_REG_AH + n - 4;
+    if (size == 1 && !rexpresent && n >= 4 && n < 8) return HVP_X86_REG_AH + n - 4;
     return hvp_x86_gpr(size, n);
 }
 
@@ -204,20 +196,16 @@ static inline unsigned gpr(unsigned size, unsigned n, unsigned rexpresent)
  * kb..kq); 0 for an opmask number above 7 (#UD). */
 static inline unsigned kreg_or_vreg(unsigned code, unsigned size, unsigned n)
 {
-    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
-        return n < 8 ? HVP_X86_REG_K0 + n : 0;
-    if (code == HVP_DEC_S_TM)
-        return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
+    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ) return n < 8 ? HVP_X86_REG_K0 + n : 0;
+    if (code == HVP_DEC_S_TM) return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
     return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
 }
 
 /* The same for ModRM.rm, where an opmask ignores REX.B/VEX.B. */
 static inline unsigned kreg_or_vreg_rm(unsigned code, unsigned size, unsigned n)
 {
-    if (code == HVP_DEC_S_TM)
-        return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
-    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ)
-        return HVP_X86_REG_K0 + (n & 7);
+    if (code == HVP_DEC_S_TM) return n < 8 ? HVP_X86_REG_TMM0 + n : 0;
+    if (code >= HVP_DEC_S_KB && code <= HVP_DEC_S_KQ) return HVP_X86_REG_K0 + (n & 7);
     return (size <= 16 ? HVP_X86_REG_XMM0 : size == 32 ? HVP_X86_REG_YMM0 : HVP_X86_REG_ZMM0) + n;
 }
 
@@ -257,15 +245,36 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
         }
         b = code[s->pos];
         switch (b) {
-        case 0x26: if (mode != 64) s->segov = 1; pfx |= HVP_X86_PFX_SEG; break;
-        case 0x2e: if (mode != 64) s->segov = 2; pfx |= HVP_X86_PFX_SEG; break;
-        case 0x36: if (mode != 64) s->segov = 3; pfx |= HVP_X86_PFX_SEG; break;
-        case 0x3e: if (mode != 64) s->segov = 4; pfx |= HVP_X86_PFX_SEG; break;
+        case 0x26:
+            if (mode != 64) s->segov = 1;
+            pfx |= HVP_X86_PFX_SEG;
+            break;
+        case 0x2e:
+            if (mode != 64) s->segov = 2;
+            pfx |= HVP_X86_PFX_SEG;
+            break;
+        case 0x36:
+            if (mode != 64) s->segov = 3;
+            pfx |= HVP_X86_PFX_SEG;
+            break;
+        case 0x3e:
+            if (mode != 64) s->segov = 4;
+            pfx |= HVP_X86_PFX_SEG;
+            break;
         case 0x64: s->segov = 5; break;
         case 0x65: s->segov = 6; break;
-        case 0x66: s->has66 = 1; pfx |= HVP_X86_PFX_OPSIZE; break;
-        case 0x67: s->has67 = 1; pfx |= HVP_X86_PFX_ADDRSIZE; break;
-        case 0xf0: s->lock = 1; pfx |= HVP_X86_PFX_LOCK; break;
+        case 0x66:
+            s->has66 = 1;
+            pfx |= HVP_X86_PFX_OPSIZE;
+            break;
+        case 0x67:
+            s->has67 = 1;
+            pfx |= HVP_X86_PFX_ADDRSIZE;
+            break;
+        case 0xf0:
+            s->lock = 1;
+            pfx |= HVP_X86_PFX_LOCK;
+            break;
         case 0xf2: last_rep = 0xf2; break;
         case 0xf3: last_rep = 0xf3; break;
         default:
@@ -279,11 +288,19 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
                     goto fail;
                 }
                 b = code[s->pos];
-                if ((b & 0xf0) == 0x40)
-                    continue;
+                if ((b & 0xf0) == 0x40) continue;
                 switch (b) {
-                case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
-                case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+                case 0x26:
+                case 0x2e:
+                case 0x36:
+                case 0x3e:
+                case 0x64:
+                case 0x65:
+                case 0x66:
+                case 0x67:
+                case 0xf0:
+                case 0xf2:
+                case 0xf3:
                     /* a legacy prefix after REX cancels it */
                     s->rex = 0;
                     s->rexpresent = 0;
@@ -304,12 +321,10 @@ prefixes_done:
         s->pcat = 3, pfx |= HVP_X86_PFX_REPNE;
     else if (s->has66)
         s->pcat = 1;
-    if (s->segov)
-        pfx |= HVP_X86_PFX_SEG;
+    if (s->segov) pfx |= HVP_X86_PFX_SEG;
     if (s->rexpresent) {
         pfx |= HVP_X86_PFX_REX;
-        if (s->rex & 8)
-            pfx |= HVP_X86_PFX_REXW;
+        if (s->rex & 8) pfx |= HVP_X86_PFX_REXW;
     }
 
     /* Opcode and escapes. */
@@ -373,24 +388,21 @@ prefixes_done:
             s->pcat = v2 & 3;
             unsigned mm = v1 & 0x1f;
             if (b == 0xc4) {
-                if (mm < 1 || mm > 3)
-                    goto fail;
+                if (mm < 1 || mm > 3) goto fail;
                 map = HVP_DEC_MAP_V0F + mm - 1;
                 out->map = (uint8_t)mm;
                 s->vex = 1;
                 out->enc = HVP_X86_ENC_VEX;
                 pfx |= HVP_X86_PFX_VEX;
             } else {
-                if (mm > 10)
-                    goto fail;
+                if (mm > 10) goto fail;
                 map = HVP_DEC_MAP_X8 + mm - 8;
                 out->map = (uint8_t)mm;
                 s->vex = 3;
                 out->enc = HVP_X86_ENC_XOP;
                 pfx |= HVP_X86_PFX_XOP;
             }
-            if (mode != 64)
-                s->rex &= 0x8; /* R X B ignored outside 64-bit mode */
+            if (mode != 64) s->rex &= 0x8; /* R X B ignored outside 64-bit mode */
         } else {
             /* EVEX: P0 = R X B R' 0 m m m, P1 = W vvvv 1 pp, P2 = z L'L b V' aaa */
             if (!need(s, 3)) {
@@ -400,8 +412,7 @@ prefixes_done:
             unsigned p0 = code[s->pos], p1 = code[s->pos + 1], p2 = code[s->pos + 2];
             s->pos += 3;
             unsigned mmm = p0 & 7;
-            if ((p0 & 8) || !(p1 & 4) || mmm == 0 || mmm == 4 || mmm == 7)
-                goto fail;
+            if ((p0 & 8) || !(p1 & 4) || mmm == 0 || mmm == 4 || mmm == 7) goto fail;
             s->rex = ((~p0 >> 5) & 7) | ((p1 >> 4) & 8);
             s->rr = (~p0 >> 4) & 1;
             s->vvvv = ((~p1 >> 3) & 15) | (((~p2 >> 3) & 1) << 4);
@@ -412,8 +423,7 @@ prefixes_done:
             s->evb = (p2 >> 4) & 1;
             s->aaa = p2 & 7;
             if (mode != 64) {
-                if (s->vx)
-                    goto fail; /* V' selects registers 16-31: 64-bit mode only */
+                if (s->vx) goto fail; /* V' selects registers 16-31: 64-bit mode only */
                 s->rex &= 8;
                 s->rr = 0;
             }
@@ -445,12 +455,10 @@ prefixes_done:
     out->addrsize = (uint8_t)(mode == 64 ? (s->has67 ? 4 : 8) : ((mode == 16) ^ s->has67) ? 2 : 4);
 
     if (map == HVP_DEC_MAP_3DN) {
-        if ((rc = fetch_modrm(s)))
-            goto fail;
+        if ((rc = fetch_modrm(s))) goto fail;
         if ((unsigned)s->modrm < 0xc0) {
             out->opsize = (uint8_t)osz_def;
-            if ((rc = decode_mem(s, out, 0, 0, 1)))
-                goto fail;
+            if ((rc = decode_mem(s, out, 0, 0, 1))) goto fail;
         }
         if (s->pos >= s->lim) {
             rc = TRUNC_OR_LONG(s);
@@ -463,8 +471,7 @@ prefixes_done:
     if (s->vex == 2) {
         /* every EVEX form has ModRM; b with a register operand selects
          * rounding/SAE and a 512-bit length */
-        if ((rc = fetch_modrm(s)))
-            goto fail;
+        if ((rc = fetch_modrm(s))) goto fail;
         if (s->evb && s->modrm >= 0xc0)
             s->vl = 2;
         else if (s->vl == 3) {
@@ -488,8 +495,7 @@ prefixes_done:
         case HVP_DEC_K_REG:
         case HVP_DEC_K_MOD:
         case HVP_DEC_K_RM:
-            if ((rc = fetch_modrm(s)))
-                goto fail;
+            if ((rc = fetch_modrm(s))) goto fail;
             n = hvp_dec_nodes[ix + (kind == HVP_DEC_K_REG   ? ((unsigned)s->modrm >> 3) & 7
                                     : kind == HVP_DEC_K_MOD ? (unsigned)s->modrm >= 0xc0
                                                             : (unsigned)s->modrm & 7)];
@@ -507,8 +513,7 @@ leaf:;
     const struct hvp_dec_leaf *lf = &hvp_dec_leaves[n & 0xffffff];
     unsigned lfl = lf->flags;
     rc = -HVP_X86_EINVALID;
-    if (lf->op == HVP_X86_OP_INVALID)
-        goto fail;
+    if (lf->op == HVP_X86_OP_INVALID) goto fail;
     if (lfl & HVP_DEC_F_MPX) {
         /* MPX ignores 67 in 64-bit mode and has no 16-bit addressing */
         if (mode == 64)
@@ -519,7 +524,7 @@ leaf:;
     out->op = lf->op;
     out->isa = lf->isa;
     if (mode == 64)
-        out->opsize = (uint8_t)((s->rex & 8) || (lfl & HVP_DEC_F_F64) ? 8
+        out->opsize = (uint8_t)((s->rex & 8) || (lfl & HVP_DEC_F_F64)   ? 8
                                 : (s->has66 && !(lfl & HVP_DEC_F_MP66)) ? 2
                                 : (lfl & HVP_DEC_F_D64)                 ? 8
                                                                         : 4);
@@ -531,17 +536,12 @@ leaf:;
         unsigned memop = s->modrm < 0xc0;
         if (s->evb && (memop ? !(lfl & HVP_DEC_F_BC) : !(lfl & (HVP_DEC_F_ER | HVP_DEC_F_SAE))))
             goto fail;
-        if (s->evz && ((lfl & HVP_DEC_F_NZ) || (memop && (lfl & HVP_DEC_F_NZM))))
-            goto fail;
-        if ((lfl & HVP_DEC_F_KM) && !s->aaa)
-            goto fail;
-        if ((lfl & HVP_DEC_F_NM) && s->aaa)
-            goto fail; /* no masking for this form */
+        if (s->evz && ((lfl & HVP_DEC_F_NZ) || (memop && (lfl & HVP_DEC_F_NZM)))) goto fail;
+        if ((lfl & HVP_DEC_F_KM) && !s->aaa) goto fail;
+        if ((lfl & HVP_DEC_F_NM) && s->aaa) goto fail; /* no masking for this form */
     }
-    if (mode != 64)
-        s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
-    if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s)))
-        goto fail;
+    if (mode != 64) s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
+    if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s))) goto fail;
     if (s->modrm >= 0) {
         out->flags |= HVP_X86_F_MODRM;
         out->modrm = (uint8_t)s->modrm;
@@ -558,8 +558,7 @@ leaf:;
     unsigned nimm = 0;
     /* The memory operand first: its SIB and displacement precede any
      * immediate, whatever the operand order (FMA4 puts is4 before it). */
-    if (lf->memop && !mod3 && !(out->flags & HVP_X86_F_MEM))
-        do {
+    if (lf->memop && !mod3 && !(out->flags & HVP_X86_F_MEM)) do {
             unsigned sc = lf->o[lf->memop - 1].s, vsib = 0;
             if (sc >= HVP_DEC_S_VXD && sc <= HVP_DEC_S_VHQ) {
                 /* VSIB: the index vector is as wide as the operation, or
@@ -570,20 +569,18 @@ leaf:;
             unsigned n8 = 1;
             if (s->vex == 2) {
                 out->opsize = (uint8_t)osz_def;
-                n8 = (lfl & HVP_DEC_F_EB)                  ? 1
-                     : (lfl & HVP_DEC_F_EW)                  ? 2
-                     : s->evb && (lfl & HVP_DEC_F_B2)       ? 2
+                n8 = (lfl & HVP_DEC_F_EB)             ? 1
+                     : (lfl & HVP_DEC_F_EW)           ? 2
+                     : s->evb && (lfl & HVP_DEC_F_B2) ? 2
                      : s->evb || (lfl & HVP_DEC_F_EL) ? ((s->rex & 8) ? 8 : 4)
-                                                           : size_of(sc, out, s);
-                if (!n8)
-                    n8 = 1;
+                                                      : size_of(sc, out, s);
+                if (!n8) n8 = 1;
             }
             if ((lfl & HVP_DEC_F_MIB) && ((unsigned)s->modrm & 7) != 4) {
                 rc = -HVP_X86_EINVALID; /* AMX tile loads/stores need a SIB byte */
                 goto fail;
             }
-            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib, n8)))
-                goto fail;
+            if ((rc = decode_mem(s, out, lfl & HVP_DEC_F_AGEN, vsib, n8))) goto fail;
         } while (0);
     for (unsigned k = 0; k < lf->nops; k++) {
         const struct hvp_dec_opnd *d = &lf->o[k];
@@ -611,14 +608,14 @@ leaf:;
                     o->reg = (uint8_t)(HVP_X86_REG_BND0 + mrm);
                     break;
                 }
-                o->reg = (uint8_t)(d->m == HVP_DEC_M_E   ? gpr(sz, mrm | rexb << 3, s->rexpresent)
-                                   : d->m == HVP_DEC_M_Q ? HVP_X86_REG_MM0 + mrm
-                                                         : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3 | rexx4));
+                o->reg = (uint8_t)(d->m == HVP_DEC_M_E ? gpr(sz, mrm | rexb << 3, s->rexpresent)
+                                   : d->m == HVP_DEC_M_Q
+                                       ? HVP_X86_REG_MM0 + mrm
+                                       : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3 | rexx4));
                 break;
             }
             o->kind = HVP_X86_OPK_MEM;
-            if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ)
-                o->flags |= HVP_X86_OPF_VSIB;
+            if (d->s >= HVP_DEC_S_VXD && d->s <= HVP_DEC_S_VHQ) o->flags |= HVP_X86_OPF_VSIB;
             if (s->evb) { /* embedded broadcast: one element */
                 o->flags |= HVP_X86_OPF_BCST;
                 o->elem = o->size = (uint16_t)((lfl & HVP_DEC_F_B2) ? 2 : (s->rex & 8) ? 8 : 4);
@@ -655,14 +652,12 @@ leaf:;
             if (!(d->f & HVP_DEC_O_U)) {
                 /* a signed immediate is extended to the operation's width */
                 unsigned w = k ? out->ops[0].size : out->opsize;
-                if (w > sz && w <= 8)
-                    o->size = (uint16_t)w;
+                if (w > sz && w <= 8) o->size = (uint16_t)w;
             }
             break;
         }
         case HVP_DEC_M_J:
-            if ((rc = read_imm(s, out, sz, 1, &out->imm)))
-                goto fail;
+            if ((rc = read_imm(s, out, sz, 1, &out->imm))) goto fail;
             o->kind = HVP_X86_OPK_REL;
             o->size = (uint16_t)out->opsize;
             break;
@@ -675,14 +670,14 @@ leaf:;
             out->disp_off = (uint8_t)s->pos;
             out->mem.disp = sext(read_le(code + s->pos, an), an);
             s->pos += an;
-            out->mem.seg = (uint8_t)(HVP_X86_REG_ES +
-                                     (s->segov ? s->segov - 1 : 3));
+            out->mem.seg = (uint8_t)(HVP_X86_REG_ES + (s->segov ? s->segov - 1 : 3));
             o->kind = HVP_X86_OPK_MEM;
             break;
         }
         case HVP_DEC_M_A: {
             unsigned on = out->opsize == 2 ? 2 : 4;
-            if ((rc = read_imm(s, out, on, 0, &out->imm)) || (rc = read_imm(s, out, 2, 0, &out->imm2)))
+            if ((rc = read_imm(s, out, on, 0, &out->imm)) ||
+                (rc = read_imm(s, out, 2, 0, &out->imm2)))
                 goto fail;
             o->kind = HVP_X86_OPK_FAR;
             o->size = (uint16_t)(on + 2);
@@ -746,8 +741,7 @@ leaf:;
             break;
         case HVP_DEC_M_L: {
             int64_t v;
-            if ((rc = read_imm(s, out, 1, 0, &v)))
-                goto fail;
+            if ((rc = read_imm(s, out, 1, 0, &v))) goto fail;
             out->imm = v;
             o->kind = HVP_X86_OPK_REG;
             o->reg = (uint8_t)vreg(sz, ((unsigned)v >> 4) & (mode == 64 ? 15 : 7));
@@ -774,9 +768,7 @@ leaf:;
             o->flags |= HVP_X86_OPF_IMPLICIT;
             out->imm = 1;
             break;
-        default:
-            rc = -HVP_X86_EINVALID;
-            goto fail;
+        default: rc = -HVP_X86_EINVALID; goto fail;
         }
     }
     for (unsigned k = 0; s->vex && k < lf->nops; k++)
@@ -810,7 +802,8 @@ leaf:;
     }
     /* leaf flag bits BR COND STR PRIV sit one above HVP_X86_F_BRANCH.. */
     _Static_assert(HVP_DEC_F_BR >> 1 == HVP_X86_F_BRANCH && HVP_DEC_F_PRIV >> 1 == HVP_X86_F_PRIV &&
-                       HVP_DEC_F_LOCK << 5 == HVP_X86_F_LOCKABLE && HVP_DEC_F_SER == HVP_X86_F_SERIALIZE,
+                       HVP_DEC_F_LOCK << 5 == HVP_X86_F_LOCKABLE &&
+                       HVP_DEC_F_SER == HVP_X86_F_SERIALIZE,
                    "flag layout");
     out->flags |= (uint16_t)(((lfl >> 1) & (HVP_X86_F_BRANCH | HVP_X86_F_COND | HVP_X86_F_STRING |
                                             HVP_X86_F_PRIV)) |

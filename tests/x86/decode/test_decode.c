@@ -8,11 +8,11 @@
 
 #define HVP_X86_REG_RSP (HVP_X86_REG_RAX + 4)
 #define HVP_X86_REG_ESP (HVP_X86_REG_EAX + 4)
-#define HVP_X86_REG_DX (HVP_X86_REG_AX + 2)
-#define HVP_X86_REG_CL (HVP_X86_REG_AL + 1)
-#define HVP_X86_REG_SS (HVP_X86_REG_ES + 2)
-#define HVP_X86_REG_DS (HVP_X86_REG_ES + 3)
-#define HVP_X86_REG_FS (HVP_X86_REG_ES + 4)
+#define HVP_X86_REG_DX  (HVP_X86_REG_AX + 2)
+#define HVP_X86_REG_CL  (HVP_X86_REG_AL + 1)
+#define HVP_X86_REG_SS  (HVP_X86_REG_ES + 2)
+#define HVP_X86_REG_DS  (HVP_X86_REG_ES + 3)
+#define HVP_X86_REG_FS  (HVP_X86_REG_ES + 4)
 
 /* Decodes a hex string ("48 8b 05 ...") in `mode`; returns decode's result. */
 static int dec(struct hvp_x86_insn *in, unsigned mode, const char *hex)
@@ -41,7 +41,7 @@ static int dec(struct hvp_x86_insn *in, unsigned mode, const char *hex)
         int r_ = dec(in, mode, hex);                                                               \
         cr_assert_eq(r_, want, "%s (mode %u): got %d, want %d", hex, mode, r_, want);              \
         cr_assert_eq((in)->len, want);                                                             \
-        cr_assert_eq((in)->op, HVP_X86_OP_##opid, "%s: op %s, want %s", hex,                      \
+        cr_assert_eq((in)->op, HVP_X86_OP_##opid, "%s: op %s, want %s", hex,                       \
                      hvp_x86_op_name((in)->op), #opid);                                            \
     } while (0)
 
@@ -55,7 +55,8 @@ static int dec(struct hvp_x86_insn *in, unsigned mode, const char *hex)
 #define REG(in, k, r)                                                                              \
     do {                                                                                           \
         cr_assert_eq((in)->ops[k].kind, HVP_X86_OPK_REG);                                          \
-        cr_assert_eq((in)->ops[k].reg, r, "operand %d: %s", k, hvp_x86_reg_name((in)->ops[k].reg)); \
+        cr_assert_eq((in)->ops[k].reg, r, "operand %d: %s", k,                                     \
+                     hvp_x86_reg_name((in)->ops[k].reg));                                          \
     } while (0)
 
 Test(decode, alu_and_mov_64)
@@ -190,9 +191,9 @@ Test(decode, lock_rules)
     OK(&in, 64, "f0 01 00", 3, ADD);
     cr_assert(in.prefixes & HVP_X86_PFX_LOCK);
     cr_assert(in.flags & HVP_X86_F_LOCKABLE);
-    BAD(64, "f0 01 c0", HVP_X86_EINVALID);    /* register destination */
-    BAD(64, "f0 90", HVP_X86_EINVALID);       /* not lockable */
-    BAD(64, "f0 8b 00", HVP_X86_EINVALID);    /* mov */
+    BAD(64, "f0 01 c0", HVP_X86_EINVALID); /* register destination */
+    BAD(64, "f0 90", HVP_X86_EINVALID);    /* not lockable */
+    BAD(64, "f0 8b 00", HVP_X86_EINVALID); /* mov */
     OK(&in, 64, "f0 0f c7 08", 4, CMPXCHG8B);
     OK(&in, 64, "f0 48 0f c7 08", 5, CMPXCHG16B);
     OK(&in, 32, "f0 0f b1 0b", 4, CMPXCHG);
@@ -210,7 +211,7 @@ Test(decode, invalid_in_64)
     OK(&in, 32, "06", 1, PUSH);
     REG(&in, 0, HVP_X86_REG_ES);
     OK(&in, 32, "37", 1, AAA);
-    BAD(64, "8e c8", HVP_X86_EINVALID); /* mov cs, ax */
+    BAD(64, "8e c8", HVP_X86_EINVALID);    /* mov cs, ax */
     BAD(64, "0f 20 c8", HVP_X86_EINVALID); /* mov rax, cr1 */
     OK(&in, 64, "0f 20 d8", 3, MOV);
     REG(&in, 0, HVP_X86_REG_RAX);
@@ -315,21 +316,16 @@ Test(decode, vex_vs_les_lds)
 Test(decode, truncation_never_overreads)
 {
     static const char *const samples[] = {
-        "48 b8 88 77 66 55 44 33 22 11",
-        "66 67 f0 2e 81 84 c8 44 33 22 11 78 56 34 12",
-        "0f 38 f0 04 25 00 00 00 10",
-        "c8 10 00 01",
-        "9a 11 22 33 44 55 66",
-        "a1 11 22 33 44 55 66 77 88",
-        "f3 48 0f b8 44 24 08",
-        "0f 01 d0",
+        "48 b8 88 77 66 55 44 33 22 11", "66 67 f0 2e 81 84 c8 44 33 22 11 78 56 34 12",
+        "0f 38 f0 04 25 00 00 00 10",    "c8 10 00 01",
+        "9a 11 22 33 44 55 66",          "a1 11 22 33 44 55 66 77 88",
+        "f3 48 0f b8 44 24 08",          "0f 01 d0",
     };
     for (size_t k = 0; k < sizeof(samples) / sizeof(samples[0]); k++) {
         for (unsigned mode = 16; mode <= 64; mode *= 2) {
             struct hvp_x86_insn in;
             int full = dec(&in, mode, samples[k]);
-            if (full <= 0)
-                continue;
+            if (full <= 0) continue;
             uint8_t buf[32];
             size_t n = 0;
             for (const char *h = samples[k]; *h;) {
@@ -346,8 +342,8 @@ Test(decode, truncation_never_overreads)
                 memcpy(p, buf, (size_t)cut);
                 int r = hvp_x86_decode(&in, p, (size_t)cut, mode);
                 free(p);
-                cr_assert_eq(r, -HVP_X86_ETRUNCATED, "%s mode %u cut %d: %d", samples[k], mode,
-                             cut, r);
+                cr_assert_eq(r, -HVP_X86_ETRUNCATED, "%s mode %u cut %d: %d", samples[k], mode, cut,
+                             r);
             }
         }
     }
@@ -430,8 +426,7 @@ Test(decode, opcode_space_samples)
         int r = dec(&in, table[k].mode, table[k].hex);
         cr_assert_eq(r, table[k].len, "%s (mode %u): got %d, want %d", table[k].hex, table[k].mode,
                      r, table[k].len);
-        if (r < 0)
-            continue;
+        if (r < 0) continue;
         cr_assert_eq(in.op, table[k].op, "%s: %s, want %s", table[k].hex, hvp_x86_op_name(in.op),
                      hvp_x86_op_name(table[k].op));
         cr_assert_eq(in.nops, table[k].nops, "%s: %u operands, want %u", table[k].hex, in.nops,
@@ -516,7 +511,8 @@ static uint64_t xs(uint64_t *s)
  * bytes, and every shorter cut must say "truncated". */
 Test(decode, random_bytes_never_overread)
 {
-    static const uint8_t pfx[] = {0x66, 0x67, 0xf2, 0xf3, 0xf0, 0x2e, 0x64, 0x48, 0x0f, 0xc4, 0xc5, 0x62, 0x8f};
+    static const uint8_t pfx[] = {0x66, 0x67, 0xf2, 0xf3, 0xf0, 0x2e, 0x64,
+                                  0x48, 0x0f, 0xc4, 0xc5, 0x62, 0x8f};
     uint64_t seed = 0x9e3779b97f4a7c15ULL;
     for (unsigned it = 0; it < 60000; it++) {
         uint8_t buf[16];
@@ -534,8 +530,7 @@ Test(decode, random_bytes_never_overread)
         free(p);
         cr_assert(r == -HVP_X86_EINVALID || r == -HVP_X86_ETOOLONG || r == -HVP_X86_ETRUNCATED ||
                   (r > 0 && r <= 15 && (size_t)r <= n));
-        if (r <= 0)
-            continue;
+        if (r <= 0) continue;
         cr_assert_eq(in.len, r);
         cr_assert(in.nops <= 5);
         for (int cut = 0; cut <= r; cut++) {
