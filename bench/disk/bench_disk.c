@@ -237,6 +237,7 @@ int main(void)
     int failed = 0;
     for (int i = 0; i < reps && !failed; i++) {
         double x;
+        sync();
         failed |= (x = hvp_convert(pth("in.raw"), pth("h.vhd"), HVP_DISK_FMT_VHD)) < 0;
         rows[0].hvp[i] = x;
         snprintf(cmd, sizeof cmd,
@@ -286,7 +287,7 @@ int main(void)
             failed |= (io[k].qemu[i] = qemu_random(fmts[k], pth(imgs[k]), ro, nread, false,
                                                    startup)) < 0;
             /* writes: each tool on its own fresh copy */
-            snprintf(cmd, sizeof cmd, "cp --sparse=always '%s' '%s' && cp --sparse=always '%s' '%s'",
+            snprintf(cmd, sizeof cmd, "cp --sparse=always '%s' '%s' && cp --sparse=always '%s' '%s' && sync",
                      pth(imgs[k]), pth("w1"), pth(imgs[k]), pth("w2"));
             failed |= run(cmd) != 0;
             failed |= (io[2 + k].hvp[i] = hvp_random(pth("w1"), wo, nwrite, true)) < 0;
