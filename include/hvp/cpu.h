@@ -36,7 +36,19 @@ enum hvp_cpu_model {
     /* 64-bit user mode: the CPU starts in 64-bit mode at CPL 3 with paging
      * off (linear address = guest-physical address, canonical checks still
      * apply). SYSCALL exits with HVP_CPU_EXIT_SYSCALL; every exception exits
-     * with HVP_CPU_EXIT_EXCEPTION. */
+     * with HVP_CPU_EXIT_EXCEPTION.
+     * Details the embedder can rely on:
+     * - SYSCALL does its architectural part before exiting: RCX = RIP of
+     *   the next instruction, R11 = RFLAGS (RF clear); RIP is past it.
+     * - An access to an unmapped address, or one the mapping's protection
+     *   forbids, exits with vector 14, cr2 = the first faulting byte's
+     *   address and a #PF error code (P = protection, W = write, U = 1,
+     *   I/D = instruction fetch); RIP at the instruction, nothing changed.
+     * - A non-canonical address: vector 13 (#GP(0)).
+     * - INT3 (vector 3), INT1 (1) and INT n (vector n, no error code) exit
+     *   as traps: RIP is past the instruction. HLT, CLI/STI, IN/OUT and
+     *   privileged instructions: #GP(0). Unimplemented instructions: #UD.
+     * - FS/GS bases are seg[4].base / seg[5].base in the state. */
     HVP_CPU_MODEL_USER64 = 1,
     /* The whole machine's CPU, starting from the reset state. */
     HVP_CPU_MODEL_SYSTEM = 2,
@@ -78,9 +90,9 @@ const char *hvp_cpu_error(const struct hvp_cpu *cpu);
 
 /* ---- guest-physical memory ---- */
 
-#define HVP_CPU_PROT_READ 0x1
+#define HVP_CPU_PROT_READ  0x1
 #define HVP_CPU_PROT_WRITE 0x2
-#define HVP_CPU_PROT_EXEC 0x4
+#define HVP_CPU_PROT_EXEC  0x4
 
 /* Maps [gpa, gpa+size) onto host memory at `host`; page-aligned, no overlap
  * with an existing mapping (-EEXIST). Accesses outside every mapping are
@@ -92,7 +104,9 @@ int hvp_cpu_unmap(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size);
 /* Changes protection of an already mapped range (mprotect). */
 int hvp_cpu_protect(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size, unsigned prot);
 /* Tells the CPU that guest memory it may have decoded was written by someone
- * else (the embedder, a device, another vCPU). */
+ * else (the embedder, a device, another vCPU). Call it while this CPU is
+ * not inside hvp_cpu_run() (from its own thread between runs, e.g. after a
+ * kick). Stores by this CPU itself are detected without it. */
 void hvp_cpu_invalidate_code(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size);
 
 /* ---- architectural state ---- */
@@ -113,7 +127,7 @@ struct hvp_cpu_table {
 /* x87/SSE state in the FXSAVE layout's terms. */
 struct hvp_cpu_fpu {
     uint16_t fcw, fsw;
-    uint8_t ftw;   /* abridged tag word (FXSAVE): bit i set = ST physical reg i valid */
+    uint8_t ftw; /* abridged tag word (FXSAVE): bit i set = ST physical reg i valid */
     uint16_t fop;
     uint64_t fip, fdp;
     uint8_t st[8][16]; /* 80-bit registers ST0..ST7 (ST(i), not physical), low 10 bytes used */
@@ -152,10 +166,10 @@ enum hvp_cpu_exit_reason {
     HVP_CPU_EXIT_EXCEPTION, /* vector, error code, cr2; RIP at the faulting instruction
                                (faults) or after it (traps) */
     HVP_CPU_EXIT_HLT,
-    HVP_CPU_EXIT_IO,        /* system mode: IN/OUT/INS/OUTS */
-    HVP_CPU_EXIT_MMIO,      /* system mode: access to an unmapped guest-physical address */
-    HVP_CPU_EXIT_SHUTDOWN,  /* triple fault */
-    HVP_CPU_EXIT_INTERNAL,  /* the CPU could not continue; see hvp_cpu_error() */
+    HVP_CPU_EXIT_IO,       /* system mode: IN/OUT/INS/OUTS */
+    HVP_CPU_EXIT_MMIO,     /* system mode: access to an unmapped guest-physical address */
+    HVP_CPU_EXIT_SHUTDOWN, /* triple fault */
+    HVP_CPU_EXIT_INTERNAL, /* the CPU could not continue; see hvp_cpu_error() */
 };
 
 struct hvp_cpu_exit {
@@ -187,7 +201,8 @@ struct hvp_cpu_exit {
 };
 
 /* Runs until an exit or until `budget` instructions have retired
- * (0 = no budget). Returns 0 with *exit filled, or -errno on misuse. */
+ * (0 = no budget). Returns 0 with *exit filled, or -errno on misuse.
+ * The budget is exact: a REP string instruction counts once. */
 int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit);
 
 /* Makes a running hvp_cpu_run() return with HVP_CPU_EXIT_KICK as soon as

@@ -1,3 +1,736 @@
-/* Placeholder until the CPU core lands. */
-int hvp_cpu_placeholder_(void);
-int hvp_cpu_placeholder_(void) { return 0; }
+/* hvp software x86-64 CPU: public API, memory map, software TLB, trace
+ * cache and run loop. See cpu_internal.h for the design. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <x86intrin.h>
+
+#include "cpu_internal.h"
+
+static void set_err(struct hvp_cpu *cpu, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cpu->err, sizeof cpu->err, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- CPUID ---- */
+
+/* What the CPU implements. Leaf 1 EDX: FPU-less baseline (TSC, CX8, CMOV);
+ * ECX: CX16, MOVBE, POPCNT. Leaf 7 EBX: BMI1, BMI2, ADX. 0x80000001:
+ * LAHF/SAHF in 64-bit mode, LZCNT, SYSCALL, LM, RDTSCP. */
+static const struct hvp_cpuid_entry default_cpuid[] = {
+    {0, 0, 7, 0x20707668 /* "hvp " */, 0x20757063 /* "cpu " */, 0x74666f73 /* "soft" */, 0},
+    {1, 0, 0x000806f1, 0x00000800, (1u << 13) | (1u << 22) | (1u << 23),
+     (1u << 4) | (1u << 8) | (1u << 15), 0},
+    {7, 0, 0, (1u << 3) | (1u << 8) | (1u << 19), 0, 0, HVP_CPUID_F_SUBLEAF},
+    {0x80000000, 0, 0x80000008, 0, 0, 0, 0},
+    {0x80000001, 0, 0, 0, (1u << 0) | (1u << 5), (1u << 11) | (1u << 27) | (1u << 29), 0},
+    {0x80000002, 0, 0x20707668, 0x74666f73, 0x65726177, 0x3638782d,
+     0}, /* "hvp software x86-64 CPU" */
+    {0x80000003, 0, 0x2034362d, 0x00555043, 0, 0, 0},
+    {0x80000004, 0, 0, 0, 0, 0, 0},
+    {0x80000008, 0, 0x00003030, 0, 0, 0, 0}, /* 48-bit physical and linear */
+};
+
+size_t hvp_cpu_default_cpuid(enum hvp_cpu_model model, struct hvp_cpuid_entry *out, size_t max)
+{
+    (void)model;
+    size_t n = sizeof default_cpuid / sizeof default_cpuid[0];
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = default_cpuid[i];
+    return n;
+}
+
+void hvp_cpu_cpuid(struct hvp_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4])
+{
+    out[0] = out[1] = out[2] = out[3] = 0;
+    for (size_t i = 0; i < cpu->ncpuid; i++) {
+        const struct hvp_cpuid_entry *e = &cpu->cpuid[i];
+        if (e->leaf == leaf && (!(e->flags & HVP_CPUID_F_SUBLEAF) || e->subleaf == sub)) {
+            out[0] = e->eax;
+            out[1] = e->ebx;
+            out[2] = e->ecx;
+            out[3] = e->edx;
+            return;
+        }
+    }
+}
+
+/* Rejects tables that advertise features the CPU lacks: every bit must be
+ * in the default table's bit (for feature leaves). */
+static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, size_t n)
+{
+    static const struct {
+        uint32_t leaf;
+        unsigned reg;
+    } feat[] = {{1, 2}, {1, 3}, {7, 1}, {7, 2}, {7, 3}, {0x80000001, 2}, {0x80000001, 3}};
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < sizeof feat / sizeof feat[0]; k++) {
+            if (t[i].leaf != feat[k].leaf || (t[i].leaf == 7 && t[i].subleaf != 0)) continue;
+            uint32_t have = (&t[i].eax)[feat[k].reg], ok = 0;
+            for (size_t j = 0; j < sizeof default_cpuid / sizeof default_cpuid[0]; j++)
+                if (default_cpuid[j].leaf == feat[k].leaf)
+                    ok = (&default_cpuid[j].eax)[feat[k].reg];
+            if (feat[k].leaf == 1 && feat[k].reg == 2)
+                ok |= 0; /* no hypervisor/APIC-id style bits allowed either */
+            if (have & ~ok) {
+                set_err(cpu, "cpuid leaf %#x advertises unimplemented features (%#x)", t[i].leaf,
+                        have & ~ok);
+                return -EINVAL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- lifetime ---- */
+
+static void tlb_flush(struct hvp_cpu *cpu)
+{
+    for (unsigned i = 0; i < HVP_TLB_N; i++) {
+        cpu->tlb[i].tag_r = cpu->tlb[i].tag_w = cpu->tlb[i].tag_x = 1;
+        cpu->tlb[i].addend = 0;
+    }
+}
+
+static void cache_flush(struct hvp_cpu *cpu)
+{
+    memset(cpu->hash, 0, HVP_HASH_N * sizeof cpu->hash[0]);
+    cpu->ntraces = 0;
+    cpu->pool_used = 0;
+    for (unsigned i = 0; i < cpu->nregions; i++)
+        memset(cpu->regions[i].code, 0, cpu->regions[i].size >> 12);
+}
+
+int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
+{
+    *out = NULL;
+    if (!cfg || cfg->size < sizeof(struct hvp_cpu_config) || cfg->model != HVP_CPU_MODEL_USER64)
+        return -EINVAL; /* system model: part 2 */
+    struct hvp_cpu *cpu = calloc(1, sizeof *cpu);
+    if (!cpu) return -ENOMEM;
+    cpu->pool = calloc(HVP_POOL_N, sizeof cpu->pool[0]);
+    cpu->xi = calloc(HVP_POOL_N, sizeof cpu->xi[0]);
+    cpu->traces = calloc(HVP_TRACES_N, sizeof cpu->traces[0]);
+    cpu->hash = calloc(HVP_HASH_N, sizeof cpu->hash[0]);
+    const struct hvp_cpuid_entry *t = cfg->cpuid ? cfg->cpuid : default_cpuid;
+    size_t n = cfg->cpuid ? cfg->ncpuid : sizeof default_cpuid / sizeof default_cpuid[0];
+    cpu->cpuid = calloc(n ? n : 1, sizeof *cpu->cpuid);
+    if (!cpu->pool || !cpu->xi || !cpu->traces || !cpu->hash || !cpu->cpuid) {
+        hvp_cpu_destroy(cpu);
+        return -ENOMEM;
+    }
+    if (check_cpuid(cpu, t, n)) {
+        hvp_cpu_destroy(cpu);
+        return -EINVAL;
+    }
+    memcpy(cpu->cpuid, t, n * sizeof *t);
+    cpu->ncpuid = n;
+    cpu->model = cfg->model;
+    cpu->mode = 64;
+    cpu->rflags = 0x202;
+    cpu->st.fpu.fcw = 0x37f;
+    cpu->st.fpu.mxcsr = 0x1f80;
+    cpu->st.cr0 = 0x80050033;
+    cpu->st.cr4 = 0x6a0;
+    cpu->st.efer = 0xd01;
+    cpu->st.seg[HVP_SEG_CS] = (struct hvp_cpu_segment){0, 0xffffffff, 0x33, 0xa0fb};
+    for (int s = 0; s < 6; s++)
+        if (s != HVP_SEG_CS) cpu->st.seg[s] = (struct hvp_cpu_segment){0, 0xffffffff, 0x2b, 0xc0f3};
+    cpu->tsc_offset = 0;
+    tlb_flush(cpu);
+    *out = cpu;
+    return 0;
+}
+
+void hvp_cpu_destroy(struct hvp_cpu *cpu)
+{
+    if (!cpu) return;
+    for (unsigned i = 0; i < cpu->nregions; i++)
+        free(cpu->regions[i].code);
+    free(cpu->regions);
+    free(cpu->pool);
+    free(cpu->xi);
+    free(cpu->traces);
+    free(cpu->hash);
+    free(cpu->cpuid);
+    free(cpu);
+}
+
+const char *hvp_cpu_error(const struct hvp_cpu *cpu)
+{
+    return cpu ? cpu->err : "";
+}
+
+/* ---- guest-physical memory ---- */
+
+static struct hvp_region *region_find(struct hvp_cpu *cpu, uint64_t gpa)
+{
+    /* few regions: a linear scan, most recent hit first */
+    for (unsigned i = 0; i < cpu->nregions; i++) {
+        struct hvp_region *r = &cpu->regions[i];
+        if (gpa - r->gpa < r->size) {
+            if (i) { /* move to front */
+                struct hvp_region tmp = *r;
+                memmove(&cpu->regions[1], &cpu->regions[0], i * sizeof tmp);
+                cpu->regions[0] = tmp;
+            }
+            return &cpu->regions[0];
+        }
+    }
+    return NULL;
+}
+
+int hvp_cpu_map(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size, void *host, unsigned prot)
+{
+    if (!cpu || !size || ((gpa | size | (uintptr_t)host) & 0xfff) || gpa + size < gpa) {
+        if (cpu) set_err(cpu, "map: unaligned or empty range");
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < cpu->nregions; i++) {
+        struct hvp_region *r = &cpu->regions[i];
+        if (gpa < r->gpa + r->size && r->gpa < gpa + size) {
+            set_err(cpu, "map: %#llx overlaps a mapping", (unsigned long long)gpa);
+            return -EEXIST;
+        }
+    }
+    if (cpu->nregions == cpu->cap_regions) {
+        unsigned cap = cpu->cap_regions ? cpu->cap_regions * 2 : 8;
+        struct hvp_region *n = realloc(cpu->regions, cap * sizeof *n);
+        if (!n) return -ENOMEM;
+        cpu->regions = n;
+        cpu->cap_regions = cap;
+    }
+    uint8_t *code = calloc(size >> 12, 1);
+    if (!code) return -ENOMEM;
+    cpu->regions[cpu->nregions++] = (struct hvp_region){gpa, size, host, prot, code};
+    tlb_flush(cpu);
+    return 0;
+}
+
+int hvp_cpu_unmap(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size)
+{
+    if (!cpu || ((gpa | size) & 0xfff)) return -EINVAL;
+    uint64_t end = gpa + size;
+    for (unsigned i = 0; i < cpu->nregions; i++) {
+        struct hvp_region r = cpu->regions[i];
+        if (!(gpa < r.gpa + r.size && r.gpa < end)) continue;
+        /* remove r, then add back the parts outside [gpa, end) */
+        cpu->regions[i] = cpu->regions[--cpu->nregions];
+        i--;
+        if (r.gpa < gpa) {
+            uint64_t n = gpa - r.gpa;
+            uint8_t *code = calloc(n >> 12, 1);
+            if (code)
+                cpu->regions[cpu->nregions++] = (struct hvp_region){r.gpa, n, r.host, r.prot, code};
+        }
+        if (end < r.gpa + r.size) {
+            uint64_t n = r.gpa + r.size - end;
+            uint8_t *code = calloc(n >> 12, 1);
+            if (cpu->nregions == cpu->cap_regions) {
+                struct hvp_region *nr = realloc(cpu->regions, 2 * cpu->cap_regions * sizeof *nr);
+                if (!nr) {
+                    free(code);
+                    free(r.code);
+                    return -ENOMEM;
+                }
+                cpu->regions = nr;
+                cpu->cap_regions *= 2;
+            }
+            if (code)
+                cpu->regions[cpu->nregions++] =
+                    (struct hvp_region){end, n, r.host + (end - r.gpa), r.prot, code};
+        }
+        free(r.code);
+    }
+    tlb_flush(cpu);
+    cache_flush(cpu);
+    return 0;
+}
+
+int hvp_cpu_protect(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size, unsigned prot)
+{
+    if (!cpu || ((gpa | size) & 0xfff)) return -EINVAL;
+    /* split so that [gpa, gpa+size) is made of whole regions */
+    struct hvp_region *r;
+    uint64_t a = gpa, end = gpa + size;
+    while (a < end) {
+        r = region_find(cpu, a);
+        if (!r) {
+            set_err(cpu, "protect: %#llx is not mapped", (unsigned long long)a);
+            return -ENOENT;
+        }
+        struct hvp_region c = *r;
+        uint64_t lo = a, hi = end < c.gpa + c.size ? end : c.gpa + c.size;
+        uint8_t *host = c.host + (lo - c.gpa);
+        int rc = hvp_cpu_unmap(cpu, lo, hi - lo);
+        if (!rc) rc = hvp_cpu_map(cpu, lo, hi - lo, host, prot);
+        if (rc) return rc;
+        a = hi;
+    }
+    tlb_flush(cpu);
+    return 0;
+}
+
+/* Kills every trace that has code in guest-physical page `page`. Entries of
+ * a killed trace now return NULL (not retired), so a trace that is running
+ * stops right after the store that hit it. */
+static const struct hvp_dinsn *h_stale(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    (void)cpu;
+    (void)d;
+    return NULL;
+}
+
+static void invalidate_page(struct hvp_cpu *cpu, uint64_t page)
+{
+    for (unsigned h = 0; h < HVP_HASH_N; h++) {
+        struct hvp_trace **pp = &cpu->hash[h];
+        while (*pp) {
+            struct hvp_trace *t = *pp;
+            if ((t->phys & HVP_PAGE_MASK) == page || t->page2 == page) {
+                *pp = t->hnext;
+                t->dead = 1;
+                for (unsigned i = 0; i <= t->n; i++)
+                    t->insns[i].fn = h_stale;
+                cpu->stats.code_invalidations++;
+            } else {
+                pp = &t->hnext;
+            }
+        }
+    }
+    struct hvp_region *r = region_find(cpu, page);
+    if (r) r->code[(page - r->gpa) >> 12] = 0;
+}
+
+void hvp_cpu_invalidate_code(struct hvp_cpu *cpu, uint64_t gpa, uint64_t size)
+{
+    for (uint64_t p = gpa & HVP_PAGE_MASK; p < gpa + size; p += 4096) {
+        struct hvp_region *r = region_find(cpu, p);
+        if (r && r->code[(p - r->gpa) >> 12]) invalidate_page(cpu, p);
+    }
+}
+
+/* ---- exceptions ---- */
+
+_Noreturn void hvp_raise(struct hvp_cpu *cpu, unsigned vector, int32_t error_code)
+{
+    struct hvp_cpu_exit *ex = cpu->exit;
+    ex->reason = HVP_CPU_EXIT_EXCEPTION;
+    ex->u.exception.vector = (uint8_t)vector;
+    ex->u.exception.has_error_code = error_code >= 0;
+    ex->u.exception.error_code = error_code >= 0 ? (uint32_t)error_code : 0;
+    ex->u.exception.cr2 = 0;
+    longjmp(cpu->jb, 1);
+}
+
+_Noreturn void hvp_raise_pf(struct hvp_cpu *cpu, uint64_t addr, uint32_t error_code)
+{
+    struct hvp_cpu_exit *ex = cpu->exit;
+    ex->reason = HVP_CPU_EXIT_EXCEPTION;
+    ex->u.exception.vector = 14;
+    ex->u.exception.has_error_code = true;
+    ex->u.exception.error_code = error_code;
+    ex->u.exception.cr2 = addr;
+    cpu->st.cr2 = addr;
+    longjmp(cpu->jb, 1);
+}
+
+/* A trap: RIP is already past the instruction, which retired. */
+_Noreturn void hvp_raise_trap(struct hvp_cpu *cpu, unsigned vector)
+{
+    struct hvp_cpu_exit *ex = cpu->exit;
+    ex->reason = HVP_CPU_EXIT_EXCEPTION;
+    ex->u.exception.vector = (uint8_t)vector;
+    ex->u.exception.has_error_code = false;
+    ex->u.exception.error_code = 0;
+    ex->u.exception.cr2 = 0;
+    longjmp(cpu->jb, 2);
+}
+
+/* ---- memory slow paths ---- */
+
+static inline bool canonical(uint64_t a)
+{
+    return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+
+#define PF_P 1u
+#define PF_W 2u
+#define PF_U 4u
+#define PF_I 16u
+
+/* Fills the TLB entry for the page of linear address a for an access of
+ * kind (PROT_READ / WRITE / EXEC); raises #GP or #PF when not allowed.
+ * Returns the host address of a. */
+static uint8_t *translate(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
+{
+    if (!canonical(a)) hvp_raise_gp0(cpu);
+    cpu->stats.tlb_misses++;
+    uint64_t page = a & HVP_PAGE_MASK;
+    struct hvp_region *r = region_find(cpu, page);
+    uint32_t ec =
+        PF_U | (kind == HVP_CPU_PROT_WRITE ? PF_W : 0) | (kind == HVP_CPU_PROT_EXEC ? PF_I : 0);
+    if (!r) hvp_raise_pf(cpu, a, ec);
+    if (!(r->prot & kind)) hvp_raise_pf(cpu, a, ec | PF_P);
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    uintptr_t addend = (uintptr_t)r->host - (uintptr_t)r->gpa;
+    if (e->addend != addend || (e->tag_r != page && e->tag_w != page && e->tag_x != page))
+        e->tag_r = e->tag_w = e->tag_x = 1;
+    e->addend = addend;
+    if (r->prot & HVP_CPU_PROT_READ) e->tag_r = page;
+    if (r->prot & HVP_CPU_PROT_EXEC) e->tag_x = page;
+    size_t pi = (page - r->gpa) >> 12;
+    if (kind == HVP_CPU_PROT_WRITE && r->code[pi]) invalidate_page(cpu, page);
+    if ((r->prot & HVP_CPU_PROT_WRITE) && !r->code[pi]) e->tag_w = page;
+    return (uint8_t *)(uintptr_t)(a + addend);
+}
+
+uint64_t hvp_rd_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
+{
+    uint8_t buf[8] = {0};
+    hvp_rd_block(cpu, a, buf, size);
+    uint64_t v;
+    memcpy(&v, buf, 8);
+    return v & hvp_size_mask(size);
+}
+
+void hvp_rd_block(struct hvp_cpu *cpu, uint64_t a, void *out, unsigned size)
+{
+    uint8_t *o = out;
+    while (size) {
+        unsigned n = 0x1000 - (unsigned)(a & 0xfff);
+        if (n > size) n = size;
+        struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+        const uint8_t *p = e->tag_r == (a & HVP_PAGE_MASK)
+                               ? (const uint8_t *)(uintptr_t)(a + e->addend)
+                               : translate(cpu, a, HVP_CPU_PROT_READ);
+        memcpy(o, p, n);
+        o += n;
+        a += n;
+        size -= n;
+    }
+}
+
+void hvp_wr_block(struct hvp_cpu *cpu, uint64_t a, const void *in, unsigned size)
+{
+    /* check every page first so that a fault leaves memory untouched */
+    uint8_t *hp[3] = {0};
+    unsigned np = 0;
+    uint64_t x = a;
+    unsigned left = size;
+    while (left) {
+        unsigned n = 0x1000 - (unsigned)(x & 0xfff);
+        if (n > left) n = left;
+        struct hvp_tlb_ent *e = hvp_tlb(cpu, x);
+        hp[np < 2 ? np : 2] = e->tag_w == (x & HVP_PAGE_MASK)
+                                  ? (uint8_t *)(uintptr_t)(x + e->addend)
+                                  : translate(cpu, x, HVP_CPU_PROT_WRITE);
+        if (np >= 2) { /* large block: do it page by page (rare: FXSAVE-sized) */
+            np = 3;
+        } else
+            np++;
+        x += n;
+        left -= n;
+    }
+    if (np <= 2) {
+        const uint8_t *i = in;
+        unsigned n0 = 0x1000 - (unsigned)(a & 0xfff);
+        if (n0 > size) n0 = size;
+        memcpy(hp[0], i, n0);
+        if (size > n0) memcpy(hp[1], i + n0, size - n0);
+        return;
+    }
+    const uint8_t *i = in;
+    while (size) {
+        unsigned n = 0x1000 - (unsigned)(a & 0xfff);
+        if (n > size) n = size;
+        struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+        uint8_t *p = e->tag_w == (a & HVP_PAGE_MASK) ? (uint8_t *)(uintptr_t)(a + e->addend)
+                                                     : translate(cpu, a, HVP_CPU_PROT_WRITE);
+        memcpy(p, i, n);
+        i += n;
+        a += n;
+        size -= n;
+    }
+}
+
+void hvp_wr_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size, uint64_t v)
+{
+    hvp_wr_block(cpu, a, &v, size);
+}
+
+void *hvp_rmw_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
+{
+    if (((a & 0xfff) + size) > 0x1000) {
+        /* crosses a page: check both pages for read and write, no pointer */
+        translate(cpu, a, HVP_CPU_PROT_READ);
+        translate(cpu, a, HVP_CPU_PROT_WRITE);
+        translate(cpu, a + size - 1, HVP_CPU_PROT_READ);
+        translate(cpu, a + size - 1, HVP_CPU_PROT_WRITE);
+        return NULL;
+    }
+    translate(cpu, a, HVP_CPU_PROT_READ);
+    return translate(cpu, a, HVP_CPU_PROT_WRITE);
+}
+
+/* ---- state ---- */
+
+int hvp_cpu_get_state(struct hvp_cpu *cpu, struct hvp_cpu_state *out)
+{
+    if (!cpu || !out) return -EINVAL;
+    *out = cpu->st;
+    memcpy(out->gpr, cpu->gpr, sizeof cpu->gpr);
+    out->rip = cpu->rip;
+    out->rflags = hvp_flags_get(cpu);
+    out->seg[HVP_SEG_FS].base = cpu->fs_base;
+    out->seg[HVP_SEG_GS].base = cpu->gs_base;
+    out->tsc = hvp_cpu_rdtsc(cpu);
+    return 0;
+}
+
+int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in)
+{
+    if (!cpu || !in) return -EINVAL;
+    cpu->st = *in;
+    memcpy(cpu->gpr, in->gpr, sizeof cpu->gpr);
+    cpu->rip = in->rip;
+    hvp_flags_set(cpu, (in->rflags & 0x3f7fd7) | 2);
+    cpu->fs_base = in->seg[HVP_SEG_FS].base;
+    cpu->gs_base = in->seg[HVP_SEG_GS].base;
+    cpu->tsc_offset = in->tsc - __rdtsc();
+    return 0;
+}
+
+uint64_t hvp_cpu_rdtsc(struct hvp_cpu *cpu)
+{
+    return __rdtsc() + cpu->tsc_offset;
+}
+
+/* ---- traces ---- */
+
+static const struct hvp_dinsn *h_end(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    (void)cpu;
+    (void)d;
+    return NULL;
+}
+
+static const struct hvp_dinsn *h_decode_ud(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    (void)d;
+    hvp_raise_ud(cpu);
+}
+
+static const struct hvp_dinsn *h_decode_gp(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    (void)d;
+    hvp_raise_gp0(cpu);
+}
+
+/* A fetch of the instruction's second page failed when it was decoded as
+ * a trace's first instruction: the fault belongs to it. */
+static const struct hvp_dinsn *h_fetch_pf(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    hvp_raise_pf(cpu, (uint64_t)d->imm, PF_U | PF_I);
+}
+
+static inline unsigned hash_of(uint64_t phys)
+{
+    return (unsigned)((phys ^ (phys >> 13)) * 0x9e3779b1u) >> (32 - 13);
+}
+
+/* Host pointer to the code at linear a (fetch permission), or raises #PF. */
+static const uint8_t *fetch_ptr(struct hvp_cpu *cpu, uint64_t a)
+{
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    if (e->tag_x == (a & HVP_PAGE_MASK)) return (const uint8_t *)(uintptr_t)(a + e->addend);
+    return translate(cpu, a, HVP_CPU_PROT_EXEC);
+}
+
+/* Returns 0 when the page of linear a can be fetched, without raising. */
+static const uint8_t *fetch_try(struct hvp_cpu *cpu, uint64_t a)
+{
+    if (!canonical(a)) return NULL;
+    struct hvp_region *r = region_find(cpu, a & HVP_PAGE_MASK);
+    if (!r || !(r->prot & HVP_CPU_PROT_EXEC)) return NULL;
+    return r->host + (a - r->gpa);
+}
+
+static void mark_code(struct hvp_cpu *cpu, uint64_t page)
+{
+    struct hvp_region *r = region_find(cpu, page);
+    if (!r) return;
+    r->code[(page - r->gpa) >> 12] = 1;
+    /* stores to this page must now take the slow path */
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, page);
+    if (e->tag_w == page) e->tag_w = 1;
+}
+
+static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
+{
+    const uint8_t *p = fetch_ptr(cpu, pc);
+    uint64_t phys = pc; /* user model: linear == physical */
+    if (cpu->ntraces >= HVP_TRACES_N || cpu->pool_used + HVP_TRACE_MAX + 1 > HVP_POOL_N)
+        cache_flush(cpu);
+    struct hvp_trace *t = &cpu->traces[cpu->ntraces++];
+    t->pc = pc;
+    t->phys = phys;
+    t->page2 = 1;
+    t->mode = cpu->mode;
+    t->dead = 0;
+    t->insns = &cpu->pool[cpu->pool_used];
+    unsigned n = 0;
+    uint64_t a = pc;
+    mark_code(cpu, phys & HVP_PAGE_MASK);
+    while (n < HVP_TRACE_MAX) {
+        struct hvp_dinsn *d = &t->insns[n];
+        struct hvp_x86_insn *xi = &cpu->xi[d - cpu->pool];
+        unsigned off = (unsigned)(a & 0xfff);
+        unsigned avail = 0x1000 - off;
+        const uint8_t *code = p + (a - pc);
+        uint8_t buf[16];
+        const uint8_t *next = NULL;
+        if (avail < 15) {
+            memcpy(buf, code, avail);
+            next = fetch_try(cpu, (a & HVP_PAGE_MASK) + 0x1000);
+            if (next) {
+                memcpy(buf + avail, next, 15 - avail);
+                code = buf;
+                avail = 15;
+            }
+        }
+        memset(d, 0, sizeof *d);
+        int rc = hvp_x86_decode(xi, code, avail, cpu->mode);
+        int kind;
+        if (rc == -HVP_X86_ETRUNCATED) {
+            if (n > 0) break; /* let it start its own trace: the fault is its own */
+            d->fn = h_fetch_pf;
+            d->imm = (int64_t)((a & HVP_PAGE_MASK) + 0x1000);
+            kind = HVP_B_END;
+        } else if (rc < 0) {
+            d->fn = rc == -HVP_X86_ETOOLONG ? h_decode_gp : h_decode_ud;
+            d->len = (uint8_t)(xi->len ? xi->len : 1);
+            kind = HVP_B_END;
+        } else {
+            if (off + (unsigned)rc > 0x1000) {
+                if (n > 0) break; /* crossing instruction: a trace of its own */
+                t->page2 = (phys & HVP_PAGE_MASK) + 0x1000;
+                mark_code(cpu, t->page2);
+            }
+            kind = hvp_cpu_build(cpu, xi, d);
+            if (kind == HVP_B_NONE) {
+                memset(d, 0, sizeof *d);
+                d->fn = h_decode_ud;
+                kind = HVP_B_END;
+            }
+            d->len = (uint8_t)rc;
+        }
+        cpu->stats.decoded++;
+        n++;
+        a += d->len;
+        if (kind == HVP_B_END || t->page2 != 1 || (a & 0xfff) == 0) break;
+    }
+    t->n = (uint16_t)n;
+    memset(&t->insns[n], 0, sizeof t->insns[n]);
+    t->insns[n].fn = h_end;
+    cpu->pool_used += n + 1;
+    unsigned h = hash_of(phys);
+    t->hnext = cpu->hash[h];
+    cpu->hash[h] = t;
+    return t;
+}
+
+static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu)
+{
+    uint64_t pc = cpu->rip;
+    struct hvp_trace *t = cpu->hash[hash_of(pc)];
+    for (; t; t = t->hnext)
+        if (t->phys == pc && t->mode == cpu->mode) goto found;
+    return trace_build(cpu, pc);
+found:
+    /* the fetch permission may have been revoked since */
+    if (unlikely(hvp_tlb(cpu, pc)->tag_x != (pc & HVP_PAGE_MASK))) fetch_ptr(cpu, pc);
+    return t;
+}
+
+/* Instructions of trace t retired before the one at cpu->rip. */
+static unsigned retired_before_rip(const struct hvp_cpu *cpu, const struct hvp_trace *t)
+{
+    uint64_t a = t->pc;
+    unsigned i = 0;
+    while (i < t->n && a != cpu->rip) {
+        a += t->insns[i].len;
+        i++;
+    }
+    return i;
+}
+
+/* ---- running ---- */
+
+int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
+{
+    if (!cpu || !exit) return -EINVAL;
+    memset(exit, 0, sizeof *exit);
+    cpu->exit = exit;
+    cpu->budget_left = budget ? budget : UINT64_MAX;
+    cpu->stop = false;
+    cpu->cur = NULL;
+    int j = setjmp(cpu->jb);
+    if (j) {
+        /* an exception: count what retired in the trace before it */
+        if (cpu->cur) {
+            unsigned k = retired_before_rip(cpu, cpu->cur);
+            if (j == 2 && k > 0 && cpu->cur->n)
+                k = k; /* a trap: RIP already past the trapping instruction */
+            cpu->stats.instructions += k;
+        }
+        goto done;
+    }
+    for (;;) {
+        if (unlikely(atomic_load_explicit(&cpu->async, memory_order_relaxed))) {
+            uint32_t ev = atomic_exchange_explicit(&cpu->async, 0, memory_order_acquire);
+            if (ev & HVP_ASYNC_KICK) {
+                exit->reason = HVP_CPU_EXIT_KICK;
+                break;
+            }
+        }
+        if (cpu->budget_left == 0) {
+            exit->reason = HVP_CPU_EXIT_BUDGET;
+            break;
+        }
+        struct hvp_trace *t = trace_get(cpu);
+        cpu->cur = t;
+        const struct hvp_dinsn *d = t->insns, *nd;
+        if (likely(t->n <= cpu->budget_left)) {
+            while ((nd = d->fn(cpu, d)) != NULL)
+                d = nd;
+        } else {
+            for (uint64_t k = cpu->budget_left; k; k--) {
+                if (!(nd = d->fn(cpu, d))) break;
+                d = nd;
+            }
+        }
+        uint64_t n = (uint64_t)(d - t->insns);
+        cpu->cur = NULL;
+        cpu->stats.instructions += n;
+        cpu->budget_left -= n;
+        if (unlikely(cpu->stop)) break;
+    }
+done:
+    cpu->cur = NULL;
+    return 0;
+}
+
+void hvp_cpu_kick(struct hvp_cpu *cpu)
+{
+    atomic_fetch_or_explicit(&cpu->async, HVP_ASYNC_KICK, memory_order_release);
+}
+
+void hvp_cpu_get_stats(const struct hvp_cpu *cpu, struct hvp_cpu_stats *out)
+{
+    *out = cpu->stats;
+}

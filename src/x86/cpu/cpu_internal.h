@@ -1,0 +1,436 @@
+/* hvp software x86-64 CPU: internals shared by the instruction files.
+ *
+ * ---- How the engine works ----
+ * Guest code is decoded once (hvp_x86_decode) into traces: up to
+ * HVP_TRACE_MAX decoded instructions (struct hvp_dinsn) that never cross a
+ * 4 KiB page, followed by a sentinel entry. A trace is keyed by the
+ * guest-physical address of its first byte and the CPU mode. The run loop
+ * (cpu.c) looks a trace up, then runs
+ *
+ *     while ((nd = d->fn(cpu, d)) != NULL) d = nd;
+ *
+ * Every handler returns the next entry to run:
+ *   - NEXT(cpu, d): the instruction retired, RIP += len, go on with d + 1.
+ *   - a handler that ends the trace (branches, SYSCALL, anything that set
+ *     cpu->stop) sets RIP itself and returns d + 1, which is then the
+ *     sentinel (the builder ends the trace after such an instruction; say so
+ *     by returning HVP_B_END from the builder).
+ *   - NULL: the instruction did NOT retire (e.g. a REP string instruction
+ *     yielding half-way, an invalidated trace); RIP must still point at it.
+ * The run loop counts retired instructions as (last entry - first entry),
+ * so these rules keep the budget exact.
+ *
+ * ---- Writing a handler ----
+ *   HVP_HANDLER(h_foo) { ...; return NEXT(cpu, d); }
+ * Operands come from the compact entry (d->r0, d->r1, d->imm, memory
+ * recipe: use hvp_ea(cpu, d)), or for rarely executed instructions from the
+ * full decoded record: HVP_XI(cpu, d) (a const struct hvp_x86_insn *).
+ * Raise every fault BEFORE changing architectural state (registers, RIP,
+ * memory): faults restart the instruction.
+ *
+ * ---- Memory ----
+ * hvp_rd8/16/32/64(cpu, linear), hvp_wr8/16/32/64(cpu, linear, v),
+ * hvp_rdn/hvp_wrn (size in bytes), hvp_rmw_ptr (host pointer for atomics,
+ * NULL when the access crosses a page). All go through the software TLB; a
+ * miss, a page crossing, a non-canonical address or a write to a page that
+ * holds decoded code takes the slow path in cpu.c, which may raise #PF/#GP
+ * and invalidates decoded code on writes.
+ *
+ * ---- Exceptions ----
+ * hvp_raise(cpu, vector, error_code) (or hvp_raise_ud/gp0/de) never returns:
+ * it longjmps to the run loop, which reports the exit with RIP at the
+ * faulting instruction. For traps (INT3, INT n) use hvp_raise_trap after
+ * advancing RIP.
+ *
+ * ---- Registering instructions ----
+ * hvp_cpu_build() (cpu_build.c) turns a decoded instruction into an entry.
+ * It tries the integer builder first, then hvp_cpu_build_sse() (cpu_sse.c)
+ * and hvp_cpu_build_x87() (cpu_x87.c): each returns HVP_B_NONE when it does
+ * not handle the instruction (-> #UD), else HVP_B_OK or HVP_B_END. Adding an
+ * instruction set means filling such a builder in its own file, and
+ * advertising it in the default CPUID table (cpu.c) only when complete.
+ */
+#ifndef HVP_CPU_INTERNAL_H
+#define HVP_CPU_INTERNAL_H
+
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "hvp/cpu.h"
+#include "hvp/x86.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct hvp_cpu;
+struct hvp_dinsn;
+typedef const struct hvp_dinsn *(*hvp_handler)(struct hvp_cpu *cpu, const struct hvp_dinsn *d);
+
+/* One decoded instruction, 32 bytes. */
+struct hvp_dinsn {
+    hvp_handler fn;
+    int64_t imm;         /* immediate; moffs address when base == HVP_EA_ABS */
+    int32_t disp;        /* memory displacement */
+    uint8_t len;         /* instruction length */
+    uint8_t osz;         /* operand size in bytes */
+    uint8_t r0, r1;      /* register codes (HVP_R8H for AH..BH), see hvp_reg_* */
+    uint8_t base, index; /* GPR numbers, HVP_EA_NONE, HVP_EA_RIP, HVP_EA_ABS */
+    uint8_t scale;       /* shift count 0..3 */
+    uint8_t seg;         /* 0, or HVP_SEG_FS / HVP_SEG_GS: add that base */
+    uint8_t asz;         /* address size in bytes */
+    uint8_t aux;         /* handler specific (ALU kind, condition code, ...) */
+    uint16_t fl;         /* HVP_DF_* */
+};
+
+#define HVP_EA_NONE 0xff
+#define HVP_EA_RIP  0xfe
+#define HVP_EA_ABS  0xfd
+#define HVP_R8H     0x10 /* register code flag: bits 8..15 of GPR (code & 3) */
+
+/* d->fl */
+#define HVP_DF_M0    0x0001 /* operand 0 is the memory operand */
+#define HVP_DF_M1    0x0002 /* operand 1 is the memory operand */
+#define HVP_DF_IMM   0x0004 /* the source is d->imm */
+#define HVP_DF_LOCK  0x0008 /* LOCK prefix */
+#define HVP_DF_REP   0x0010 /* F3 */
+#define HVP_DF_REPNE 0x0020 /* F2 */
+#define HVP_DF_M2    0x0040 /* operand 2 is the memory operand */
+
+/* Segment numbers (struct hvp_cpu_state.seg order). */
+enum { HVP_SEG_ES, HVP_SEG_CS, HVP_SEG_SS, HVP_SEG_DS, HVP_SEG_FS, HVP_SEG_GS };
+
+/* RFLAGS bits. */
+#define HVP_CF    0x0001u
+#define HVP_PF    0x0004u
+#define HVP_AF    0x0010u
+#define HVP_ZF    0x0040u
+#define HVP_SF    0x0080u
+#define HVP_TF    0x0100u
+#define HVP_IF    0x0200u
+#define HVP_DFLAG 0x0400u
+#define HVP_OF    0x0800u
+#define HVP_ARITH (HVP_CF | HVP_PF | HVP_AF | HVP_ZF | HVP_SF | HVP_OF)
+
+/* Lazy flag kinds (cpu->lf_op). */
+enum {
+    HVP_LF_NONE = 0, /* arithmetic flags are in cpu->rflags */
+    HVP_LF_ADD,      /* res = a + b + cin */
+    HVP_LF_SUB,      /* res = a - b - cin (CMP, NEG with a = 0, SBB) */
+    HVP_LF_LOGIC,    /* CF = OF = AF = 0 */
+    HVP_LF_INC,      /* res = a + 1, CF = cin (old CF) */
+    HVP_LF_DEC,      /* res = a - 1, CF = cin */
+    HVP_LF_SHL,      /* res = a << b (b = masked count, != 0) */
+    HVP_LF_SHR,
+    HVP_LF_SAR,
+};
+
+/* Software TLB: guest-linear page -> host address addend. Tags hold the
+ * page address, or 1 (never a page address) when invalid. */
+#define HVP_TLB_BITS 8
+#define HVP_TLB_N    (1u << HVP_TLB_BITS)
+struct hvp_tlb_ent {
+    uint64_t tag_r, tag_w, tag_x;
+    uintptr_t addend; /* host = linear + addend */
+};
+
+struct hvp_region {
+    uint64_t gpa, size;
+    uint8_t *host;
+    unsigned prot;
+    uint8_t *code; /* one byte per page: decoded code exists in this page */
+};
+
+#define HVP_TRACE_MAX 32
+struct hvp_trace {
+    uint64_t pc;    /* linear address of the first instruction */
+    uint64_t phys;  /* its guest-physical address: the key */
+    uint64_t page2; /* second guest-physical page when an instruction crosses, else 1 */
+    uint32_t mode;
+    uint16_t n; /* instructions (entries before the sentinel) */
+    uint16_t dead;
+    struct hvp_trace *hnext;
+    struct hvp_dinsn *insns;
+};
+
+#define HVP_POOL_N   65536 /* decoded entries */
+#define HVP_TRACES_N 8192  /* trace headers */
+#define HVP_HASH_N   8192
+
+/* Async-event bits (cpu->async). */
+#define HVP_ASYNC_KICK 0x1u
+
+struct hvp_cpu {
+    /* hot state first */
+    uint64_t gpr[16];
+    uint64_t rip;
+    uint64_t rflags; /* arithmetic bits valid only when lf_op == HVP_LF_NONE */
+    uint64_t lf_res, lf_a, lf_b;
+    uint8_t lf_op, lf_sz, lf_cin;
+    bool stop; /* a handler asks the run loop to return (exit filled) */
+    uint32_t mode;
+    uint64_t fs_base, gs_base;
+    struct hvp_tlb_ent tlb[HVP_TLB_N];
+    _Atomic uint32_t async;
+
+    struct hvp_dinsn *pool;
+    struct hvp_x86_insn *xi; /* full decoded records, parallel to pool */
+    unsigned pool_used;
+    struct hvp_trace *traces;
+    unsigned ntraces;
+    struct hvp_trace **hash;
+    struct hvp_trace *cur; /* the trace being run */
+
+    struct hvp_region *regions;
+    unsigned nregions, cap_regions;
+
+    uint64_t budget_left;
+    struct hvp_cpu_exit *exit;
+    jmp_buf jb;
+
+    struct hvp_cpu_state st; /* everything not kept above (segments, CRs, FPU, ...) */
+    struct hvp_cpuid_entry *cpuid;
+    size_t ncpuid;
+    uint32_t model;
+    uint64_t tsc_offset;
+    struct hvp_cpu_stats stats;
+    char err[160];
+};
+
+#define HVP_HANDLER(name)                                                                          \
+    static const struct hvp_dinsn *name(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+#define HVP_XI(cpu, d) (&(cpu)->xi[(d) - (cpu)->pool])
+
+static inline const struct hvp_dinsn *NEXT(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    cpu->rip += d->len;
+    return d + 1;
+}
+
+/* ---- exceptions (cpu.c) ---- */
+_Noreturn void hvp_raise(struct hvp_cpu *cpu, unsigned vector, int32_t error_code);
+_Noreturn void hvp_raise_pf(struct hvp_cpu *cpu, uint64_t addr, uint32_t error_code);
+_Noreturn void hvp_raise_trap(struct hvp_cpu *cpu, unsigned vector);
+#define hvp_raise_ud(cpu)  hvp_raise(cpu, 6, -1)
+#define hvp_raise_de(cpu)  hvp_raise(cpu, 0, -1)
+#define hvp_raise_gp0(cpu) hvp_raise(cpu, 13, 0)
+
+/* ---- memory (slow paths in cpu.c) ---- */
+uint64_t hvp_rd_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size);
+void hvp_wr_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size, uint64_t v);
+void *hvp_rmw_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size);
+void hvp_rd_block(struct hvp_cpu *cpu, uint64_t a, void *out, unsigned size);
+void hvp_wr_block(struct hvp_cpu *cpu, uint64_t a, const void *in, unsigned size);
+
+#define HVP_PAGE_MASK (~(uint64_t)0xfff)
+
+static inline struct hvp_tlb_ent *hvp_tlb(struct hvp_cpu *cpu, uint64_t a)
+{
+    return &cpu->tlb[(a >> 12) & (HVP_TLB_N - 1)];
+}
+
+#define HVP_DEF_RD(bits)                                                                           \
+    static inline uint64_t hvp_rd##bits(struct hvp_cpu *cpu, uint64_t a)                           \
+    {                                                                                              \
+        struct hvp_tlb_ent *e = hvp_tlb(cpu, a);                                                   \
+        if (likely(e->tag_r == (a & HVP_PAGE_MASK) && (a & 0xfff) <= 0x1000 - (bits) / 8)) {       \
+            uint##bits##_t v;                                                                      \
+            memcpy(&v, (const void *)(uintptr_t)(a + e->addend), sizeof v);                        \
+            return v;                                                                              \
+        }                                                                                          \
+        return hvp_rd_slow(cpu, a, (bits) / 8);                                                    \
+    }
+#define HVP_DEF_WR(bits)                                                                           \
+    static inline void hvp_wr##bits(struct hvp_cpu *cpu, uint64_t a, uint64_t v)                   \
+    {                                                                                              \
+        struct hvp_tlb_ent *e = hvp_tlb(cpu, a);                                                   \
+        if (likely(e->tag_w == (a & HVP_PAGE_MASK) && (a & 0xfff) <= 0x1000 - (bits) / 8)) {       \
+            uint##bits##_t x = (uint##bits##_t)v;                                                  \
+            memcpy((void *)(uintptr_t)(a + e->addend), &x, sizeof x);                              \
+            return;                                                                                \
+        }                                                                                          \
+        hvp_wr_slow(cpu, a, (bits) / 8, v);                                                        \
+    }
+HVP_DEF_RD(8)
+HVP_DEF_RD(16)
+HVP_DEF_RD(32)
+HVP_DEF_RD(64)
+HVP_DEF_WR(8)
+HVP_DEF_WR(16)
+HVP_DEF_WR(32)
+HVP_DEF_WR(64)
+
+static inline uint64_t hvp_rdn(struct hvp_cpu *cpu, uint64_t a, unsigned size)
+{
+    switch (size) {
+    case 1: return hvp_rd8(cpu, a);
+    case 2: return hvp_rd16(cpu, a);
+    case 4: return hvp_rd32(cpu, a);
+    default: return hvp_rd64(cpu, a);
+    }
+}
+
+static inline void hvp_wrn(struct hvp_cpu *cpu, uint64_t a, unsigned size, uint64_t v)
+{
+    switch (size) {
+    case 1: hvp_wr8(cpu, a, v); break;
+    case 2: hvp_wr16(cpu, a, v); break;
+    case 4: hvp_wr32(cpu, a, v); break;
+    default: hvp_wr64(cpu, a, v); break;
+    }
+}
+
+/* Host pointer to `size` writable bytes at a (checked for read and write),
+ * or NULL when they cross a page (then use hvp_rdn + hvp_wrn). */
+static inline void *hvp_rmw_ptr(struct hvp_cpu *cpu, uint64_t a, unsigned size)
+{
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    if (likely(e->tag_w == (a & HVP_PAGE_MASK) && e->tag_r == e->tag_w &&
+               (a & 0xfff) <= 0x1000u - size))
+        return (void *)(uintptr_t)(a + e->addend);
+    return hvp_rmw_slow(cpu, a, size);
+}
+
+/* ---- registers ---- */
+static inline uint64_t hvp_size_mask(unsigned size)
+{
+    return size >= 8 ? ~(uint64_t)0 : ((uint64_t)1 << (size * 8)) - 1;
+}
+
+static inline uint64_t hvp_reg_rd(const struct hvp_cpu *cpu, unsigned r, unsigned size)
+{
+    if (size == 1) return (r & HVP_R8H) ? (cpu->gpr[r & 3] >> 8) & 0xff : cpu->gpr[r] & 0xff;
+    return cpu->gpr[r] & hvp_size_mask(size);
+}
+
+static inline void hvp_reg_wr(struct hvp_cpu *cpu, unsigned r, unsigned size, uint64_t v)
+{
+    switch (size) {
+    case 1:
+        if (r & HVP_R8H)
+            cpu->gpr[r & 3] = (cpu->gpr[r & 3] & ~(uint64_t)0xff00) | ((v & 0xff) << 8);
+        else
+            cpu->gpr[r] = (cpu->gpr[r] & ~(uint64_t)0xff) | (v & 0xff);
+        break;
+    case 2: cpu->gpr[r] = (cpu->gpr[r] & ~(uint64_t)0xffff) | (v & 0xffff); break;
+    case 4: cpu->gpr[r] = (uint32_t)v; break;
+    default: cpu->gpr[r] = v; break;
+    }
+}
+
+/* Effective linear address of the entry's memory operand. */
+static inline uint64_t hvp_ea(const struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    uint64_t a;
+    if (likely(d->base < 16))
+        a = cpu->gpr[d->base];
+    else if (d->base == HVP_EA_RIP)
+        a = cpu->rip + d->len;
+    else if (d->base == HVP_EA_ABS)
+        a = (uint64_t)d->imm;
+    else
+        a = 0;
+    if (d->index < 16) a += cpu->gpr[d->index] << d->scale;
+    a += (uint64_t)(int64_t)d->disp;
+    if (d->asz == 4)
+        a = (uint32_t)a;
+    else if (d->asz == 2)
+        a = (uint16_t)a;
+    if (unlikely(d->seg)) a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
+    return a;
+}
+
+/* ---- flags (cpu_flags.c) ---- */
+uint64_t hvp_flags_get(const struct hvp_cpu *cpu);        /* full RFLAGS */
+void hvp_flags_set(struct hvp_cpu *cpu, uint64_t rflags); /* all bits, no checks */
+bool hvp_cond_slow(struct hvp_cpu *cpu, unsigned cc);
+
+static inline void hvp_flags_materialize(struct hvp_cpu *cpu)
+{
+    if (cpu->lf_op != HVP_LF_NONE) {
+        cpu->rflags = hvp_flags_get(cpu);
+        cpu->lf_op = HVP_LF_NONE;
+    }
+}
+
+static inline void hvp_lf(struct hvp_cpu *cpu, unsigned op, unsigned size, uint64_t a, uint64_t b,
+                          uint64_t res)
+{
+    cpu->lf_op = (uint8_t)op;
+    cpu->lf_sz = (uint8_t)size;
+    cpu->lf_a = a;
+    cpu->lf_b = b;
+    cpu->lf_res = res;
+}
+
+static inline bool hvp_get_cf(struct hvp_cpu *cpu)
+{
+    if (cpu->lf_op == HVP_LF_NONE) return cpu->rflags & HVP_CF;
+    if (cpu->lf_op == HVP_LF_LOGIC) return false;
+    return hvp_flags_get(cpu) & HVP_CF;
+}
+
+/* Condition code cc (0..15, the Jcc encoding order: O NO B NB Z NZ BE NBE S
+ * NS P NP L NL LE NLE). */
+static inline bool hvp_cond(struct hvp_cpu *cpu, unsigned cc)
+{
+    if (likely(cpu->lf_op == HVP_LF_SUB && !cpu->lf_cin)) {
+        unsigned sh = 64 - cpu->lf_sz * 8;
+        uint64_t a = cpu->lf_a, b = cpu->lf_b;
+        int64_t sa = (int64_t)(a << sh), sb = (int64_t)(b << sh);
+        switch (cc) {
+        case 2: return a < b;
+        case 3: return a >= b;
+        case 4: return a == b;
+        case 5: return a != b;
+        case 6: return a <= b;
+        case 7: return a > b;
+        case 12: return sa < sb;
+        case 13: return sa >= sb;
+        case 14: return sa <= sb;
+        case 15: return sa > sb;
+        default: break;
+        }
+    } else if (cpu->lf_op == HVP_LF_LOGIC) {
+        unsigned sh = 64 - cpu->lf_sz * 8;
+        int64_t s = (int64_t)(cpu->lf_res << sh);
+        switch (cc) {
+        case 2:
+        case 0: return false;
+        case 3:
+        case 1: return true;
+        case 4:
+        case 6: return s == 0;
+        case 5:
+        case 7: return s != 0;
+        case 8:
+        case 12: return s < 0;
+        case 9:
+        case 13: return s >= 0;
+        case 14: return s <= 0;
+        case 15: return s > 0;
+        default: break;
+        }
+    }
+    return hvp_cond_slow(cpu, cc);
+}
+
+/* ---- building (cpu_build.c, cpu_sse.c, cpu_x87.c) ---- */
+enum { HVP_B_NONE = 0, HVP_B_OK = 1, HVP_B_END = 2 };
+/* Fills the compact fields every builder shares (len, osz, asz, memory
+ * recipe, register codes of operands 0 and 1, memory/immediate flags). */
+void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+int hvp_cpu_build(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+int hvp_cpu_build_sse(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+/* GPR register code of an hvp_x86_reg (0..15, or HVP_R8H|n), 0xff if not a GPR. */
+unsigned hvp_gpr_code(unsigned reg);
+
+/* ---- misc (cpu.c) ---- */
+uint64_t hvp_cpu_rdtsc(struct hvp_cpu *cpu);
+void hvp_cpu_cpuid(struct hvp_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+
+#endif
