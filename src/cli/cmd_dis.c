@@ -68,7 +68,7 @@ static int disassemble(const uint8_t *code, uint64_t n, uint64_t base, unsigned 
         uint64_t avail = n - pos, addr = base + pos;
         int len = hvp_x86_decode(&insn, code + pos, avail, bits);
         int tlen;
-        if (len <= 0 || (uint64_t)len > avail) {
+        if (len <= 0 || len > HVP_X86_MAX_INSN_LEN || (uint64_t)len > avail) {
             len = 1;
             memcpy(text, "(bad)", 6);
             tlen = 5;
