@@ -11,9 +11,8 @@ struct dstate {
     unsigned lim;  /* min(avail, 15) */
     unsigned pos;  /* next byte */
     unsigned mode; /* 16, 32, 64 */
-    unsigned has66, has67, pcat, lock, segov;
-    unsigned rex; /* REX bits, or VEX/EVEX equivalents: 8 W, 4 R, 2 X, 1 B */
-    unsigned rexpresent;
+    unsigned pcat, segov;
+    unsigned rex;              /* REX bits, or VEX/EVEX equivalents: 8 W, 4 R, 2 X, 1 B */
     unsigned vex;              /* 0 legacy, 1 VEX, 2 EVEX, 3 XOP */
     unsigned vl, vvvv, rr, vx; /* EVEX R', V' */
     unsigned evb, evz, aaa;    /* EVEX broadcast/rounding, zeroing, opmask */
@@ -67,6 +66,13 @@ read_imm(struct dstate *s, struct hvp_x86_insn *out, unsigned n, int sign, int64
     *dst = sign ? sext(v, n) : (int64_t)v;
     return 0;
 }
+
+/* Legacy prefix classes: 1-6 segment override (ES..GS), 7 = 66, 8 = 67,
+ * 9 = F0, 10 = F2, 11 = F3. */
+static const uint8_t pfx_class[256] = {
+    [0x26] = 1, [0x2e] = 2, [0x36] = 3, [0x3e] = 4,  [0x64] = 5,  [0x65] = 6,
+    [0x66] = 7, [0x67] = 8, [0xf0] = 9, [0xf2] = 10, [0xf3] = 11,
+};
 
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
@@ -230,13 +236,14 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
     s->lim = avail < 15 ? (unsigned)avail : 15;
     s->pos = 0;
     s->mode = mode;
-    s->has66 = s->has67 = s->pcat = s->lock = s->segov = 0;
-    s->rex = s->rexpresent = s->vex = s->vl = s->vvvv = s->rr = s->vx = 0;
+    s->pcat = s->segov = 0;
+    s->rex = s->vex = s->vl = s->vvvv = s->rr = s->vx = 0;
     s->evb = s->evz = s->aaa = 0;
     s->modrm = -1;
-    unsigned last_rep = 0, pfx = 0;
+    unsigned rep = 0, pfx = 0, rexbyte = 0;
 
-    /* Legacy prefixes and REX; a REX only counts right before the opcode. */
+    /* Legacy prefixes and REX; a REX only counts right before the opcode,
+     * the last segment override and the last of F2/F3 win. */
     unsigned b;
     for (;;) {
         if (s->pos >= s->lim) {
@@ -244,88 +251,40 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
             goto fail;
         }
         b = code[s->pos];
-        switch (b) {
-        case 0x26:
-            if (mode != 64) s->segov = 1;
-            pfx |= HVP_X86_PFX_SEG;
-            break;
-        case 0x2e:
-            if (mode != 64) s->segov = 2;
-            pfx |= HVP_X86_PFX_SEG;
-            break;
-        case 0x36:
-            if (mode != 64) s->segov = 3;
-            pfx |= HVP_X86_PFX_SEG;
-            break;
-        case 0x3e:
-            if (mode != 64) s->segov = 4;
-            pfx |= HVP_X86_PFX_SEG;
-            break;
-        case 0x64: s->segov = 5; break;
-        case 0x65: s->segov = 6; break;
-        case 0x66:
-            s->has66 = 1;
-            pfx |= HVP_X86_PFX_OPSIZE;
-            break;
-        case 0x67:
-            s->has67 = 1;
-            pfx |= HVP_X86_PFX_ADDRSIZE;
-            break;
-        case 0xf0:
-            s->lock = 1;
-            pfx |= HVP_X86_PFX_LOCK;
-            break;
-        case 0xf2: last_rep = 0xf2; break;
-        case 0xf3: last_rep = 0xf3; break;
-        default:
-            if (mode == 64 && (b & 0xf0) == 0x40) {
-                s->rex = b & 15;
-                s->rexpresent = 1;
-                out->rex = (uint8_t)b;
-                s->pos++;
-                if (s->pos >= s->lim) {
-                    rc = TRUNC_OR_LONG(s);
-                    goto fail;
-                }
-                b = code[s->pos];
-                if ((b & 0xf0) == 0x40) continue;
-                switch (b) {
-                case 0x26:
-                case 0x2e:
-                case 0x36:
-                case 0x3e:
-                case 0x64:
-                case 0x65:
-                case 0x66:
-                case 0x67:
-                case 0xf0:
-                case 0xf2:
-                case 0xf3:
-                    /* a legacy prefix after REX cancels it */
-                    s->rex = 0;
-                    s->rexpresent = 0;
-                    out->rex = 0;
-                    continue;
-                }
+        unsigned c = pfx_class[b];
+        if (c) {
+            s->pos++;
+            rexbyte = 0; /* a legacy prefix after REX cancels it */
+            if (c <= 6) {
+                if (mode != 64 || c >= 5) /* only FS and GS count in 64-bit mode */
+                    s->segov = c;
+                pfx |= HVP_X86_PFX_SEG;
+            } else if (c <= 9) {
+                pfx |= c == 7   ? HVP_X86_PFX_OPSIZE
+                       : c == 8 ? HVP_X86_PFX_ADDRSIZE
+                                : HVP_X86_PFX_LOCK;
+            } else {
+                rep = c == 10 ? 3 : 2; /* F2: category 3, F3: category 2 */
             }
-            goto prefixes_done;
+            continue;
         }
-        s->pos++;
-        out->pfx_count++;
+        if (mode == 64 && (b & 0xf0) == 0x40) {
+            rexbyte = b;
+            s->pos++;
+            continue;
+        }
+        break;
     }
-prefixes_done:
-    out->pfx_count = (uint8_t)(s->pos - (s->rexpresent ? 1 : 0));
-    if (last_rep == 0xf3)
-        s->pcat = 2, pfx |= HVP_X86_PFX_REP;
-    else if (last_rep == 0xf2)
-        s->pcat = 3, pfx |= HVP_X86_PFX_REPNE;
-    else if (s->has66)
-        s->pcat = 1;
-    if (s->segov) pfx |= HVP_X86_PFX_SEG;
-    if (s->rexpresent) {
-        pfx |= HVP_X86_PFX_REX;
-        if (s->rex & 8) pfx |= HVP_X86_PFX_REXW;
+    unsigned has66 = pfx & HVP_X86_PFX_OPSIZE, has67 = pfx & HVP_X86_PFX_ADDRSIZE;
+    out->pfx_count = (uint8_t)(s->pos - (rexbyte ? 1 : 0));
+    s->pcat = rep ? rep : has66 ? 1 : 0;
+    if (rep) pfx |= rep == 2 ? HVP_X86_PFX_REP : HVP_X86_PFX_REPNE;
+    if (rexbyte) {
+        s->rex = rexbyte & 15;
+        out->rex = (uint8_t)rexbyte;
+        pfx |= HVP_X86_PFX_REX | ((rexbyte & 8) ? HVP_X86_PFX_REXW : 0);
     }
+    const unsigned rexpresent = rexbyte != 0;
 
     /* Opcode and escapes. */
     unsigned map;
@@ -358,7 +317,7 @@ prefixes_done:
                (mode == 64 || b == 0x8f || (s->pos < s->lim && code[s->pos] >= 0xc0)) &&
                (b != 0x8f || (s->pos < s->lim && (code[s->pos] & 0x1f) >= 8))) {
         rc = -HVP_X86_EINVALID;
-        if (s->has66 || last_rep || s->lock || s->rexpresent)
+        if (has66 || rep || (pfx & HVP_X86_PFX_LOCK) || rexpresent)
             goto fail; /* #UD: legacy prefix or REX before VEX/EVEX/XOP */
         if (b == 0xc5) {
             if (s->pos >= s->lim) {
@@ -447,12 +406,12 @@ prefixes_done:
 
     unsigned osz_def, osz_d64;
     if (mode == 64) {
-        osz_def = (s->rex & 8) ? 8 : s->has66 ? 2 : 4;
-        osz_d64 = (s->rex & 8) ? 8 : s->has66 ? 2 : 8;
+        osz_def = (s->rex & 8) ? 8 : has66 ? 2 : 4;
+        osz_d64 = (s->rex & 8) ? 8 : has66 ? 2 : 8;
     } else {
-        osz_def = osz_d64 = ((mode == 16) ^ s->has66) ? 2 : 4;
+        osz_def = osz_d64 = ((mode == 16) ^ !!has66) ? 2 : 4;
     }
-    out->addrsize = (uint8_t)(mode == 64 ? (s->has67 ? 4 : 8) : ((mode == 16) ^ s->has67) ? 2 : 4);
+    out->addrsize = (uint8_t)(mode == 64 ? (has67 ? 4 : 8) : ((mode == 16) ^ !!has67) ? 2 : 4);
 
     if (map == HVP_DEC_MAP_3DN) {
         if ((rc = fetch_modrm(s))) goto fail;
@@ -524,12 +483,12 @@ leaf:;
     out->op = lf->op;
     out->isa = lf->isa;
     if (mode == 64)
-        out->opsize = (uint8_t)((s->rex & 8) || (lfl & HVP_DEC_F_F64)   ? 8
-                                : (s->has66 && !(lfl & HVP_DEC_F_MP66)) ? 2
-                                : (lfl & HVP_DEC_F_D64)                 ? 8
-                                                                        : 4);
+        out->opsize = (uint8_t)((s->rex & 8) || (lfl & HVP_DEC_F_F64) ? 8
+                                : (has66 && !(lfl & HVP_DEC_F_MP66))  ? 2
+                                : (lfl & HVP_DEC_F_D64)               ? 8
+                                                                      : 4);
     else
-        out->opsize = (uint8_t)(((mode == 16) ^ (s->has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
+        out->opsize = (uint8_t)(((mode == 16) ^ (has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
     if (s->vex && (s->vvvv & ((lfl & HVP_DEC_F_VSIB) ? 15 : 31)) && !(lfl & HVP_DEC_F_VVVV))
         goto fail; /* VEX.vvvv must be 1111 when unused (EVEX.V' extends a VSIB index) */
     if (s->vex == 2) {
@@ -548,7 +507,7 @@ leaf:;
     }
     unsigned mod3 = s->modrm >= 0xc0, mreg = ((unsigned)s->modrm >> 3) & 7,
              mrm = (unsigned)s->modrm & 7;
-    if (s->lock && (!(lfl & HVP_DEC_F_LOCK) || mod3)) {
+    if ((pfx & HVP_X86_PFX_LOCK) && (!(lfl & HVP_DEC_F_LOCK) || mod3)) {
         rc = -HVP_X86_EINVALID;
         goto fail;
     }
@@ -608,7 +567,7 @@ leaf:;
                     o->reg = (uint8_t)(HVP_X86_REG_BND0 + mrm);
                     break;
                 }
-                o->reg = (uint8_t)(d->m == HVP_DEC_M_E ? gpr(sz, mrm | rexb << 3, s->rexpresent)
+                o->reg = (uint8_t)(d->m == HVP_DEC_M_E ? gpr(sz, mrm | rexb << 3, rexpresent)
                                    : d->m == HVP_DEC_M_Q
                                        ? HVP_X86_REG_MM0 + mrm
                                        : kreg_or_vreg_rm(d->s, sz, mrm | rexb << 3 | rexx4));
@@ -627,15 +586,15 @@ leaf:;
                 goto fail;
             }
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)gpr(sz, mreg | rexr << 3, s->rexpresent);
+            o->reg = (uint8_t)gpr(sz, mreg | rexr << 3, rexpresent);
             break;
         case HVP_DEC_M_R:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)gpr(sz, mrm | rexb << 3, s->rexpresent);
+            o->reg = (uint8_t)gpr(sz, mrm | rexb << 3, rexpresent);
             break;
         case HVP_DEC_M_Z:
             o->kind = HVP_X86_OPK_REG;
-            o->reg = (uint8_t)gpr(sz, (b & 7) | rexb << 3, s->rexpresent);
+            o->reg = (uint8_t)gpr(sz, (b & 7) | rexb << 3, rexpresent);
             break;
         case HVP_DEC_M_I: {
             if (d->s == HVP_DEC_S_4) { /* low nibble of the is4 byte */
