@@ -548,3 +548,38 @@ Test(decode, random_bytes_never_overread)
         }
     }
 }
+
+Test(decode, offsets_and_prefix_fields)
+{
+    struct hvp_x86_insn in;
+    /* lock add dword [fs:rax+rbx*4+0x12345678], 0x11223344 */
+    OK(&in, 64, "f0 64 81 84 98 78 56 34 12 44 33 22 11", 13, ADD);
+    cr_assert_eq(in.pfx_count, 2);
+    cr_assert_eq(in.disp_off, 5);
+    cr_assert_eq(in.imm_off, 9);
+    cr_assert_eq(in.imm, 0x11223344);
+    cr_assert_eq(in.mem.scale, 4);
+    cr_assert_eq(in.mem.seg, HVP_X86_REG_FS);
+    cr_assert_eq(in.modrm, 0x84);
+    cr_assert_eq(in.sib, 0x98);
+    cr_assert(in.prefixes & HVP_X86_PFX_LOCK);
+    cr_assert(in.flags & HVP_X86_F_MODRM);
+    cr_assert_eq(in.addrsize, 8);
+    cr_assert_eq(in.opsize, 4);
+    cr_assert_eq(in.map, HVP_X86_MAP_1BYTE);
+    cr_assert_eq(in.opcode, 0x81);
+    /* 0F 38 map and REX.W */
+    OK(&in, 64, "48 0f 38 f0 06", 5, MOVBE);
+    cr_assert_eq(in.map, HVP_X86_MAP_0F38);
+    cr_assert_eq(in.rex, 0x48);
+    cr_assert(in.prefixes & HVP_X86_PFX_REXW);
+    cr_assert_eq(in.opsize, 8);
+    /* a VEX header that runs past 15 bytes is "too long", not truncated */
+    BAD(32, "65 65 36 2e 26 67 3e 3e 2e 2e 36 3e 65 c4 c3", HVP_X86_ETOOLONG);
+    /* serializing and privileged forms say so */
+    OK(&in, 64, "0f a2", 2, CPUID);
+    cr_assert(in.flags & HVP_X86_F_SERIALIZE);
+    OK(&in, 64, "0f 22 d8", 3, MOV);
+    cr_assert(in.flags & HVP_X86_F_PRIV);
+    cr_assert(in.ops[0].flags & HVP_X86_OPF_WRITE);
+}
