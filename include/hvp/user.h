@@ -10,6 +10,9 @@
  * the host process's fds), --strace lines go to a callback, and the outcome
  * of a run comes back in struct hvp_user_result for the caller to report.
  * Functions return 0 or a negative errno; hvp_user_error() says more.
+ *
+ * The embedder should ignore SIGPIPE in the host process: a write that fails
+ * with EPIPE becomes the guest's own SIGPIPE.
  */
 #ifndef HVP_USER_H
 #define HVP_USER_H

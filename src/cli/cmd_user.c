@@ -110,6 +110,24 @@ int hvp_cmd_user(int argc, char **argv)
         return 2;
     }
     const char *prog = argv[i];
+    /* Like execvp: a name without a slash is looked up in PATH. */
+    char found[4096];
+    const char *path = prog;
+    if (!strchr(prog, '/')) {
+        const char *dirs = getenv("PATH");
+        if (!dirs || !*dirs)
+            dirs = "/usr/local/bin:/usr/bin:/bin";
+        while (*dirs) {
+            size_t n = strcspn(dirs, ":");
+            int k = snprintf(found, sizeof(found), "%.*s%s%s", (int)n, n ? dirs : ".",
+                             "/", prog);
+            if (k > 0 && (size_t)k < sizeof(found) && access(found, X_OK) == 0) {
+                path = found;
+                break;
+            }
+            dirs += n + (dirs[n] == ':');
+        }
+    }
     struct hvp_user_config cfg = {.size = sizeof(cfg), .trace = strace ? trace_line : NULL};
     struct hvp_user *u;
     int ret = hvp_user_create(&cfg, &u);
@@ -119,12 +137,14 @@ int hvp_cmd_user(int argc, char **argv)
     }
     char what[512];
     snprintf(what, sizeof(what), "user: %s", prog);
-    ret = hvp_user_load(u, prog, argc - i, argv + i, environ);
+    ret = hvp_user_load(u, path, argc - i, argv + i, environ);
     if (ret < 0) {
         hvp_cli_error(what, "%s", hvp_user_error(u));
         hvp_user_destroy(u);
         return 2;
     }
+    /* EPIPE comes back to the guest as its own SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
     struct hvp_user_result res;
     double t0 = now();
     ret = hvp_user_run(u, &res);

@@ -983,6 +983,16 @@ void sys_dispatch(struct hvp_user *u, struct hvp_cpu_state *st)
     /* SYSCALL's own effects, as the kernel's return leaves them. */
     uint64_t rip = st->rip, rflags = st->rflags;
     int64_t ret = dispatch(u, st, nr, a);
+    /* A write to a pipe nobody reads: the guest gets its SIGPIPE (the
+     * embedder ignores the host's). */
+    if (ret == -EPIPE && (nr == SYS_write || nr == SYS_writev || nr == SYS_pwrite64 ||
+                          nr == SYS_pwritev || nr == SYS_sendfile)) {
+        st->gpr[RAX] = (uint64_t)ret;
+        st->gpr[RCX] = rip;
+        st->gpr[11] = rflags;
+        u->res.exception = false;
+        sys_signal(u, st, SIGPIPE);
+    }
     if (nr == SYS_rt_sigreturn) {
         /* Registers come from the frame (rcx and r11 included). */
     } else if (st->rip != rip) {
