@@ -1447,6 +1447,8 @@ static uint64_t gen_imm(struct gen *g)
 {
     const struct sem_tmpl *t = g->t;
     uint64_t v = rv(&g->r);
+    /* legacy CMPPS..CMPSD define predicates 0..7 only; larger ones seldom */
+    if (t->regk == K_XMM && !strncmp(t->mn, "cmp", 3) && (sem_rand(&g->r) & 7)) return v & 7;
     if (t->spec & (S_SHIFT | S_ROT | S_SHD)) {
         switch (sem_rand(&g->r) & 7) {
         case 0: return 0;
@@ -1630,6 +1632,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
             ea += 1 + sem_below(r, al - 1); /* misaligned: #GP */
         place_mem(&g, ea, t->spec & S_LEA);
         uint8_t *p = (t->spec & S_LEA) ? NULL : dptr(&g, ea);
+        if (p && (t->rmk == K_XMM || t->rmk == K_MMX)) xmmgen(r, p, msz);
         if (p) {
             if (t->spec & (S_DIV | S_IDIV)) memcpy(p, &imm, msz);
             if (t->spec & S_FPMEM) {
@@ -1670,7 +1673,6 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
                     v |= 0x1f80;
                 memcpy(p, &v, 4);
             }
-            if (t->rmk == K_XMM || t->rmk == K_MMX) xmmgen(r, p, msz);
             if ((t->spec & S_ZSRC) && !(sem_rand(r) & 7)) memset(p, 0, msz);
         }
     }
