@@ -532,3 +532,38 @@ Test(cpu, random_bytes_end_in_exits)
     }
     vm_fini(&v);
 }
+
+/* ---- SSE ---- */
+
+SNIP(s_sse,
+     "mov rax, 0x200000\n movdqu xmm0, [rax+1]\n movdqa [rax+0x20], xmm0\n"
+     "mov ecx, 10\n cvtsi2sd xmm1, ecx\n mov ecx, 4\n cvtsi2sd xmm2, ecx\n divsd xmm1, xmm2\n"
+     "cvttsd2si edx, xmm1\n movsd [rax+0x40], xmm1\n xorpd xmm3, xmm3\n divsd xmm1, xmm3\n");
+SNIP(s_sse_align, "mov rax, 0x200008\n movaps xmm0, [rax]\n");
+
+Test(cpu, sse_moves_arith_and_xm)
+{
+    struct vm v;
+    RUN_SNIP(&v, s_sse);
+    for (int i = 0; i < 32; i++)
+        v.data[i] = (uint8_t)i;
+    v.st.fpu.mxcsr = 0x1f80 & ~0x200u; /* #Z unmasked */
+    vm_set(&v);
+    vm_run(&v, 0);
+    cr_assert_eq(memcmp(v.data + 0x20, v.data + 1, 16), 0);
+    cr_assert_eq(v.st.gpr[2], 2); /* trunc(10 / 4) */
+    double q;
+    memcpy(&q, v.data + 0x40, 8);
+    cr_assert_eq(q, 2.5);
+    cr_assert_eq(v.ex.reason, HVP_CPU_EXIT_EXCEPTION);
+    cr_assert_eq(v.ex.u.exception.vector, 19, "#XM for an unmasked divide by zero");
+    memcpy(&q, v.st.fpu.xmm[1], 8);
+    cr_assert_eq(q, 2.5, "the destination is unchanged");
+    cr_assert(v.st.fpu.mxcsr & 0x4, "ZE flag set");
+    vm_fini(&v);
+
+    RUN_SNIP(&v, s_sse_align);
+    vm_run(&v, 0);
+    cr_assert_eq(v.ex.u.exception.vector, 13, "movaps from a misaligned address");
+    vm_fini(&v);
+}

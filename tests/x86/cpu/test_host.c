@@ -380,3 +380,217 @@ Test(host, integer_forms_match_host)
     munmap(code, 0x1000 * 64);
     munmap(stack, 0x1000);
 }
+
+/* ---- SSE/SSE2 against the host ---- */
+
+struct xform {
+    const char *name;
+    const uint8_t *code, *end;
+    void (*host)(uint64_t r[5], uint8_t x[40]);
+};
+
+/* x: xmm0 (16) xmm1 (16) mxcsr (4) scratch (4) */
+#define XFORM(id, text)                                                                            \
+    extern const uint8_t x_##id[], x_##id##_end[];                                                 \
+    __asm__(".pushsection .rodata\n.intel_syntax noprefix\nx_" #id ":\n push rsi\n popfq\n" text   \
+            "\n pushfq\n pop rsi\n mov r8, rcx\n syscall\nx_" #id                                  \
+            "_end:\n.att_syntax prefix\n.popsection\n");                                           \
+    static void xhost_##id(uint64_t r[5], uint8_t x[40])                                           \
+    {                                                                                              \
+        register uint64_t a __asm__("rax") = r[0], b __asm__("rbx") = r[1],                        \
+                            c __asm__("rcx") = r[2], d __asm__("rdx") = r[3],                      \
+                            f __asm__("rsi") = r[4];                                               \
+        register uint8_t *p __asm__("rdi") = x;                                                    \
+        __asm__ volatile(".intel_syntax noprefix\n sub rsp, 128\n stmxcsr [rdi+36]\n"              \
+                         " movdqu xmm0, [rdi]\n movdqu xmm1, [rdi+16]\n ldmxcsr [rdi+32]\n"        \
+                         " push rsi\n popfq\n" text "\n pushfq\n pop rsi\n"                        \
+                         " movdqu [rdi], xmm0\n movdqu [rdi+16], xmm1\n stmxcsr [rdi+32]\n"        \
+                         " ldmxcsr [rdi+36]\n add rsp, 128\n.att_syntax prefix\n"                  \
+                         : "+r"(a), "+r"(b), "+r"(c), "+r"(d), "+r"(f)                             \
+                         : "r"(p)                                                                  \
+                         : "cc", "memory", "xmm0", "xmm1");                                        \
+        r[0] = a;                                                                                  \
+        r[1] = b;                                                                                  \
+        r[2] = c;                                                                                  \
+        r[3] = d;                                                                                  \
+        r[4] = f;                                                                                  \
+    }
+
+XFORM(paddb, "paddb xmm0, xmm1")
+XFORM(paddq, "paddq xmm0, xmm1")
+XFORM(psubusw, "psubusw xmm0, xmm1")
+XFORM(pcmpeqb, "pcmpeqb xmm0, xmm1\n pmovmskb eax, xmm0")
+XFORM(pcmpgtd, "pcmpgtd xmm0, xmm1")
+XFORM(pminub, "pminub xmm0, xmm1")
+XFORM(pmulhw, "pmulhw xmm0, xmm1")
+XFORM(pmuludq, "pmuludq xmm0, xmm1")
+XFORM(psadbw, "psadbw xmm0, xmm1")
+XFORM(punpcklbw, "punpcklbw xmm0, xmm1")
+XFORM(punpckhqdq, "punpckhqdq xmm0, xmm1")
+XFORM(packsswb, "packsswb xmm0, xmm1")
+XFORM(packuswb, "packuswb xmm0, xmm1")
+XFORM(psllw, "psllw xmm0, xmm1")
+XFORM(psrad_i, "psrad xmm0, 5")
+XFORM(psrlq_i, "psrlq xmm1, 33")
+XFORM(pslldq, "pslldq xmm0, 3\n psrldq xmm1, 7")
+XFORM(pshufd, "pshufd xmm0, xmm1, 0x1b")
+XFORM(pshuflw, "pshuflw xmm0, xmm1, 0xb1\n pshufhw xmm1, xmm0, 0x4e")
+XFORM(shufps, "shufps xmm0, xmm1, 0x93")
+XFORM(shufpd, "shufpd xmm0, xmm1, 2")
+XFORM(pand, "pand xmm0, xmm1\n pandn xmm1, xmm0")
+XFORM(xorps, "xorps xmm0, xmm1\n orpd xmm1, xmm0")
+XFORM(unpcklps, "unpcklps xmm0, xmm1\n unpckhpd xmm1, xmm0")
+XFORM(addps, "addps xmm0, xmm1")
+XFORM(addsd, "addsd xmm0, xmm1")
+XFORM(subss, "subss xmm0, xmm1")
+XFORM(mulpd, "mulpd xmm0, xmm1")
+XFORM(divsd, "divsd xmm0, xmm1")
+XFORM(divps, "divps xmm0, xmm1")
+XFORM(minsd, "minsd xmm0, xmm1")
+XFORM(maxps, "maxps xmm0, xmm1")
+XFORM(sqrtsd, "sqrtsd xmm0, xmm1")
+XFORM(sqrtps, "sqrtps xmm0, xmm1")
+XFORM(cmpltpd, "cmpltpd xmm0, xmm1")
+XFORM(cmpunordss, "cmpunordss xmm0, xmm1")
+XFORM(cmpnlesd, "cmpnlesd xmm0, xmm1")
+XFORM(ucomisd, "ucomisd xmm0, xmm1")
+XFORM(comiss, "comiss xmm0, xmm1")
+XFORM(cvtsi2sd, "cvtsi2sd xmm0, rax\n cvtsi2ss xmm1, ebx")
+XFORM(cvttsd2si, "cvttsd2si rax, xmm0\n cvtss2si ebx, xmm1")
+XFORM(cvtsd2si, "cvtsd2si eax, xmm1\n cvttss2si rbx, xmm0")
+XFORM(cvtps2pd, "cvtps2pd xmm0, xmm1")
+XFORM(cvtpd2ps, "cvtpd2ps xmm0, xmm1")
+XFORM(cvtsd2ss, "cvtsd2ss xmm0, xmm1\n cvtss2sd xmm1, xmm0")
+XFORM(cvtdq2ps, "cvtdq2ps xmm0, xmm1\n cvttps2dq xmm1, xmm1")
+XFORM(cvtpd2dq, "cvtpd2dq xmm0, xmm1\n cvtdq2pd xmm1, xmm0")
+XFORM(movd, "movd eax, xmm0\n movq rbx, xmm1\n movd xmm0, ecx\n movq xmm1, rdx")
+XFORM(movq, "movq xmm0, xmm1")
+XFORM(movss, "movss xmm0, xmm1\n movsd xmm1, xmm0")
+XFORM(movhlps, "movhlps xmm0, xmm1\n movlhps xmm1, xmm0")
+XFORM(movmsk, "movmskps eax, xmm0\n movmskpd ebx, xmm1")
+XFORM(pinsrw, "pinsrw xmm0, eax, 5\n pextrw ebx, xmm1, 3")
+XFORM(movaps, "movaps xmm0, xmm1\n movdqa xmm1, xmm0")
+
+#define XF(id)                                                                                     \
+    {                                                                                              \
+#id, x_##id, x_##id##_end, xhost_##id                                                      \
+    }
+static const struct xform xforms[] = {
+    XF(paddb),    XF(paddq),    XF(psubusw),  XF(pcmpeqb),   XF(pcmpgtd),    XF(pminub),
+    XF(pmulhw),   XF(pmuludq),  XF(psadbw),   XF(punpcklbw), XF(punpckhqdq), XF(packsswb),
+    XF(packuswb), XF(psllw),    XF(psrad_i),  XF(psrlq_i),   XF(pslldq),     XF(pshufd),
+    XF(pshuflw),  XF(shufps),   XF(shufpd),   XF(pand),      XF(xorps),      XF(unpcklps),
+    XF(addps),    XF(addsd),    XF(subss),    XF(mulpd),     XF(divsd),      XF(divps),
+    XF(minsd),    XF(maxps),    XF(sqrtsd),   XF(sqrtps),    XF(cmpltpd),    XF(cmpunordss),
+    XF(cmpnlesd), XF(ucomisd),  XF(comiss),   XF(cvtsi2sd),  XF(cvttsd2si),  XF(cvtsd2si),
+    XF(cvtps2pd), XF(cvtpd2ps), XF(cvtsd2ss), XF(cvtdq2ps),  XF(cvtpd2dq),   XF(movd),
+    XF(movq),     XF(movss),    XF(movhlps),  XF(movmsk),    XF(pinsrw),     XF(movaps),
+};
+
+static void rnd_lane(uint64_t *s, uint8_t *p)
+{
+    static const double dv[] = {0.0, -0.0, 1.0, -1.5, 3.0, 1e300, -1e-310, 2.5e-320, 1e18, -7e9};
+    static const float fv[] = {0.0f, -0.0f, 1.0f, -2.5f, 3e38f, 1e-40f, 0.1f, 16777217.0f};
+    uint64_t x = rnd(s);
+    switch (x % 6) {
+    case 0: memcpy(p, &dv[(x >> 8) % 10], 8); break;
+    case 1: {
+        float f[2] = {fv[(x >> 8) % 8], fv[(x >> 16) % 8]};
+        memcpy(p, f, 8);
+        break;
+    }
+    case 2: { /* NaNs and infinities */
+        uint64_t v = (x >> 8) & 1 ? 0x7ff8000000000001ull : 0xfff0000000000000ull;
+        if ((x >> 9) & 1) v = 0x7fc00000ff800000ull;
+        memcpy(p, &v, 8);
+        break;
+    }
+    default: {
+        uint64_t v = rnd(s);
+        memcpy(p, &v, 8);
+        break;
+    }
+    }
+}
+
+Test(host, sse_forms_match_host)
+{
+    struct hvp_cpu_config cfg = {.size = sizeof cfg, .model = HVP_CPU_MODEL_USER64};
+    struct hvp_cpu *cpu;
+    cr_assert_eq(hvp_cpu_create(&cfg, &cpu), 0);
+    uint8_t *code =
+        mmap(NULL, 0x1000 * 64, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint8_t *stack = mmap(NULL, 0x1000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t n = sizeof xforms / sizeof xforms[0];
+    for (size_t i = 0; i < n; i++)
+        memcpy(code + i * 0x200, xforms[i].code, (size_t)(xforms[i].end - xforms[i].code));
+    cr_assert_eq(hvp_cpu_map(cpu, 0x400000, 0x1000 * 64, code, 5), 0);
+    cr_assert_eq(hvp_cpu_map(cpu, 0x800000, 0x1000, stack, 3), 0);
+    uint64_t seed = 0x5eed5eed12345ull;
+    unsigned fails = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct xform *fm = &xforms[i];
+        for (int t = 0; t < 2000 && fails < 20; t++) {
+            uint64_t in[5] = {interesting(&seed), interesting(&seed), interesting(&seed),
+                              interesting(&seed), (rnd(&seed) & ARITH) | 0x202};
+            uint8_t x[40];
+            for (int l = 0; l < 4; l++)
+                rnd_lane(&seed, x + l * 8);
+            uint32_t mx =
+                0x1f80 | (uint32_t)(rnd(&seed) & 0x6000) | ((rnd(&seed) & 7) == 0 ? 0x8040 : 0);
+            memcpy(x + 32, &mx, 4);
+            uint64_t h[5];
+            uint8_t hx[40];
+            memcpy(h, in, sizeof h);
+            memcpy(hx, x, sizeof hx);
+            fm->host(h, hx);
+            struct hvp_cpu_state st;
+            hvp_cpu_get_state(cpu, &st);
+            memset(st.gpr, 0, sizeof st.gpr);
+            st.gpr[0] = in[0];
+            st.gpr[3] = in[1];
+            st.gpr[1] = in[2];
+            st.gpr[2] = in[3];
+            st.gpr[6] = in[4];
+            st.gpr[4] = 0x801000;
+            memcpy(st.fpu.xmm[0], x, 16);
+            memcpy(st.fpu.xmm[1], x + 16, 16);
+            st.fpu.mxcsr = mx;
+            st.rip = 0x400000 + i * 0x200;
+            hvp_cpu_set_state(cpu, &st);
+            struct hvp_cpu_exit ex;
+            hvp_cpu_run(cpu, 100, &ex);
+            hvp_cpu_get_state(cpu, &st);
+            cr_assert_eq(ex.reason, HVP_CPU_EXIT_SYSCALL, "%s: exit %u vector %u", fm->name,
+                         ex.reason, ex.u.exception.vector);
+            uint64_t got[5] = {st.gpr[0], st.gpr[3], st.gpr[8], st.gpr[2], st.gpr[6]};
+            uint32_t hmx;
+            memcpy(&hmx, hx + 32, 4);
+            bool bad = memcmp(st.fpu.xmm[0], hx, 16) || memcmp(st.fpu.xmm[1], hx + 16, 16) ||
+                       st.fpu.mxcsr != hmx || ((got[4] ^ h[4]) & ARITH);
+            for (int k = 0; k < 4; k++)
+                bad |= got[k] != h[k];
+            if (bad) {
+                fails++;
+                uint64_t hq[4], gq[4], iq[4];
+                memcpy(hq, hx, 32);
+                memcpy(iq, x, 32);
+                memcpy(gq, st.fpu.xmm[0], 16);
+                memcpy(gq + 2, st.fpu.xmm[1], 16);
+                cr_log_error(
+                    "%s: in xmm0=%016lx:%016lx xmm1=%016lx:%016lx mxcsr=%#x rax=%#lx rbx=%#lx\n"
+                    "  host xmm0=%016lx:%016lx xmm1=%016lx:%016lx mxcsr=%#x rax=%#lx rbx=%#lx "
+                    "fl=%#lx\n"
+                    "  cpu  xmm0=%016lx:%016lx xmm1=%016lx:%016lx mxcsr=%#x rax=%#lx rbx=%#lx "
+                    "fl=%#lx",
+                    fm->name, iq[1], iq[0], iq[3], iq[2], mx, in[0], in[1], hq[1], hq[0], hq[3],
+                    hq[2], hmx, h[0], h[1], h[4] & ARITH, gq[1], gq[0], gq[3], gq[2], st.fpu.mxcsr,
+                    got[0], got[1], got[4] & ARITH);
+            }
+        }
+    }
+    cr_assert_eq(fails, 0, "%u mismatches", fails);
+    hvp_cpu_destroy(cpu);
+    munmap(code, 0x1000 * 64);
+    munmap(stack, 0x1000);
+}
