@@ -74,6 +74,9 @@ static const uint8_t pfx_class[256] = {
     [0x66] = 7, [0x67] = 8, [0xf0] = 9, [0xf2] = 10, [0xf3] = 11,
 };
 
+/* Bytes that may start a VEX, EVEX or XOP header. */
+static const uint8_t esc_vex[256] = {[0x62] = 1, [0x8f] = 1, [0xc4] = 1, [0xc5] = 1};
+
 static const uint8_t seg_of16_base[8] = {3, 3, 2, 2, 3, 3, 2, 3}; /* bp-based use SS */
 
 /* Decodes the ModRM memory operand (SIB, displacement) into out->mem. */
@@ -313,7 +316,7 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
             map = HVP_DEC_MAP_0F;
             out->map = HVP_X86_MAP_0F;
         }
-    } else if ((b == 0xc4 || b == 0xc5 || b == 0x62 || b == 0x8f) &&
+    } else if (esc_vex[b] &&
                (mode == 64 || b == 0x8f || (s->pos < s->lim && code[s->pos] >= 0xc0)) &&
                (b != 0x8f || (s->pos < s->lim && (code[s->pos] & 0x1f) >= 8))) {
         rc = -HVP_X86_EINVALID;
@@ -404,19 +407,21 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
     }
     out->opcode = (uint8_t)b;
 
-    unsigned osz_def, osz_d64;
-    if (mode == 64) {
-        osz_def = (s->rex & 8) ? 8 : has66 ? 2 : 4;
-        osz_d64 = (s->rex & 8) ? 8 : has66 ? 2 : 8;
-    } else {
-        osz_def = osz_d64 = ((mode == 16) ^ !!has66) ? 2 : 4;
-    }
+    /* operand size before the form is known (OSZ nodes, 3DNow!, EVEX);
+     * d64 forms default to 8 in 64-bit mode */
+#define OSZ(d64)                                                                                   \
+    (mode == 64                 ? ((s->rex & 8) ? 8u                                               \
+                                   : has66      ? 2u                                               \
+                                   : (d64)      ? 8u                                               \
+                                                : 4u)                                                   \
+     : ((mode == 16) ^ !!has66) ? 2u                                                               \
+                                : 4u)
     out->addrsize = (uint8_t)(mode == 64 ? (has67 ? 4 : 8) : ((mode == 16) ^ !!has67) ? 2 : 4);
 
     if (map == HVP_DEC_MAP_3DN) {
         if ((rc = fetch_modrm(s))) goto fail;
         if ((unsigned)s->modrm < 0xc0) {
-            out->opsize = (uint8_t)osz_def;
+            out->opsize = (uint8_t)OSZ(0);
             if ((rc = decode_mem(s, out, 0, 0, 1))) goto fail;
         }
         if (s->pos >= s->lim) {
@@ -445,7 +450,7 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
 
     /* Walk the decision tree. */
     uint32_t n = hvp_dec_root[map][b];
-    for (;;) {
+    while (__builtin_expect((n >> 24) != HVP_DEC_K_LEAF, 0)) {
         unsigned kind = n >> 24, ix = n & 0xffffff;
         switch (kind) {
         case HVP_DEC_K_LEAF: goto leaf;
@@ -461,8 +466,8 @@ int hvp_x86_decode(struct hvp_x86_insn *out, const uint8_t *code, size_t avail, 
             continue;
         case HVP_DEC_K_W: n = hvp_dec_nodes[ix + ((s->rex >> 3) & 1)]; continue;
         case HVP_DEC_K_L: n = hvp_dec_nodes[ix + s->vl]; continue;
-        case HVP_DEC_K_OSZ: n = hvp_dec_nodes[ix + (osz_def >> 2)]; continue;
-        case HVP_DEC_K_OSZD64: n = hvp_dec_nodes[ix + (osz_d64 >> 2)]; continue;
+        case HVP_DEC_K_OSZ: n = hvp_dec_nodes[ix + (OSZ(0) >> 2)]; continue;
+        case HVP_DEC_K_OSZD64: n = hvp_dec_nodes[ix + (OSZ(1) >> 2)]; continue;
         case HVP_DEC_K_ASZ: n = hvp_dec_nodes[ix + (out->addrsize >> 2)]; continue;
         case HVP_DEC_K_B: n = hvp_dec_nodes[ix + (s->rex & 1)]; continue;
         default: rc = -HVP_X86_EINVALID; goto fail;
@@ -472,7 +477,6 @@ leaf:;
     const struct hvp_dec_leaf *lf = &hvp_dec_leaves[n & 0xffffff];
     unsigned lfl = lf->flags;
     rc = -HVP_X86_EINVALID;
-    if (lf->op == HVP_X86_OP_INVALID) goto fail;
     if (lfl & HVP_DEC_F_MPX) {
         /* MPX ignores 67 in 64-bit mode and has no 16-bit addressing */
         if (mode == 64)
@@ -527,7 +531,7 @@ leaf:;
             }
             unsigned n8 = 1;
             if (s->vex == 2) {
-                out->opsize = (uint8_t)osz_def;
+                out->opsize = (uint8_t)OSZ(0);
                 n8 = (lfl & HVP_DEC_F_EB)             ? 1
                      : (lfl & HVP_DEC_F_EW)           ? 2
                      : s->evb && (lfl & HVP_DEC_F_B2) ? 2
@@ -768,7 +772,6 @@ leaf:;
                                             HVP_X86_F_PRIV)) |
                              ((lfl << 5) & HVP_X86_F_LOCKABLE) | (lfl & HVP_X86_F_SERIALIZE));
     out->prefixes = (uint16_t)pfx;
-    out->rex = s->vex ? 0 : out->rex;
     out->vl = (uint8_t)s->vl;
     out->vvvv = (uint8_t)s->vvvv;
     out->len = (uint8_t)s->pos;
@@ -779,4 +782,5 @@ fail:
     out->len = (uint8_t)(s->pos > 15 ? 15 : s->pos);
     out->prefixes = (uint16_t)pfx;
     return rc;
+#undef OSZ
 }

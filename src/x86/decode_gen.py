@@ -215,6 +215,8 @@ class Gen:
         self.leaf_ix = {}
 
     def leaf(self, e):
+        if e.ident == 'INVALID':
+            return 0  # an explicitly invalid form is the invalid node
         key = (e.ident, tuple(e.ops), e.flags, e.isa)
         if key not in self.leaf_ix:
             self.leaf_ix[key] = len(self.leaves)
