@@ -40,6 +40,9 @@ struct disk_driver {
     uint64_t (*allocated)(struct hvp_disk *d);
     /* Structural checks beyond those of open (check mode). */
     int (*check)(struct hvp_disk *d);
+    /* Changes the virtual size in place (the cut tail is known to be zero);
+     * -ENOTSUP when the metadata has no room (the caller rewrites). */
+    int (*resize)(struct hvp_disk *d, uint64_t size);
 };
 
 struct disk_parent_ref {

@@ -379,6 +379,17 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
         }
         goto out;
     }
+    if (d->drv->resize && !compact) {
+        pthread_mutex_lock(&d->mu);
+        r = d->drv->resize(d, size);
+        pthread_mutex_unlock(&d->mu);
+        if (r != -ENOTSUP) {
+            if (r)
+                seterr(err, errlen, "%s%s", d->err, "");
+            goto out;
+        }
+        r = 0; /* no room in the metadata: rewrite */
+    }
     struct disk_ident id;
     get_ident(d, &id);
     struct hvp_disk_create_params cp = {

@@ -382,6 +382,121 @@ static int vhd_check(struct hvp_disk *d)
     return 0;
 }
 
+static int zero_range(struct hvp_disk *d, uint64_t off, uint64_t len)
+{
+    static const uint8_t z[4096];
+    int r = 0;
+    for (uint64_t o = 0; o < len && !r; o += sizeof z)
+        r = disk_pwrite(d, z, min_u64(sizeof z, len - o), off + o);
+    return r;
+}
+
+static void footer_set_size(uint8_t *f, uint64_t size)
+{
+    wr_be64(f + 48, size);
+    uint16_t c;
+    uint8_t h, s;
+    vhd_chs(size, &c, &h, &s);
+    wr_be16(f + 56, c);
+    f[58] = h;
+    f[59] = s;
+    wr_be32(f + 64, vhd_checksum(f, 512, 64));
+}
+
+static int vhd_resize(struct hvp_disk *d, uint64_t size)
+{
+    struct vhd *v = d->priv;
+    uint64_t old = d->size;
+    int r;
+    if (!is_dynamic(d)) {
+        uint8_t f[512];
+        memcpy(f, v->footer, 512);
+        footer_set_size(f, size);
+        r = disk_pwrite(d, f, 512, size); /* new footer first */
+        if (!r && size > old)
+            r = zero_range(d, old, min_u64(512, size - old)); /* the old one is data now */
+        if (!r)
+            r = disk_truncate(d, size + 512);
+        if (!r)
+            r = disk_sync(d);
+        if (r)
+            return r;
+        memcpy(v->footer, f, 512);
+        d->size = size;
+        v->footer_off = size;
+        d->file_end = size;
+        return 0;
+    }
+    if (d->type == HVP_DISK_TYPE_DIFF)
+        return -ENOTSUP;
+    uint64_t bs = d->block_size;
+    uint64_t need = (size + bs - 1) / bs;
+    if (need > v->entries) {
+        /* room between the BAT and the first thing after it */
+        uint64_t limit = v->footer_off;
+        for (uint32_t i = 0; i < v->entries; i++)
+            if (v->bat[i] != VHD_UNALLOC && (uint64_t)v->bat[i] * 512 < limit)
+                limit = (uint64_t)v->bat[i] * 512;
+        for (int i = 0; i < 8; i++) {
+            uint64_t lo = rd_be64(v->hdr + 576 + i * 24 + 16);
+            if (rd_be32(v->hdr + 576 + i * 24) && lo > v->bat_off && lo < limit)
+                limit = lo;
+        }
+        if (v->hdr_off > v->bat_off && v->hdr_off < limit)
+            limit = v->hdr_off;
+        if (v->bat_off + need * 4 > limit || need * 4 > MAX_BAT_BYTES)
+            return -ENOTSUP;
+        uint32_t *nb = realloc(v->bat, need * 4 + 1);
+        if (!nb)
+            return disk_err(d, ENOMEM, "out of memory");
+        v->bat = nb;
+        uint8_t *ff = malloc((need - v->entries) * 4);
+        if (!ff)
+            return disk_err(d, ENOMEM, "out of memory");
+        memset(ff, 0xff, (need - v->entries) * 4);
+        r = disk_pwrite(d, ff, (need - v->entries) * 4, v->bat_off + (uint64_t)v->entries * 4);
+        free(ff);
+        if (r)
+            return r;
+        if (v->bitmaps) {
+            uint8_t **bm = realloc(v->bitmaps, need * sizeof *bm);
+            if (!bm)
+                return disk_err(d, ENOMEM, "out of memory");
+            memset(bm + v->entries, 0, (need - v->entries) * sizeof *bm);
+            v->bitmaps = bm;
+        }
+        for (uint64_t i = v->entries; i < need; i++)
+            v->bat[i] = VHD_UNALLOC;
+        v->entries = (uint32_t)need;
+        wr_be32(v->hdr + 28, v->entries);
+        wr_be32(v->hdr + 36, vhd_checksum(v->hdr, 1024, 36));
+        r = disk_pwrite(d, v->hdr, 1024, v->hdr_off);
+        if (r)
+            return r;
+    }
+    /* the grown part of the old last block must read as zero */
+    uint32_t last = (uint32_t)(old / bs);
+    if (size > old && old % bs && last < v->entries && v->bat[last] != VHD_UNALLOC) {
+        uint64_t end = min_u64((uint64_t)(last + 1) * bs, size);
+        r = zero_range(d, (uint64_t)v->bat[last] * 512 + v->bitmap_size + old % bs, end - old);
+        if (r)
+            return r;
+    }
+    uint8_t f[512];
+    memcpy(f, v->footer, 512);
+    footer_set_size(f, size);
+    r = disk_pwrite(d, f, 512, v->footer_off);
+    if (!r)
+        r = disk_pwrite(d, f, 512, 0);
+    if (!r)
+        r = disk_sync(d);
+    if (r)
+        return r;
+    memcpy(v->footer, f, 512);
+    d->size = size;
+    return 0;
+}
+
 static const struct disk_driver vhd_driver = {
     .map = vhd_map,
     .write = vhd_write,
@@ -389,6 +504,7 @@ static const struct disk_driver vhd_driver = {
     .close = vhd_close,
     .allocated = vhd_allocated,
     .check = vhd_check,
+    .resize = vhd_resize,
 };
 
 struct range {

@@ -74,6 +74,7 @@ struct vhdx {
     uint8_t **sbm;
     uint64_t nchunks;
     uint8_t page83[16];
+    uint64_t vsize_off; /* file offset of the virtual size item */
     bool session;
     uint64_t log_seq;
     struct tx_sector *tx;
@@ -713,6 +714,93 @@ static int vhdx_check(struct hvp_disk *d)
     return r;
 }
 
+static int vhdx_resize(struct hvp_disk *d, uint64_t size)
+{
+    struct vhdx *v = d->priv;
+    if (d->type == HVP_DISK_TYPE_DIFF)
+        return -ENOTSUP;
+    uint64_t bs = d->block_size, old = d->size;
+    uint64_t db = (size + bs - 1) / bs;
+    uint64_t ne = db + (db - 1) / v->cr;
+    if (ne * 8 > v->bat_len)
+        return -ENOTSUP;
+    int r;
+    /* the grown part of the old last block must read as zero */
+    uint64_t lastb = old / bs;
+    if (size > old && old % bs && lastb < v->data_blocks) {
+        uint64_t e = v->bat[bat_idx(v, lastb)];
+        if ((e & 7) == PB_FULLY) {
+            static const uint8_t z[4096];
+            uint64_t end = min_u64((lastb + 1) * bs, size);
+            r = 0;
+            for (uint64_t o = old; o < end && !r; o += sizeof z)
+                r = disk_pwrite(d, z, min_u64(sizeof z, end - o), (e & ~0xFFFFFull) + o % bs);
+            if (r)
+                return r;
+        }
+    }
+    uint64_t *nb = malloc(ne * 8);
+    if (!nb)
+        return disk_err(d, ENOMEM, "out of memory");
+    memset(nb, 0, ne * 8);
+    memcpy(nb, v->bat, min_u64(ne, v->nentries) * 8);
+    uint64_t *oldbat = v->bat;
+    uint64_t oldn = v->nentries;
+    v->bat = nb;
+    v->nentries = ne;
+    r = 0;
+    for (uint64_t b = v->data_blocks; b < db && !r; b++) {
+        if (d->type == HVP_DISK_TYPE_FIXED) {
+            uint64_t o = 0;
+            r = alloc_space(d, bs, &o);
+            v->bat[bat_idx(v, b)] = o | PB_FULLY;
+        }
+    }
+    /* every BAT sector that changed, and the cut entries (now zero) */
+    uint64_t hi = ne > oldn ? ne : oldn;
+    for (uint64_t i = 0; i < hi && !r; i += 512) {
+        uint64_t n = min_u64(512, hi - i);
+        bool changed = false;
+        for (uint64_t k = i; k < i + n; k++) {
+            uint64_t a = k < oldn ? oldbat[k] : 0, b = k < ne ? nb[k] : 0;
+            if (a != b || (k >= oldn) != (k >= ne))
+                changed = true;
+        }
+        if (changed && i < ne)
+            r = tx_add_bat(d, i);
+        else if (changed) {
+            uint8_t sec[4096] = {0};
+            r = tx_add(d, v->bat_off + i * 8, sec);
+            if (r == -EAGAIN && !(r = tx_commit(d)))
+                r = tx_add(d, v->bat_off + i * 8, sec);
+        }
+    }
+    uint8_t sec[4096];
+    uint64_t so = v->vsize_off & ~4095ull;
+    if (!r)
+        r = disk_pread(d, sec, 4096, so);
+    if (!r) {
+        wr_le64(sec + (v->vsize_off - so), size);
+        r = tx_add(d, so, sec);
+        if (r == -EAGAIN && !(r = tx_commit(d)))
+            r = tx_add(d, so, sec);
+    }
+    if (!r)
+        r = tx_commit(d);
+    if (r) {
+        v->ntx = 0;
+        free(nb);
+        v->bat = oldbat;
+        v->nentries = oldn;
+        return r;
+    }
+    free(oldbat);
+    d->size = size;
+    v->data_blocks = db;
+    v->nchunks = (db + v->cr - 1) / v->cr;
+    return 0;
+}
+
 static const struct disk_driver vhdx_driver = {
     .map = vhdx_map,
     .write = vhdx_write,
@@ -721,6 +809,7 @@ static const struct disk_driver vhdx_driver = {
     .close = vhdx_close,
     .allocated = vhdx_allocated,
     .check = vhdx_check,
+    .resize = vhdx_resize,
 };
 
 /* ---- open ---- */
@@ -865,6 +954,7 @@ static int read_metadata(struct hvp_disk *d, uint64_t fs)
             have_fp = true;
         } else if (!memcmp(e, G_VSIZE, 16) && il >= 8) {
             d->size = rd_le64(it);
+            v->vsize_off = v->meta_off + io;
             have_size = true;
         } else if (!memcmp(e, G_PAGE83, 16) && il >= 16) {
             memcpy(v->page83, it, 16);

@@ -94,5 +94,29 @@ qemu-img check -q -r all dl-q.vhdx >/dev/null 2>&1 || fail "qemu-img check -r al
 "$hvp" disk compare dl.raw dl.vhdx >/dev/null || fail "content after hvp replay"
 qemu-img compare -q -f raw -F vhdx dl.raw dl-q.vhdx || fail "content after qemu replay"
 
+# 5. resize (in place where the metadata has room, else rewritten): qemu
+# reads the new size exactly and the same content
+for spec in "vhd fixed 3146752 7340544" "vhd dynamic 3146752 7340544" "vhd dynamic 3146752 42991616 --block-size=64K" \
+            "vhdx dynamic 3146752 7340544 --block-size=1M" "vhdx fixed 3146752 7340544 --block-size=1M" \
+            "vhdx dynamic 7340544 3146752 --block-size=1M"; do
+    set -- $spec
+    f=$1 t=$2 size=$3 new=$4 bs=${5:-}
+    q=$(qfmt "$f")
+    "$hvp" disk create -f "$f" --type "$t" $bs rs.$f "$size" || { fail "create $spec"; continue; }
+    truncate -s "$size" rs.raw
+    "$tool" randwrite rs.$f rs.raw 7 20 100000 || fail "writes $spec"
+    if [ "$new" -lt "$size" ]; then
+        "$tool" discard rs.$f rs.raw "$new" $((size - new)) || fail "discard $spec"
+    fi
+    "$hvp" disk resize rs.$f "$new" || fail "resize $spec"
+    truncate -s "$new" rs.raw
+    got=$(vsize "$q" rs.$f)
+    [ "$got" = "$new" ] || fail "resize $spec: qemu-img reads virtual size $got, not $new"
+    qemu-img compare -q -f raw -F "$q" rs.raw rs.$f || fail "resize $spec: content differs for qemu"
+    [ "$f" = vhdx ] && { qemu-img check -q rs.$f || fail "resize $spec: qemu-img check"; }
+    out=$("$hvp" disk check rs.$f) || fail "resize $spec: hvp disk check: $out"
+    rm -f rs.$f rs.raw
+done
+
 [ $fails -eq 0 ] && echo ok
 [ $fails -eq 0 ]

@@ -631,10 +631,10 @@ Test(disk, vhdx_compact)
     compact_case(HVP_DISK_FMT_VHDX, 1048576);
 }
 
-static void resize_case(enum hvp_disk_format f, enum hvp_disk_type t)
+static void resize_case_bs(enum hvp_disk_format f, enum hvp_disk_type t, uint32_t bs, uint64_t big)
 {
-    const uint64_t size = 3 * 1048576, big = 7 * 1048576 + 512;
-    mk("r", f, t, size, f == HVP_DISK_FMT_VHDX ? 1048576 : 0, NULL);
+    const uint64_t size = 3 * 1048576 + 1024;
+    mk("r", f, t, size, bs, NULL);
     uint8_t *ref = calloc(1, big);
     hvp_disk *d = op("r", 0);
     scribble(d, ref, size, 9, 20, 100000);
@@ -658,6 +658,21 @@ static void resize_case(enum hvp_disk_format f, enum hvp_disk_type t)
     hvp_disk_close(d);
     cr_assert_eq(hvp_disk_check(pth("r"), 0, NULL, NULL, err, sizeof err), 0);
     free(ref);
+}
+
+static void resize_case(enum hvp_disk_format f, enum hvp_disk_type t)
+{
+    resize_case_bs(f, t, f == HVP_DISK_FMT_VHDX ? 1048576 : 0, 7 * 1048576 + 512);
+}
+
+Test(disk, resize_vhd_dynamic_beyond_bat_room)
+{
+    /* 64 KiB blocks: the grown BAT does not fit its padding: rewritten */
+    resize_case_bs(HVP_DISK_FMT_VHD, HVP_DISK_TYPE_DYNAMIC, 65536, 41 * 1048576);
+}
+Test(disk, resize_vhdx_fixed)
+{
+    resize_case(HVP_DISK_FMT_VHDX, HVP_DISK_TYPE_FIXED);
 }
 
 Test(disk, resize_vhd_dynamic)
