@@ -493,17 +493,19 @@ leaf:;
                                                                       : 4);
     else
         out->opsize = (uint8_t)(((mode == 16) ^ (has66 && !(lfl & HVP_DEC_F_MP66))) ? 2 : 4);
-    if (s->vex && (s->vvvv & ((lfl & HVP_DEC_F_VSIB) ? 15 : 31)) && !(lfl & HVP_DEC_F_VVVV))
-        goto fail; /* VEX.vvvv must be 1111 when unused (EVEX.V' extends a VSIB index) */
-    if (s->vex == 2) {
-        unsigned memop = s->modrm < 0xc0;
-        if (s->evb && (memop ? !(lfl & HVP_DEC_F_BC) : !(lfl & (HVP_DEC_F_ER | HVP_DEC_F_SAE))))
-            goto fail;
-        if (s->evz && ((lfl & HVP_DEC_F_NZ) || (memop && (lfl & HVP_DEC_F_NZM)))) goto fail;
-        if ((lfl & HVP_DEC_F_KM) && !s->aaa) goto fail;
-        if ((lfl & HVP_DEC_F_NM) && s->aaa) goto fail; /* no masking for this form */
+    if (s->vex) {
+        /* VEX.vvvv must be 1111 when unused (EVEX.V' extends a VSIB index) */
+        if ((s->vvvv & ((lfl & HVP_DEC_F_VSIB) ? 15 : 31)) && !(lfl & HVP_DEC_F_VVVV)) goto fail;
+        if (s->vex == 2) {
+            unsigned memop = s->modrm < 0xc0;
+            if (s->evb && (memop ? !(lfl & HVP_DEC_F_BC) : !(lfl & (HVP_DEC_F_ER | HVP_DEC_F_SAE))))
+                goto fail;
+            if (s->evz && ((lfl & HVP_DEC_F_NZ) || (memop && (lfl & HVP_DEC_F_NZM)))) goto fail;
+            if ((lfl & HVP_DEC_F_KM) && !s->aaa) goto fail;
+            if ((lfl & HVP_DEC_F_NM) && s->aaa) goto fail; /* no masking for this form */
+        }
+        if (mode != 64) s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
     }
-    if (mode != 64) s->vvvv &= 7; /* bit 3 is ignored outside 64-bit mode */
     if ((lfl & HVP_DEC_F_MODRM) && (rc = fetch_modrm(s))) goto fail;
     if (s->modrm >= 0) {
         out->flags |= HVP_X86_F_MODRM;
@@ -734,34 +736,37 @@ leaf:;
         default: rc = -HVP_X86_EINVALID; goto fail;
         }
     }
-    for (unsigned k = 0; s->vex && k < lf->nops; k++)
-        if (out->ops[k].kind == HVP_X86_OPK_REG && !out->ops[k].reg) {
-            rc = -HVP_X86_EINVALID; /* opmask register above k7 */
+    if (s->vex) { /* register rules of VEX/EVEX forms */
+        for (unsigned k = 0; k < lf->nops; k++)
+            if (out->ops[k].kind == HVP_X86_OPK_REG && !out->ops[k].reg) {
+                rc = -HVP_X86_EINVALID; /* opmask register above k7 */
+                goto fail;
+            }
+        if (s->vex == 1 && lf->nops == 3 && (out->ops[1].flags & HVP_X86_OPF_VSIB)) {
+            /* VEX gathers: destination, index and mask must differ */
+            unsigned dst = (out->ops[0].reg - HVP_X86_REG_XMM0) & 31,
+                     msk = (out->ops[2].reg - HVP_X86_REG_XMM0) & 31,
+                     idx = (out->mem.index - HVP_X86_REG_XMM0) & 31;
+            if (dst == msk || dst == idx || msk == idx) {
+                rc = -HVP_X86_EINVALID;
+                goto fail;
+            }
+        }
+        if (s->vex == 2 && lf->nops == 2 && out->ops[0].kind == HVP_X86_OPK_REG &&
+            (out->ops[1].flags & HVP_X86_OPF_VSIB) &&
+            ((out->ops[0].reg - HVP_X86_REG_XMM0) & 31) ==
+                ((out->mem.index - HVP_X86_REG_XMM0) & 31)) {
+            rc = -HVP_X86_EINVALID; /* EVEX gathers: destination and index must differ */
             goto fail;
         }
-    if (s->vex == 1 && lf->nops == 3 && (out->ops[1].flags & HVP_X86_OPF_VSIB)) {
-        /* VEX gathers: destination, index and mask must differ */
-        unsigned dst = (out->ops[0].reg - HVP_X86_REG_XMM0) & 31,
-                 msk = (out->ops[2].reg - HVP_X86_REG_XMM0) & 31,
-                 idx = (out->mem.index - HVP_X86_REG_XMM0) & 31;
-        if (dst == msk || dst == idx || msk == idx) {
-            rc = -HVP_X86_EINVALID;
+        if ((lfl & HVP_DEC_F_CPLX) &&
+            (out->ops[0].reg == out->ops[1].reg ||
+             (out->ops[2].kind == HVP_X86_OPK_REG &&
+              (out->ops[0].reg == out->ops[2].reg ||
+               (out->ops[0].reg >= HVP_X86_REG_TMM0 && out->ops[1].reg == out->ops[2].reg))))) {
+            rc = -HVP_X86_EINVALID; /* complex FP16 FMA: destination must differ from sources */
             goto fail;
         }
-    }
-    if (s->vex == 2 && lf->nops == 2 && out->ops[0].kind == HVP_X86_OPK_REG &&
-        (out->ops[1].flags & HVP_X86_OPF_VSIB) &&
-        ((out->ops[0].reg - HVP_X86_REG_XMM0) & 31) == ((out->mem.index - HVP_X86_REG_XMM0) & 31)) {
-        rc = -HVP_X86_EINVALID; /* EVEX gathers: destination and index must differ */
-        goto fail;
-    }
-    if ((lfl & HVP_DEC_F_CPLX) &&
-        (out->ops[0].reg == out->ops[1].reg ||
-         (out->ops[2].kind == HVP_X86_OPK_REG &&
-          (out->ops[0].reg == out->ops[2].reg ||
-           (out->ops[0].reg >= HVP_X86_REG_TMM0 && out->ops[1].reg == out->ops[2].reg))))) {
-        rc = -HVP_X86_EINVALID; /* complex FP16 FMA: destination must differ from sources */
-        goto fail;
     }
     /* leaf flag bits BR COND STR PRIV sit one above HVP_X86_F_BRANCH.. */
     _Static_assert(HVP_DEC_F_BR >> 1 == HVP_X86_F_BRANCH && HVP_DEC_F_PRIV >> 1 == HVP_X86_F_PRIV &&
