@@ -59,12 +59,13 @@ static const char *const ratchet[] = {
     /* "x87", "simd"  stage 2: landed 05aa088 */
     /* "vex"  stage 3: landed 17d5413 (all but AMX) */
     /* "amx validity"  AMX: landed 9c9c4ca */
-    "evex validity", /* stage 4 has landed; left, about 1 in 1M random
-                      * cases, all AVX512-FP16: vmovw with EVEX.W1 (WIG in
-                      * the SDM, hvp rejects it), and vcvt(t)sh2(u)si with
-                      * EVEX.W1 outside 64-bit mode (Zydis rejects it; the
-                      * W1 row is "N.E." there, but vcvtss2si's footnote
-                      * says W1 is ignored). To settle, then remove. */
+    "evex validity", /* stage 4 has landed; left (a few in 10M random
+                      * cases): vcvtsi2sh/vcvtusi2sh with EVEX.W1 outside
+                      * 64-bit mode. hvp ignores W there, as the SDM's
+                      * footnote for vcvtsi2ss/vcvtusi2ss says (and Zydis
+                      * does for those); Zydis rejects the FP16 forms, and
+                      * so does hvp for vcvt(t)sh2(u)si. To settle, then
+                      * remove. */
     /* XOP, TBM, FMA4 and 3DNow! are outside the target ISA (see
      * not_in_target below): hvp may reject them; if it decodes them they
      * are compared like the rest. */
