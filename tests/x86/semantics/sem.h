@@ -130,6 +130,9 @@ const char *sem_tmpl_name(unsigned t);
 const char *sem_tmpl_mnemonic(unsigned t);
 /* Whether the host CPU has what template t needs. */
 bool sem_tmpl_host_ok(unsigned t);
+/* Whether hvp's #UD counts as a mismatch even where the host faults
+ * otherwise (privileged instructions: the host's #GP is the answer). */
+bool sem_tmpl_strict(unsigned t);
 /* Generates case number k of template t for seed; fills *c and *m. */
 void sem_tmpl_gen(unsigned t, uint64_t seed, uint64_t k, struct sem_case *c, struct sem_mask *m);
 

@@ -75,7 +75,11 @@ enum {
 #define S_MXCSR    0x04000000u /* ldmxcsr: memory holds an MXCSR value */
 #define S_SHORTSRC 0x08000000u /* shifts by register: small counts in the low qword */
 #define S_STRREP   0x10000000u /* REP string: rcx small */
-#define S_CRC      0x20000000u
+#define S_PRIV     0x20000000u /* privileged at CPL 3: hvp's #UD is a mismatch, not "unimplemented" */
+#define S_MOFFS    0x40000000u /* mov moffs: the immediate is an address in the data page */
+#define S_ENTER    0x80000000u /* enter: rbp in the data page */
+#define S_LEAVE    0x100000000ull
+#define S_MASKMOV  0x200000000ull /* maskmovq/maskmovdqu: rdi in the data page */
 
 struct sem_tmpl {
     char name[72];
@@ -91,7 +95,7 @@ struct sem_tmpl {
     uint16_t undef;    /* RFLAGS bits left undefined */
     uint16_t fswundef; /* x87 status bits left undefined */
     uint16_t fixed;    /* implicit GPRs with special values */
-    uint32_t spec;
+    uint64_t spec;
     uint32_t hash;
 };
 
@@ -106,6 +110,7 @@ static unsigned nt;
 #define RSP (1u << 4)
 #define RSI (1u << 6)
 #define RDI (1u << 7)
+#define RBP (1u << 5)
 
 #define FSW_C0   0x0100
 #define FSW_C1   0x0200
@@ -455,7 +460,51 @@ static void integer_templates(void)
     /* CRC32 */
     t = add("crc32", "r32, r/m8", 0xf2, 2, 0xf0, FM_RM, 0, 4), t->rmsz = 1, t->isa = I_SSE42;
     t = add("crc32", "r32, r/m16", 0xf2, 2, 0xf1, FM_RM, 0, 2), t->rmsz = 2, t->isa = I_SSE42,
-    t->spec = S_CRC;
+    t = add("movnti", "m32, r32", 0, 1, 0xc3, FM_RM, 0, 4), t->rm = RM_MEM, t->isa = I_SSE2;
+    t = add("movnti", "m64, r64", 0, 1, 0xc3, FM_RM, 0, 8), t->rm = RM_MEM, t->isa = I_SSE2;
+    /* absolute moffs forms */
+    t = add("mov", "al, moffs8", 0, 0, 0xa0, FM_NONE, 0, 1), t->imm = 8, t->spec = S_MOFFS;
+    t = add("mov", "moffs8, al", 0, 0, 0xa2, FM_NONE, 0, 1), t->imm = 8, t->spec = S_MOFFS;
+    for (unsigned i = 0; i < 3; i++) {
+        unsigned s = vsz[i];
+        const char *a = s == 2 ? "ax" : s == 4 ? "eax" : "rax";
+        t = add("mov", fmt("%s, moffs%s", a, bits(s)), 0, 0, 0xa1, FM_NONE, 0, s), t->imm = 8,
+        t->spec = S_MOFFS;
+        t = add("mov", fmt("moffs%s, %s", bits(s), a), 0, 0, 0xa3, FM_NONE, 0, s), t->imm = 8,
+        t->spec = S_MOFFS;
+    }
+    t = add("leave", "", 0, 0, 0xc9, FM_NONE, 0, 8), t->spec = S_STACK | S_LEAVE,
+    t->fixed = RSP | RBP;
+    t = add("leave", "(o16)", 0, 0, 0xc9, FM_NONE, 0, 2), t->spec = S_STACK | S_LEAVE,
+    t->fixed = RSP | RBP;
+    t = add("enter", "imm16, imm8", 0, 0, 0xc8, FM_NONE, 0, 8), t->imm = 3,
+    t->spec = S_STACK | S_ENTER, t->fixed = RSP | RBP;
+    t = add("pause", "", 0xf3, 0, 0x90, FM_NONE, 0, 0);
+    /* exceptions: traps, and what CPL 3 may not do (#GP) */
+    t = add("ud2", "", 0, 1, 0x0b, FM_NONE, 0, 0);
+    t = add("int3", "", 0, 0, 0xcc, FM_NONE, 0, 0);
+    static const struct {
+        const char *mn, *ops;
+        uint8_t map, opc, fix;
+    } priv[] = {{"hlt", "", 0, 0xf4, 0},
+                {"cli", "", 0, 0xfa, 0},
+                {"sti", "", 0, 0xfb, 0},
+                {"in", "al, dx", 0, 0xec, 0},
+                {"out", "dx, al", 0, 0xee, 0},
+                {"in", "al, imm8", 0, 0xe4, 1},
+                {"rdmsr", "", 1, 0x32, 0},
+                {"wrmsr", "", 1, 0x30, 0},
+                {"wbinvd", "", 1, 0x09, 0},
+                {"mov", "rax, cr0", 1, 0x20, 0xc0},
+                {"mov", "cr0, rax", 1, 0x22, 0xc0},
+                {"clts", "", 1, 0x06, 0}};
+    for (size_t i = 0; i < sizeof priv / sizeof priv[0]; i++) {
+        t = add(priv[i].mn, priv[i].ops, 0, priv[i].map, priv[i].opc,
+                priv[i].fix > 1 ? FM_FIX : FM_NONE, priv[i].fix, 0);
+        t->spec = S_PRIV;
+        t->rm = RM_REG;
+        if (priv[i].fix == 1) t->imm = 1;
+    }
     t = add("crc32", "r32, r/m32", 0xf2, 2, 0xf1, FM_RM, 0, 4), t->isa = I_SSE42;
     t = add("crc32", "r64, r/m8", 0xf2, 2, 0xf0, FM_RM, 0, 8), t->rmsz = 1, t->isa = I_SSE42;
     t = add("crc32", "r64, r/m64", 0xf2, 2, 0xf1, FM_RM, 0, 8), t->isa = I_SSE42;
@@ -868,6 +917,10 @@ static void simd_templates(void)
     simd_one(0, 1, 0xc5, "pextrw", 8, X_REG | X_GREG | X_IMM, I_SSE, -1, true);
     simd_one(0, 1, 0xd7, "pmovmskb", 8, X_REG | X_GREG, I_SSE, -1, true);
     simd_one(0, 1, 0xe7, "movntq", 8, X_MEM, I_SSE, -1, true);
+    simd_one(0, 1, 0xf7, "maskmovq", 8, X_REG, I_SSE, -1, true);
+    tt[nt - 1].spec |= S_MASKMOV, tt[nt - 1].fixed = RDI;
+    simd_one(0x66, 1, 0xf7, "maskmovdqu", 16, X_REG, I_SSE2, -1, false);
+    tt[nt - 1].spec |= S_MASKMOV, tt[nt - 1].fixed = RDI;
     struct sem_tmpl *t = add("emms", "", 0, 1, 0x77, FM_NONE, 0, 0);
     t->isa = I_MMX;
 }
@@ -1042,6 +1095,11 @@ static bool host_has(unsigned isa)
     case I_LAHF: return ce & 1;
     }
     return false;
+}
+
+bool sem_tmpl_strict(unsigned t)
+{
+    return tt[t].spec & S_PRIV;
 }
 
 bool sem_tmpl_host_ok(unsigned t)
@@ -1605,6 +1663,15 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         if (sem_rand(r) & 1) *gpr(&g, 1) = v[sem_below(r, 6)];
     }
     if (t->spec & S_XLAT) *gpr(&g, 3) = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x800);
+    if (t->spec & S_MASKMOV) *gpr(&g, 7) = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x800);
+    if (t->spec & S_MOFFS) imm = SEM_DATA_ADDR + 0x40 + sem_below(r, 0xa00);
+    if (t->spec & S_LEAVE) *gpr(&g, 5) = SEM_DATA_ADDR + 0xc00 + 8 * sem_below(r, 64);
+    if (t->spec & S_ENTER) {
+        /* size, then nesting level (mostly 0..2; the frame pointers read come from [rbp]) */
+        unsigned level = (sem_rand(r) & 3) ? (unsigned)sem_below(r, 3) : (unsigned)sem_below(r, 32);
+        imm = (sem_below(r, 64) * 8) | (uint64_t)level << 16;
+        *gpr(&g, 5) = SEM_DATA_ADDR + 0x900 + 8 * sem_below(r, 64);
+    }
     if ((t->spec & S_PCMPSTR) && (sem_rand(r) & 3)) {
         *gpr(&g, 0) = (uint64_t)(int64_t)((int)sem_below(r, 41) - 20);
         *gpr(&g, 2) = (uint64_t)(int64_t)((int)sem_below(r, 41) - 20);
