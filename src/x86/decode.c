@@ -153,6 +153,7 @@ decode_mem(struct dstate *s, struct hvp_x86_insn *out, unsigned agen, unsigned v
 
 /* Size in bytes of a size code for this instruction. */
 /* Sizes of the size codes that do not depend on the instruction. */
+_Static_assert(HVP_DEC_S_TM < 64, "size codes index a 64-entry table");
 static const uint16_t fixed_size[64] = {
     [HVP_DEC_S_B] = 1,    [HVP_DEC_S_W] = 2,    [HVP_DEC_S_D] = 4,    [HVP_DEC_S_Q] = 8,
     [HVP_DEC_S_DQ] = 16,  [HVP_DEC_S_QQ] = 32,  [HVP_DEC_S_T] = 10,   [HVP_DEC_S_SS] = 4,
