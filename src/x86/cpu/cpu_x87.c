@@ -88,13 +88,13 @@ _Static_assert(sizeof(struct x87_img) == 108, "FNSAVE image");
 
 /* ---- state helpers ---- */
 
-#define FSW_ES   0x0080u
-#define FSW_B    0x8000u
-#define FSW_TOP  0x3800u
-#define CR0_EM   0x4u
-#define CR0_TS   0x8u
-#define X87_MF   16
-#define X87_NM   7
+#define FSW_ES  0x0080u
+#define FSW_B   0x8000u
+#define FSW_TOP 0x3800u
+#define CR0_EM  0x4u
+#define CR0_TS  0x8u
+#define X87_MF  16
+#define X87_NM  7
 
 static inline unsigned fpu_top(const struct hvp_cpu_fpu *f)
 {
@@ -109,7 +109,7 @@ static inline bool fpu_pending(const struct hvp_cpu_fpu *f)
 /* FSW with ES and B recomputed from the flags and the masks. */
 static inline uint16_t fsw_norm(uint16_t fsw, uint16_t fcw)
 {
-    fsw &= (uint16_t)~(FSW_ES | FSW_B);
+    fsw &= (uint16_t) ~(FSW_ES | FSW_B);
     if (fsw & ~fcw & 0x3f) fsw |= FSW_ES | FSW_B;
     return fsw;
 }
@@ -155,7 +155,7 @@ static void img_from(const struct hvp_cpu_fpu *f, struct x87_img *m)
 {
     memset(m, 0, sizeof *m);
     m->cw = f->fcw;
-    m->sw = f->fsw & (uint16_t)~(FSW_ES | FSW_B); /* never let the host trap */
+    m->sw = f->fsw & (uint16_t) ~(FSW_ES | FSW_B); /* never let the host trap */
     m->tw = full_tw(f);
     for (unsigned k = 0; k < 8; k++)
         memcpy(m->st[k], f->st[k], 10);
@@ -198,9 +198,9 @@ static inline void x87_last(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, 
 /* ---- instructions that run on the host ---- */
 
 /* d->aux */
-#define XK_LOAD     0x01 /* reads its memory operand (d->osz bytes) */
-#define XK_STORE    0x02 /* writes it */
-#define XK_FLAGS_IN 0x04 /* FCMOVcc: guest CF/PF/ZF */
+#define XK_LOAD      0x01 /* reads its memory operand (d->osz bytes) */
+#define XK_STORE     0x02 /* writes it */
+#define XK_FLAGS_IN  0x04 /* FCMOVcc: guest CF/PF/ZF */
 #define XK_FLAGS_OUT 0x08 /* FCOMI*: sets ZF/PF/CF, clears OF/SF/AF */
 /* d->r0: ST(i) exchanged with ST(1) around the stub, 0 = none;
  * d->imm: stub number. */
@@ -251,8 +251,7 @@ HVP_HANDLER(h_host)
         uint64_t hf = run_stub(&m, buf, (unsigned)d->imm, d->r0, fl);
         if (d->aux & XK_FLAGS_OUT) {
             hvp_flags_materialize(cpu);
-            cpu->rflags = (cpu->rflags & ~(uint64_t)HVP_ARITH) |
-                          (hf & (HVP_CF | HVP_PF | HVP_ZF));
+            cpu->rflags = (cpu->rflags & ~(uint64_t)HVP_ARITH) | (hf & (HVP_CF | HVP_PF | HVP_ZF));
         }
     }
     img_to(f, &m);
@@ -262,12 +261,26 @@ HVP_HANDLER(h_host)
 
 /* ---- control instructions ---- */
 
-#define FCW_STORED(v) ((uint16_t)(((v) & 0x1f3f) | 0x40))
+#define FCW_STORED(v) ((uint16_t)(((v)&0x1f3f) | 0x40))
+
+/* Sets FSW; registers stay where they are physically, so a new TOP
+ * renames them: ST(k) becomes physical register top' + k. */
+static void fpu_set_fsw(struct hvp_cpu_fpu *f, uint16_t fsw)
+{
+    unsigned t0 = fpu_top(f), t1 = (fsw >> 11) & 7;
+    if (t0 != t1) {
+        uint8_t r[8][16];
+        memcpy(r, f->st, sizeof r);
+        for (unsigned k = 0; k < 8; k++)
+            memcpy(f->st[k], r[(t1 + k - t0) & 7], 16);
+    }
+    f->fsw = fsw;
+}
 
 static void fpu_init(struct hvp_cpu_fpu *f)
 {
     f->fcw = 0x37f;
-    f->fsw = 0;
+    fpu_set_fsw(f, 0);
     f->ftw = 0;
     f->fip = f->fdp = 0;
     f->fop = 0;
@@ -321,7 +334,8 @@ static unsigned env_write(struct hvp_cpu *cpu, uint8_t *e, bool o16)
 {
     const struct hvp_cpu_fpu *f = &cpu->st.fpu;
     uint16_t cw = f->fcw, sw = fsw_norm(f->fsw, f->fcw), tw = full_tw(f);
-    uint16_t cs = cpu->st.seg[HVP_SEG_CS].selector, ds = cpu->st.seg[HVP_SEG_DS].selector;
+    const uint16_t cs = 0,
+                   ds = 0; /* FCS/FDS are not kept: stored as 0 (deprecated, CPUID.7:EBX[13]) */
     if (o16) {
         uint16_t w[7] = {cw, sw, tw, (uint16_t)f->fip, cs, (uint16_t)f->fdp, ds};
         memcpy(e, w, 14);
@@ -357,7 +371,7 @@ static void env_read(struct hvp_cpu_fpu *f, const uint8_t *e, bool o16)
         f->fdp = w[5];
     }
     f->fcw = FCW_STORED(cw);
-    f->fsw = fsw_norm(sw, f->fcw);
+    fpu_set_fsw(f, fsw_norm(sw, f->fcw));
     f->ftw = abridged_tw(tw);
 }
 
@@ -435,9 +449,7 @@ HVP_HANDLER(h_fxsave)
         } else {
             uint32_t ip = (uint32_t)f->fip, dp = (uint32_t)f->fdp;
             memcpy(b + 8, &ip, 4);
-            memcpy(b + 12, &cpu->st.seg[HVP_SEG_CS].selector, 2);
             memcpy(b + 16, &dp, 4);
-            memcpy(b + 20, &cpu->st.seg[HVP_SEG_DS].selector, 2);
         }
     }
     uint32_t mm = MXCSR_MASK;
@@ -538,8 +550,7 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
             return HVP_B_END;
         }
         d->aux = xi->op == HVP_X86_OP_FXSAVE64 || xi->op == HVP_X86_OP_FXRSTOR64;
-        d->fn = xi->op == HVP_X86_OP_FXSAVE || xi->op == HVP_X86_OP_FXSAVE64 ? h_fxsave
-                                                                             : h_fxrstor;
+        d->fn = xi->op == HVP_X86_OP_FXSAVE || xi->op == HVP_X86_OP_FXSAVE64 ? h_fxsave : h_fxrstor;
         return HVP_B_OK;
     default: break;
     }
