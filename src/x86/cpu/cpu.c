@@ -582,6 +582,7 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
     t->page2 = 1;
     t->mode = cpu->mode;
     t->dead = 0;
+    t->link[0] = t->link[1] = NULL;
     t->insns = &cpu->pool[cpu->pool_used];
     unsigned n = 0;
     uint64_t a = pc;
@@ -644,9 +645,8 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
     return t;
 }
 
-static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu)
+static inline struct hvp_trace *trace_lookup(struct hvp_cpu *cpu, uint64_t pc)
 {
-    uint64_t pc = cpu->rip;
     struct hvp_trace *t = cpu->hash[hash_of(pc)];
     for (; t; t = t->hnext)
         if (t->phys == pc && t->mode == cpu->mode) goto found;
@@ -654,6 +654,26 @@ static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu)
 found:
     /* the fetch permission may have been revoked since */
     if (unlikely(hvp_tlb(cpu, pc)->tag_x != (pc & HVP_PAGE_MASK))) fetch_ptr(cpu, pc);
+    return t;
+}
+
+static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu, struct hvp_trace *prev)
+{
+    uint64_t pc = cpu->rip;
+    if (likely(prev != NULL)) {
+        /* trace linking: the successors seen last time, without hashing */
+        for (int i = 0; i < 2; i++) {
+            struct hvp_trace *l = prev->link[i];
+            if (l && l->pc == pc && l->mode == cpu->mode && !l->dead &&
+                likely(hvp_tlb(cpu, pc)->tag_x == (pc & HVP_PAGE_MASK)))
+                return l;
+        }
+    }
+    struct hvp_trace *t = trace_lookup(cpu, pc);
+    if (prev && !prev->dead) {
+        prev->link[1] = prev->link[0];
+        prev->link[0] = t;
+    }
     return t;
 }
 
@@ -679,6 +699,7 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
     cpu->budget_left = budget ? budget : UINT64_MAX;
     cpu->stop = false;
     cpu->cur = NULL;
+    struct hvp_trace *prev = NULL;
     int j = setjmp(cpu->jb);
     if (j) {
         /* an exception: count what retired in the trace before it */
@@ -702,7 +723,7 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
             exit->reason = HVP_CPU_EXIT_BUDGET;
             break;
         }
-        struct hvp_trace *t = trace_get(cpu);
+        struct hvp_trace *t = trace_get(cpu, prev);
         cpu->cur = t;
         const struct hvp_dinsn *d = t->insns, *nd;
         if (likely(t->n <= cpu->budget_left)) {

@@ -1691,8 +1691,7 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->fn = h_movx;
         return HVP_B_OK;
     case HVP_X86_OP_MOVNTI:
-        if (!(d->fl & HVP_DF_M0))
-            return HVP_B_NONE;
+        if (!(d->fl & HVP_DF_M0)) return HVP_B_NONE;
         d->osz = (uint8_t)sz0;
         d->fn = h_mov_mr;
         return HVP_B_OK;

@@ -153,6 +153,8 @@ struct hvp_trace {
     uint16_t dead;
     struct hvp_trace *hnext;
     struct hvp_dinsn *insns;
+    /* the last two successors (trace linking): checked by pc, mode, dead */
+    struct hvp_trace *link[2];
 };
 
 #define HVP_POOL_N   65536 /* decoded entries */
@@ -411,6 +413,17 @@ static inline bool hvp_cond(struct hvp_cpu *cpu, unsigned cc)
         case 13: return s >= 0;
         case 14: return s <= 0;
         case 15: return s > 0;
+        default: break;
+        }
+    }
+    if (cpu->lf_op != HVP_LF_NONE) {
+        /* ZF and SF come straight from the (truncated) result */
+        unsigned sh = 64 - cpu->lf_sz * 8;
+        switch (cc) {
+        case 4: return cpu->lf_res == 0;
+        case 5: return cpu->lf_res != 0;
+        case 8: return (int64_t)(cpu->lf_res << sh) < 0;
+        case 9: return (int64_t)(cpu->lf_res << sh) >= 0;
         default: break;
         }
     }
