@@ -260,8 +260,13 @@ static unsigned compare(const struct sem_out *e, const struct sem_out *g, const 
             sb(s, "\n");
         }
     unsigned shown = 0;
+    uint8_t skip[SEM_DATA_SIZE / 8] = {0};
+    for (int k = 0; k < 4; k++)
+        for (unsigned i = m->dskip[k].off;
+             i < (unsigned)m->dskip[k].off + m->dskip[k].len && i < SEM_DATA_SIZE; i++)
+            skip[i / 8] |= (uint8_t)(1u << (i % 8));
     for (unsigned i = 0; i < SEM_DATA_SIZE; i++) {
-        if (e->data[i] == g->data[i]) continue;
+        if (e->data[i] == g->data[i] || (skip[i / 8] >> (i % 8)) & 1) continue;
         n++;
         if (shown++ < 4) {
             unsigned j = i & ~7u;

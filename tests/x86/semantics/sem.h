@@ -73,6 +73,11 @@ struct sem_mask {
     uint16_t gpr_skip; /* GPRs whose value is undefined */
     uint16_t fsw;      /* x87 status bits compared */
     bool st_approx;    /* reserved */
+    /* data-page byte ranges not compared (implementation-specific fields of
+     * stored x87/SSE environments: FIP/FDP/FOP, MXCSR_MASK, reserved) */
+    struct {
+        uint16_t off, len;
+    } dskip[4];
 };
 
 /* ---- native runner (native.c) ---- */

@@ -80,6 +80,9 @@ enum {
 #define S_ENTER    0x80000000u /* enter: rbp in the data page */
 #define S_LEAVE    0x100000000ull
 #define S_MASKMOV  0x200000000ull /* maskmovq/maskmovdqu: rdi in the data page */
+#define S_FXSAVE   0x400000000ull /* stores an FXSAVE image: FIP/FDP/FOP, MXCSR_MASK not compared */
+#define S_FXRSTOR  0x800000000ull /* loads an FXSAVE image: memory holds a plausible one */
+#define S_ENV      0x1000000000ull /* stores an x87 environment: FIP/FDP/FOP, reserved not compared */
 
 struct sem_tmpl {
     char name[72];
@@ -87,8 +90,8 @@ struct sem_tmpl {
     uint8_t pfx, map, opc, form, ext;
     uint8_t osz; /* GPR operand size; 0 = none */
     uint8_t regk, rmk, rm;
-    uint8_t msz; /* memory access size */
-    uint8_t imm; /* immediate bytes */
+    uint16_t msz; /* memory access size */
+    uint8_t imm;  /* immediate bytes */
     uint8_t vex, vexw, vexk;
     uint8_t isa;
     uint8_t rmsz;      /* size of a GPR r/m operand when it differs from osz */
@@ -1018,6 +1021,30 @@ static void x87_templates(void)
     t = x87("fnstsw", "m16", 0xdd, FM_EXT, 7, FSW_CALL), t->msz = 2;
     t = x87("fbld", "m80bcd", 0xdf, FM_EXT, 4, FSW_C023), t->msz = 10, t->spec |= S_BCD;
     t = x87("fbstp", "m80bcd", 0xdf, FM_EXT, 6, FSW_C023), t->msz = 10;
+    /* transcendentals (C2 is defined where the argument may be out of range) */
+    static const struct {
+        uint8_t b;
+        const char *mn;
+        uint16_t u;
+    } tr[] = {{0xf0, "f2xm1", FSW_C023},        {0xf1, "fyl2x", FSW_C023},
+              {0xf2, "fptan", FSW_C0 | FSW_C3}, {0xf3, "fpatan", FSW_C023},
+              {0xf9, "fyl2xp1", FSW_C023},      {0xfb, "fsincos", FSW_C0 | FSW_C3},
+              {0xfe, "fsin", FSW_C0 | FSW_C3},  {0xff, "fcos", FSW_C0 | FSW_C3}};
+    for (size_t i = 0; i < sizeof tr / sizeof tr[0]; i++)
+        t = x87(tr[i].mn, "", 0xd9, FM_FIX, tr[i].b, tr[i].u), t->rm = RM_REG;
+    /* environments and whole-state save/restore */
+    t = x87("fnstenv", "m28", 0xd9, FM_EXT, 6, FSW_CALL), t->msz = 28, t->spec |= S_ENV;
+    t = x87("fldenv", "m28", 0xd9, FM_EXT, 4, FSW_CALL), t->msz = 28;
+    t = x87("fnsave", "m108", 0xdd, FM_EXT, 6, 0), t->msz = 108, t->spec |= S_ENV;
+    t = x87("frstor", "m108", 0xdd, FM_EXT, 4, 0), t->msz = 108;
+    for (unsigned w = 0; w < 2; w++) {
+        t = add(w ? "fxsave64" : "fxsave", "m512", 0, 1, 0xae, FM_EXT, 0, w ? 8 : 0);
+        t->regk = K_NONE, t->rm = RM_MEM, t->msz = 512, t->spec = S_FXSAVE | S_ALIGN,
+        t->isa = I_SSE;
+        t = add(w ? "fxrstor64" : "fxrstor", "m512", 0, 1, 0xae, FM_EXT, 1, w ? 8 : 0);
+        t->regk = K_NONE, t->rm = RM_MEM, t->msz = 512, t->spec = S_FXRSTOR | S_ALIGN,
+        t->isa = I_SSE;
+    }
 }
 
 static uint32_t fnv(const char *s)
@@ -1555,6 +1582,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     m->gpr_skip = 0;
     m->fsw = (uint16_t)~t->fswundef;
     m->st_approx = false;
+    memset(m->dskip, 0, sizeof m->dskip);
 
     /* registers and operand kinds */
     g.reg = pick(&g, t->regk);
@@ -1718,6 +1746,30 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
                 if (sem_rand(r) & 1) v = (uint64_t)(int64_t)(int16_t)v;
                 memcpy(p, &v, msz);
             }
+            if (t->spec & S_FXRSTOR) {
+                /* another random state's image; sometimes a reserved MXCSR bit (#GP) */
+                struct sem_case *save = g.c;
+                struct sem_case other;
+                g.c = &other;
+                setup_state(&g);
+                g.c = save;
+                memcpy(p, other.in.fx, 512);
+                if (!(sem_rand(r) & 15))
+                    p[FX_MXCSR + 3] |= (uint8_t)(1u << (sem_rand(r) & 7)); /* bits 24..31 */
+            }
+            if (t->spec & S_FXSAVE) {
+                unsigned o = (unsigned)(ea - SEM_DATA_ADDR);
+                m->dskip[0].off = (uint16_t)(o + 6), m->dskip[0].len = 18; /* FOP FIP FCS FDP FDS */
+                m->dskip[1].off = (uint16_t)(o + 28), m->dskip[1].len = 4; /* MXCSR_MASK */
+                m->dskip[2].off = (uint16_t)(o + 416),
+                m->dskip[2].len = 96; /* reserved, available */
+            }
+            if (t->spec & S_ENV) {
+                unsigned o = (unsigned)(ea - SEM_DATA_ADDR);
+                m->dskip[0].off = (uint16_t)(o + 2), m->dskip[0].len = 2;
+                m->dskip[1].off = (uint16_t)(o + 6), m->dskip[1].len = 2;
+                m->dskip[2].off = (uint16_t)(o + 10), m->dskip[2].len = 18;
+            }
             if (t->spec & S_BCD) {
                 for (unsigned i = 0; i < 9; i++)
                     p[i] = (uint8_t)(sem_below(r, 10) | sem_below(r, 10) << 4);
@@ -1735,7 +1787,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
             if (t->spec & S_MXCSR) {
                 uint32_t v = (uint32_t)(sem_rand(r) & 0xffff);
                 if (!(sem_rand(r) & 7))
-                    v = (uint32_t)sem_rand(r);
+                    v = (uint32_t)sem_rand(r) & ~0x20000u; /* not AMD's MM bit (17) */
                 else
                     v |= 0x1f80;
                 memcpy(p, &v, 4);
