@@ -481,11 +481,32 @@ int hvp_disk_block_status(hvp_disk *d, uint64_t off, uint64_t len, uint64_t *run
     if (off >= d->size)
         return disk_err(d, EINVAL, "status beyond the end of the disk");
     len = min_u64(len, d->size - off);
-    int st = disk_layer_status(d, off, len, run);
+    uint64_t foff = 0;
+    pthread_mutex_lock(&d->mu);
+    int st = d->drv->map(d, off, len, &foff, run);
+    pthread_mutex_unlock(&d->mu);
     if (st < 0)
         return st;
-    if (st == MAP_DATA)
+    if (*run > len || *run == 0)
+        *run = len;
+    if (st == MAP_DATA) {
+        if (d->format == HVP_DISK_FMT_RAW)
+            return HVP_DISK_STATUS_DATA;
+        /* a hole in the file (a sparse fixed image) reads as zeros */
+        off_t data = lseek(d->fd, (off_t)foff, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            return HVP_DISK_STATUS_ZERO;
+        if (data > (off_t)foff) {
+            *run = min_u64(*run, (uint64_t)data - foff);
+            return HVP_DISK_STATUS_ZERO;
+        }
+        if (data == (off_t)foff) {
+            off_t hole = lseek(d->fd, (off_t)foff, SEEK_HOLE);
+            if (hole > (off_t)foff)
+                *run = min_u64(*run, (uint64_t)hole - foff);
+        }
         return HVP_DISK_STATUS_DATA;
+    }
     if (st == MAP_ZERO || !d->parent)
         return HVP_DISK_STATUS_ZERO;
     if (off >= d->parent->size)

@@ -1,6 +1,6 @@
 #!/bin/sh
 # hvp disk as a user meets it: exit codes and exact one-line errors.
-hvp=$1
+hvp=$(realpath "$1")
 T=$(mktemp -d "${TMPDIR:-/tmp}/hvp-disk-cli.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1

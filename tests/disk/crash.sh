@@ -3,8 +3,8 @@
 # points, many times; after each kill the image is reopened read-write (a VHDX
 # replays its log), every write that a successful flush covered must be
 # present, and `hvp disk check` must be clean.
-hvp=$1
-tool=$2
+hvp=$(realpath "$1")
+tool=$(realpath "$2")
 rounds=${CRASH_ROUNDS:-12}
 T=$(mktemp -d "${TMPDIR:-/tmp}/hvp-disk-crash.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT

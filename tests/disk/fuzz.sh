@@ -2,7 +2,7 @@
 # Short libFuzzer run of one disk parser (fuzz/disk_<target>.c), built with
 # clang into a temporary directory. Usage: fuzz.sh SRCROOT TARGET HVP [SECONDS]
 # A longer run: FUZZ_SECONDS=3600 sh tests/disk/fuzz.sh . vhdx build/hvp
-src=$1 target=$2 hvp=$3
+src=$(realpath "$1") target=$2 hvp=$(realpath "$3")
 secs=${4:-${FUZZ_SECONDS:-15}}
 cc=$(command -v clang-14 || command -v clang) || { echo "SKIP: clang not found"; exit 77; }
 T=$(mktemp -d "${TMPDIR:-/tmp}/hvp-fuzz-$target.XXXXXX") || exit 1

@@ -2,8 +2,8 @@
 # Interop with qemu-img/qemu-io both ways (see shared/reference/disks.md s.4):
 # images hvp makes are read by qemu with identical content and exact size;
 # images qemu makes and writes are read by hvp with identical content.
-hvp=$1
-tool=$2
+hvp=$(realpath "$1")
+tool=$(realpath "$2")
 for p in qemu-img qemu-io python3; do
     command -v $p >/dev/null 2>&1 || { echo "SKIP: $p not found (Debian: qemu-utils)"; exit 77; }
 done
