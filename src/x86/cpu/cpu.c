@@ -691,36 +691,20 @@ static unsigned retired_before_rip(const struct hvp_cpu *cpu, const struct hvp_t
 
 /* ---- running ---- */
 
-int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
+/* The dispatch loop: one trace per iteration, successors linked. */
+static void run_loop(struct hvp_cpu *cpu)
 {
-    if (!cpu || !exit) return -EINVAL;
-    memset(exit, 0, sizeof *exit);
-    cpu->exit = exit;
-    cpu->budget_left = budget ? budget : UINT64_MAX;
-    cpu->stop = false;
-    cpu->cur = NULL;
     struct hvp_trace *prev = NULL;
-    int j = setjmp(cpu->jb);
-    if (j) {
-        /* an exception: count what retired in the trace before it */
-        if (cpu->cur) {
-            unsigned k = retired_before_rip(cpu, cpu->cur);
-            if (j == 2 && k > 0 && cpu->cur->n)
-                k = k; /* a trap: RIP already past the trapping instruction */
-            cpu->stats.instructions += k;
-        }
-        goto done;
-    }
     for (;;) {
         if (unlikely(atomic_load_explicit(&cpu->async, memory_order_relaxed))) {
             uint32_t ev = atomic_exchange_explicit(&cpu->async, 0, memory_order_acquire);
             if (ev & HVP_ASYNC_KICK) {
-                exit->reason = HVP_CPU_EXIT_KICK;
+                cpu->exit->reason = HVP_CPU_EXIT_KICK;
                 break;
             }
         }
         if (cpu->budget_left == 0) {
-            exit->reason = HVP_CPU_EXIT_BUDGET;
+            cpu->exit->reason = HVP_CPU_EXIT_BUDGET;
             break;
         }
         struct hvp_trace *t = trace_get(cpu, prev);
@@ -739,8 +723,27 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
         cpu->cur = NULL;
         cpu->stats.instructions += n;
         cpu->budget_left -= n;
+        prev = t;
         if (unlikely(cpu->stop)) break;
     }
+}
+
+int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
+{
+    if (!cpu || !exit) return -EINVAL;
+    memset(exit, 0, sizeof *exit);
+    cpu->exit = exit;
+    cpu->budget_left = budget ? budget : UINT64_MAX;
+    cpu->stop = false;
+    cpu->cur = NULL;
+    int j = setjmp(cpu->jb);
+    if (j) {
+        /* an exception: count what retired in the trace before it */
+        /* (a trap already moved RIP past the instruction, which retired) */
+        if (cpu->cur) cpu->stats.instructions += retired_before_rip(cpu, cpu->cur);
+        goto done;
+    }
+    run_loop(cpu);
 done:
     cpu->cur = NULL;
     return 0;

@@ -331,6 +331,36 @@ HVP_HANDLER(h_inc64_r)
     return NEXT(cpu, d);
 }
 
+HVP_HANDLER(h_dec64_r)
+{
+    uint64_t x = cpu->gpr[d->r0];
+    unsigned cf = hvp_get_cf(cpu);
+    cpu->gpr[d->r0] = x - 1;
+    hvp_lf(cpu, HVP_LF_DEC, 8, x, 1, x - 1);
+    cpu->lf_cin = (uint8_t)cf;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_inc32_r)
+{
+    uint32_t x = (uint32_t)cpu->gpr[d->r0];
+    unsigned cf = hvp_get_cf(cpu);
+    cpu->gpr[d->r0] = (uint32_t)(x + 1);
+    hvp_lf(cpu, HVP_LF_INC, 4, x, 1, (uint32_t)(x + 1));
+    cpu->lf_cin = (uint8_t)cf;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_dec32_r)
+{
+    uint32_t x = (uint32_t)cpu->gpr[d->r0];
+    unsigned cf = hvp_get_cf(cpu);
+    cpu->gpr[d->r0] = (uint32_t)(x - 1);
+    hvp_lf(cpu, HVP_LF_DEC, 4, x, 1, (uint32_t)(x - 1));
+    cpu->lf_cin = (uint8_t)cf;
+    return NEXT(cpu, d);
+}
+
 HVP_HANDLER(h_unary_m)
 {
     unsigned sz = d->osz;
@@ -587,17 +617,39 @@ HVP_HANDLER(h_jmp)
     cpu->rip = t;
     return d + 1;
 }
-HVP_HANDLER(h_jcc)
-{
-    if (hvp_cond(cpu, d->aux)) {
-        uint64_t t = cpu->rip + d->len + (uint64_t)d->imm;
-        check_target(cpu, t);
-        cpu->rip = t;
-    } else {
-        cpu->rip += d->len;
+/* Jcc specialised per condition: hvp_cond folds to a few instructions */
+#define JCC(cc)                                                                                    \
+    HVP_HANDLER(h_jcc_##cc)                                                                        \
+    {                                                                                              \
+        if (hvp_cond(cpu, cc)) {                                                                   \
+            uint64_t t = cpu->rip + d->len + (uint64_t)d->imm;                                     \
+            check_target(cpu, t);                                                                  \
+            cpu->rip = t;                                                                          \
+        } else {                                                                                   \
+            cpu->rip += d->len;                                                                    \
+        }                                                                                          \
+        return d + 1;                                                                              \
     }
-    return d + 1;
-}
+JCC(0)
+JCC(1)
+JCC(2)
+JCC(3)
+JCC(4)
+JCC(5)
+JCC(6)
+JCC(7)
+JCC(8)
+JCC(9)
+JCC(10)
+JCC(11)
+JCC(12)
+JCC(13)
+JCC(14)
+JCC(15)
+static const hvp_handler jcc_tab[16] = {h_jcc_0,  h_jcc_1,  h_jcc_2,  h_jcc_3, h_jcc_4,  h_jcc_5,
+                                        h_jcc_6,  h_jcc_7,  h_jcc_8,  h_jcc_9, h_jcc_10, h_jcc_11,
+                                        h_jcc_12, h_jcc_13, h_jcc_14, h_jcc_15};
+
 HVP_HANDLER(h_jmp_ind)
 {
     uint64_t t = (d->fl & HVP_DF_M0) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r0];
@@ -1650,7 +1702,11 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         if (d->fl & HVP_DF_M0)
             d->fn = h_unary_m;
         else
-            d->fn = (op == HVP_X86_OP_INC && sz0 == 8) ? h_inc64_r : h_unary_r;
+            d->fn = op == HVP_X86_OP_INC && sz0 == 8   ? h_inc64_r
+                    : op == HVP_X86_OP_DEC && sz0 == 8 ? h_dec64_r
+                    : op == HVP_X86_OP_INC && sz0 == 4 ? h_inc32_r
+                    : op == HVP_X86_OP_DEC && sz0 == 4 ? h_dec32_r
+                                                       : h_unary_r;
         return HVP_B_OK;
     case HVP_X86_OP_MOV:
         if (!is_gpr_op(xi, 0) && !(d->fl & HVP_DF_M0))
@@ -1790,7 +1846,7 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_JLE:
     case HVP_X86_OP_JNLE:
         d->aux = (uint8_t)cc_of(xi);
-        d->fn = h_jcc;
+        d->fn = jcc_tab[d->aux];
         return HVP_B_END;
     case HVP_X86_OP_LOOP:
     case HVP_X86_OP_LOOPE:

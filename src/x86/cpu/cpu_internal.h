@@ -129,7 +129,7 @@ enum {
 
 /* Software TLB: guest-linear page -> host address addend. Tags hold the
  * page address, or 1 (never a page address) when invalid. */
-#define HVP_TLB_BITS 8
+#define HVP_TLB_BITS 10
 #define HVP_TLB_N    (1u << HVP_TLB_BITS)
 struct hvp_tlb_ent {
     uint64_t tag_r, tag_w, tag_x;
@@ -228,9 +228,12 @@ void hvp_wr_block(struct hvp_cpu *cpu, uint64_t a, const void *in, unsigned size
 
 #define HVP_PAGE_MASK (~(uint64_t)0xfff)
 
+/* The entry for linear address a. Higher address bits are folded in so
+ * that pages 1 MiB apart (code, data, heap of small programs) do not share
+ * an entry: an entry holds one page (one addend) for all access kinds. */
 static inline struct hvp_tlb_ent *hvp_tlb(struct hvp_cpu *cpu, uint64_t a)
 {
-    return &cpu->tlb[(a >> 12) & (HVP_TLB_N - 1)];
+    return &cpu->tlb[((a >> 12) ^ (a >> (12 + HVP_TLB_BITS))) & (HVP_TLB_N - 1)];
 }
 
 #define HVP_DEF_RD(bits)                                                                           \
@@ -369,9 +372,16 @@ static inline void hvp_lf(struct hvp_cpu *cpu, unsigned op, unsigned size, uint6
 
 static inline bool hvp_get_cf(struct hvp_cpu *cpu)
 {
-    if (cpu->lf_op == HVP_LF_NONE) return cpu->rflags & HVP_CF;
-    if (cpu->lf_op == HVP_LF_LOGIC) return false;
-    return hvp_flags_get(cpu) & HVP_CF;
+    switch (cpu->lf_op) {
+    case HVP_LF_NONE: return cpu->rflags & HVP_CF;
+    case HVP_LF_LOGIC: return false;
+    case HVP_LF_INC:
+    case HVP_LF_DEC: return cpu->lf_cin;
+    case HVP_LF_ADD: /* a, b, res are truncated to the size */
+        return cpu->lf_res < cpu->lf_a || (cpu->lf_cin && cpu->lf_res == cpu->lf_a);
+    case HVP_LF_SUB: return cpu->lf_a < cpu->lf_b || (cpu->lf_cin && cpu->lf_a == cpu->lf_b);
+    default: return hvp_flags_get(cpu) & HVP_CF;
+    }
 }
 
 /* Condition code cc (0..15, the Jcc encoding order: O NO B NB Z NZ BE NBE S
