@@ -83,6 +83,7 @@ enum {
 #define S_FXSAVE   0x400000000ull /* stores an FXSAVE image: FIP/FDP/FOP, MXCSR_MASK not compared */
 #define S_FXRSTOR  0x800000000ull /* loads an FXSAVE image: memory holds a plausible one */
 #define S_ENV      0x1000000000ull /* stores an x87 environment: FIP/FDP/FOP, reserved not compared */
+#define S_INVALID  0x2000000000ull /* no such instruction in 64-bit mode: #UD, does not decode */
 
 struct sem_tmpl {
     char name[72];
@@ -485,6 +486,34 @@ static void integer_templates(void)
     t = add("pause", "", 0xf3, 0, 0x90, FM_NONE, 0, 0);
     /* exceptions: traps, and what CPL 3 may not do (#GP) */
     t = add("ud2", "", 0, 1, 0x0b, FM_NONE, 0, 0);
+    /* gone in 64-bit mode, and LOCK where it is not allowed: #UD */
+    static const struct {
+        const char *name;
+        uint8_t pfx, opc, ext;
+    } inv[] = {{"push es", 0, 0x06, 0},
+               {"pop es", 0, 0x07, 0},
+               {"push cs", 0, 0x0e, 0},
+               {"push ss", 0, 0x16, 0},
+               {"push ds", 0, 0x1e, 0},
+               {"daa", 0, 0x27, 0},
+               {"das", 0, 0x2f, 0},
+               {"aaa", 0, 0x37, 0},
+               {"aas", 0, 0x3f, 0},
+               {"pusha", 0, 0x60, 0},
+               {"popa", 0, 0x61, 0},
+               {"into", 0, 0xce, 0},
+               {"aam", 0, 0xd4, 0x0a},
+               {"aad", 0, 0xd5, 0x0a},
+               {"salc", 0, 0xd6, 0},
+               {"lock nop", 0xf0, 0x90, 0},
+               {"lock mov r/m32, r32", 0xf0, 0x89, 0xc8}};
+    for (size_t i = 0; i < sizeof inv / sizeof inv[0]; i++) {
+        t = add("(bad)", "", inv[i].pfx, 0, inv[i].opc, inv[i].ext ? FM_FIX : FM_NONE, inv[i].ext,
+                0);
+        snprintf(t->name, sizeof t->name, "%s (invalid)", inv[i].name);
+        t->rm = RM_REG;
+        t->spec = S_INVALID;
+    }
     t = add("int3", "", 0, 0, 0xcc, FM_NONE, 0, 0);
     static const struct {
         const char *mn, *ops;
@@ -1905,7 +1934,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     /* what the encoding must decode to */
     struct hvp_x86_insn insn;
     int n = e.n ? hvp_x86_decode(&insn, c->code, c->len, 64) : -1;
-    if (lock && !g.mem && n == -HVP_X86_EINVALID)
+    if (((lock && !g.mem) || (t->spec & S_INVALID)) && n == -HVP_X86_EINVALID)
         return; /* LOCK on a register form: #UD on both sides */
     if (n != (int)e.n || strcmp(hvp_x86_op_name(insn.op), t->mn))
         c->code[15] = (uint8_t)(e.n < 15 ? e.n : 15),
