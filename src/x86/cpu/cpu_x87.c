@@ -1,14 +1,599 @@
-/* hvp software x86-64 CPU: x87 FPU (not yet implemented).
+/* hvp software x86-64 CPU: the x87 FPU and FXSAVE/FXRSTOR.
  *
- * Fill hvp_cpu_build_x87() following the conventions in cpu_internal.h;
- * advertise FPU in CPUID leaf 1 only once complete. Until then every x87
- * instruction raises #UD. */
+ * Arithmetic, loads, stores, compares and transcendentals run on the host's
+ * own x87 unit, so results, condition codes, flags, stack faults, precision
+ * and rounding control match the hardware bit for bit. Each such
+ * instruction calls a tiny assembly stub that
+ *
+ *     loads the guest state with FRSTOR (an FNSAVE image built from
+ *     cpu->st.fpu), runs the guest's own opcode byte pair (memory forms
+ *     rewritten to address [rsi], a host copy of the operand), stores the
+ *     result with FNSAVE (non-waiting, so an unmasked exception only sets
+ *     ES, exactly as on the guest) and puts the host control word back.
+ *
+ * One stub exists per register encoding (D8..DF x 64 ModRM values) and per
+ * memory encoding (D8..DF x 8 ModRM.reg values). A register form naming
+ * ST(i), i >= 2, runs the ST(1) stub with physical registers top+1 and
+ * top+i exchanged around it: the operation only touches its operands, so
+ * the exchange is invisible. FCMOVcc gets the guest's CF/PF/ZF in RFLAGS,
+ * FCOMI* hand RFLAGS back.
+ *
+ * Control instructions (FLDCW, FNSTCW, FNSTSW, FNCLEX, FNINIT, FLDENV,
+ * FNSTENV, FRSTOR, FNSAVE, FXSAVE, FXRSTOR) are plain C.
+ *
+ * State: cpu->st.fpu is the storage (ST(i) order, abridged tags, TOP in
+ * FSW). FSW.ES/B are kept equal to "an unmasked exception flag is set";
+ * a waiting instruction that finds one raises #MF (16) before executing.
+ * FIP/FOP follow every non-control instruction, FDP every one with a
+ * memory operand (what FNSAVE shows on the host). FXSAVE stores
+ * FIP/FDP/FOP only while ES is set and zeroes them otherwise, as the
+ * AMD hosts this runs on do. */
 #include "cpu_internal.h"
+
+/* ---- host stubs ---- */
+
+/* uint64_t stub(void *fnsave_image, void *mem, uint64_t rflags_in): returns
+ * the host RFLAGS after the operation. 32 bytes each: 512 register forms,
+ * then 64 memory forms. */
+__asm__(".pushsection .text.hvp_x87_stubs,\"ax\",@progbits\n"
+        ".balign 32\n"
+        ".globl hvp_x87_stubs\n"
+        ".hidden hvp_x87_stubs\n"
+        ".type hvp_x87_stubs, @function\n"
+        "hvp_x87_stubs:\n"
+        ".set hvp_x87_i, 0\n"
+        ".rept 576\n"
+        ".balign 32\n"
+        "endbr64\n"
+        "sub $8, %rsp\n"
+        "fnstcw (%rsp)\n"
+        "push %rdx\n"
+        "popfq\n"
+        "frstor (%rdi)\n"
+        ".if hvp_x87_i < 512\n"
+        ".byte 0xd8 + (hvp_x87_i >> 6), 0xc0 + (hvp_x87_i & 63)\n"
+        ".else\n"
+        ".byte 0xd8 + ((hvp_x87_i - 512) >> 3), (((hvp_x87_i - 512) & 7) << 3) | 6\n"
+        ".endif\n"
+        "fnsave (%rdi)\n"
+        "pushfq\n"
+        "pop %rax\n"
+        "fldcw (%rsp)\n"
+        "add $8, %rsp\n"
+        "ret\n"
+        ".set hvp_x87_i, hvp_x87_i + 1\n"
+        ".endr\n"
+        ".size hvp_x87_stubs, . - hvp_x87_stubs\n"
+        ".popsection\n");
+extern void hvp_x87_stubs(void);
+typedef uint64_t (*x87_stub)(void *img, void *mem, uint64_t rflags);
+
+#define STUB_MEM 512
+
+static inline x87_stub stub_at(unsigned k)
+{
+    return (x87_stub)((uintptr_t)&hvp_x87_stubs + 32u * k);
+}
+
+/* FNSAVE/FRSTOR image, 32-bit protected-mode layout (64-bit mode default). */
+struct x87_img {
+    uint16_t cw, r0, sw, r1, tw, r2;
+    uint32_t fip;
+    uint16_t fcs, fop;
+    uint32_t fdp;
+    uint16_t fds, r3;
+    uint8_t st[8][10];
+} __attribute__((packed));
+_Static_assert(sizeof(struct x87_img) == 108, "FNSAVE image");
+
+/* ---- state helpers ---- */
+
+#define FSW_ES  0x0080u
+#define FSW_B   0x8000u
+#define FSW_TOP 0x3800u
+#define CR0_EM  0x4u
+#define CR0_TS  0x8u
+#define X87_MF  16
+#define X87_NM  7
+
+static inline unsigned fpu_top(const struct hvp_cpu_fpu *f)
+{
+    return (f->fsw >> 11) & 7;
+}
+
+static inline bool fpu_pending(const struct hvp_cpu_fpu *f)
+{
+    return (f->fsw & ~f->fcw & 0x3f) != 0;
+}
+
+/* FSW with ES and B recomputed from the flags and the masks. */
+static inline uint16_t fsw_norm(uint16_t fsw, uint16_t fcw)
+{
+    fsw &= (uint16_t) ~(FSW_ES | FSW_B);
+    if (fsw & ~fcw & 0x3f) fsw |= FSW_ES | FSW_B;
+    return fsw;
+}
+
+/* Full 2-bit tag of a valid register from its contents. */
+static unsigned tag_of(const uint8_t *r)
+{
+    uint64_t m;
+    memcpy(&m, r, 8);
+    unsigned e = ((unsigned)r[9] << 8 | r[8]) & 0x7fff;
+    if (e == 0x7fff) return 2;
+    if (e == 0) return m ? 2 : 1;
+    return (m >> 63) ? 0 : 2;
+}
+
+static uint16_t full_tw(const struct hvp_cpu_fpu *f)
+{
+    unsigned top = fpu_top(f), tw = 0;
+    for (unsigned p = 0; p < 8; p++) {
+        unsigned t = (f->ftw >> p) & 1 ? tag_of(f->st[(p - top) & 7]) : 3;
+        tw |= t << (2 * p);
+    }
+    return (uint16_t)tw;
+}
+
+static uint8_t abridged_tw(uint16_t tw)
+{
+    uint8_t a = 0;
+    for (unsigned p = 0; p < 8; p++)
+        if (((tw >> (2 * p)) & 3) != 3) a |= (uint8_t)(1u << p);
+    return a;
+}
+
+/* #NM when CR0.EM/TS say the FPU is not there; #MF for a waiting
+ * instruction that finds an unmasked exception pending. */
+static inline void x87_enter(struct hvp_cpu *cpu, bool waiting)
+{
+    if (unlikely(cpu->st.cr0 & (CR0_EM | CR0_TS))) hvp_raise(cpu, X87_NM, -1);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    /* ES and B follow the flags (hvp_cpu_set_state takes any FSW) */
+    f->fsw = fsw_norm(f->fsw, f->fcw);
+    if (waiting && unlikely(f->fsw & FSW_ES)) hvp_raise(cpu, X87_MF, -1);
+}
+
+static void img_from(const struct hvp_cpu_fpu *f, struct x87_img *m)
+{
+    memset(m, 0, sizeof *m);
+    m->cw = f->fcw;
+    m->sw = f->fsw & (uint16_t) ~(FSW_ES | FSW_B); /* never let the host trap */
+    m->tw = full_tw(f);
+    for (unsigned k = 0; k < 8; k++)
+        memcpy(m->st[k], f->st[k], 10);
+}
+
+static void img_to(struct hvp_cpu_fpu *f, const struct x87_img *m)
+{
+    f->fsw = m->sw;
+    f->ftw = abridged_tw(m->tw);
+    for (unsigned k = 0; k < 8; k++) {
+        memcpy(f->st[k], m->st[k], 10);
+        memset(f->st[k] + 10, 0, 6);
+    }
+}
+
+/* Exchanges ST(a) and ST(b) of an image, tags included. */
+static void img_swap(struct x87_img *m, unsigned a, unsigned b)
+{
+    unsigned top = (m->sw >> 11) & 7;
+    uint8_t t[10];
+    memcpy(t, m->st[a], 10);
+    memcpy(m->st[a], m->st[b], 10);
+    memcpy(m->st[b], t, 10);
+    unsigned pa = (top + a) & 7, pb = (top + b) & 7;
+    unsigned ta = (m->tw >> (2 * pa)) & 3, tb = (m->tw >> (2 * pb)) & 3;
+    m->tw = (uint16_t)((m->tw & ~((3u << (2 * pa)) | (3u << (2 * pb)))) | (tb << (2 * pa)) |
+                       (ta << (2 * pb)));
+}
+
+/* Records FIP/FOP (and FDP) of a non-control instruction. */
+static inline void x87_last(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, bool mem,
+                            uint64_t ea)
+{
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    f->fip = cpu->rip;
+    f->fop = (uint16_t)(((xi->opcode & 7u) << 8) | xi->modrm);
+    if (mem) f->fdp = ea;
+}
+
+/* ---- instructions that run on the host ---- */
+
+/* d->aux */
+#define XK_LOAD      0x01 /* reads its memory operand (d->osz bytes) */
+#define XK_STORE     0x02 /* writes it */
+#define XK_FLAGS_IN  0x04 /* FCMOVcc: guest CF/PF/ZF */
+#define XK_FLAGS_OUT 0x08 /* FCOMI*: sets ZF/PF/CF, clears OF/SF/AF */
+/* d->r0: ST(i) exchanged with ST(1) around the stub, 0 = none;
+ * d->imm: stub number. */
+
+/* Runs stub k on image m with buf as the memory operand; with i != 0,
+ * ST(1) and ST(i) are exchanged around it (physical registers). */
+static uint64_t run_stub(struct x87_img *m, uint8_t *buf, unsigned k, unsigned i, uint64_t fl)
+{
+    unsigned t0 = (m->sw >> 11) & 7;
+    if (i) img_swap(m, 1, i);
+    uint64_t hf = stub_at(k)(m, buf, fl);
+    if (i) {
+        unsigned t1 = (m->sw >> 11) & 7;
+        img_swap(m, (t0 + 1 - t1) & 7, (t0 + i - t1) & 7);
+    }
+    return hf;
+}
+
+HVP_HANDLER(h_host)
+{
+    x87_enter(cpu, true);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    const bool mem = d->aux & (XK_LOAD | XK_STORE);
+    uint8_t buf[16] = {0};
+    uint64_t ea = 0;
+    if (mem) {
+        ea = hvp_ea(cpu, d);
+        if (d->aux & XK_LOAD) hvp_rd_block(cpu, ea, buf, d->osz);
+    }
+    struct x87_img m;
+    img_from(f, &m);
+    uint64_t fl = 0x202;
+    if (d->aux & XK_FLAGS_IN) fl |= hvp_flags_get(cpu) & (HVP_CF | HVP_PF | HVP_ZF);
+    if (d->aux & XK_STORE) {
+        struct x87_img m2 = m;
+        uint8_t b2[16];
+        memset(b2, 0xff, sizeof b2);
+        run_stub(&m, buf, (unsigned)d->imm, d->r0, fl);
+        /* an unmasked exception may suppress the store: find out by
+         * running again over a different background */
+        bool written = true;
+        if (m.sw & FSW_ES) {
+            run_stub(&m2, b2, (unsigned)d->imm, d->r0, fl);
+            written = memcmp(buf, b2, d->osz) == 0;
+        }
+        if (written) hvp_wr_block(cpu, ea, buf, d->osz); /* may fault: state untouched */
+    } else {
+        uint64_t hf = run_stub(&m, buf, (unsigned)d->imm, d->r0, fl);
+        if (d->aux & XK_FLAGS_OUT) {
+            hvp_flags_materialize(cpu);
+            cpu->rflags = (cpu->rflags & ~(uint64_t)HVP_ARITH) | (hf & (HVP_CF | HVP_PF | HVP_ZF));
+        }
+    }
+    img_to(f, &m);
+    x87_last(cpu, HVP_XI(cpu, d), mem, ea);
+    return NEXT(cpu, d);
+}
+
+/* ---- control instructions ---- */
+
+#define FCW_STORED(v) ((uint16_t)(((v)&0x1f3f) | 0x40))
+
+/* Sets FSW; registers stay where they are physically, so a new TOP
+ * renames them: ST(k) becomes physical register top' + k. */
+static void fpu_set_fsw(struct hvp_cpu_fpu *f, uint16_t fsw)
+{
+    unsigned t0 = fpu_top(f), t1 = (fsw >> 11) & 7;
+    if (t0 != t1) {
+        uint8_t r[8][16];
+        memcpy(r, f->st, sizeof r);
+        for (unsigned k = 0; k < 8; k++)
+            memcpy(f->st[k], r[(t1 + k - t0) & 7], 16);
+    }
+    f->fsw = fsw;
+}
+
+static void fpu_init(struct hvp_cpu_fpu *f)
+{
+    f->fcw = 0x37f;
+    fpu_set_fsw(f, 0);
+    f->ftw = 0;
+    f->fip = f->fdp = 0;
+    f->fop = 0;
+}
+
+HVP_HANDLER(h_fldcw)
+{
+    x87_enter(cpu, true);
+    uint16_t v = (uint16_t)hvp_rd16(cpu, hvp_ea(cpu, d));
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    f->fcw = FCW_STORED(v);
+    f->fsw = fsw_norm(f->fsw, f->fcw);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fnstcw)
+{
+    x87_enter(cpu, false);
+    hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.fpu.fcw);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fnstsw)
+{
+    x87_enter(cpu, false);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    uint16_t v = fsw_norm(f->fsw, f->fcw);
+    if (d->fl & HVP_DF_M0)
+        hvp_wr16(cpu, hvp_ea(cpu, d), v);
+    else
+        hvp_reg_wr(cpu, 0, 2, v);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fnclex)
+{
+    x87_enter(cpu, false);
+    cpu->st.fpu.fsw &= 0x7f00;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fninit)
+{
+    x87_enter(cpu, false);
+    fpu_init(&cpu->st.fpu);
+    return NEXT(cpu, d);
+}
+
+/* The FSTENV/FLDENV environment: 28 bytes (32-bit) or 14 (16-bit, 66h). */
+static unsigned env_write(struct hvp_cpu *cpu, uint8_t *e, bool o16)
+{
+    const struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    uint16_t cw = f->fcw, sw = fsw_norm(f->fsw, f->fcw), tw = full_tw(f);
+    const uint16_t cs = 0,
+                   ds = 0; /* FCS/FDS are not kept: stored as 0 (deprecated, CPUID.7:EBX[13]) */
+    if (o16) {
+        uint16_t w[7] = {cw, sw, tw, (uint16_t)f->fip, cs, (uint16_t)f->fdp, ds};
+        memcpy(e, w, 14);
+        return 14;
+    }
+    uint32_t w[7] = {0xffff0000u | cw,
+                     0xffff0000u | sw,
+                     0xffff0000u | tw,
+                     (uint32_t)f->fip,
+                     cs | (uint32_t)(f->fop & 0x7ff) << 16,
+                     (uint32_t)f->fdp,
+                     0xffff0000u | ds};
+    memcpy(e, w, 28);
+    return 28;
+}
+
+static void env_read(struct hvp_cpu_fpu *f, const uint8_t *e, bool o16)
+{
+    uint16_t cw, sw, tw;
+    if (o16) {
+        uint16_t w[7];
+        memcpy(w, e, 14);
+        cw = w[0], sw = w[1], tw = w[2];
+        f->fip = w[3];
+        f->fdp = w[5];
+        f->fop = 0;
+    } else {
+        uint32_t w[7];
+        memcpy(w, e, 28);
+        cw = (uint16_t)w[0], sw = (uint16_t)w[1], tw = (uint16_t)w[2];
+        f->fip = w[3];
+        f->fop = (uint16_t)((w[4] >> 16) & 0x7ff);
+        f->fdp = w[5];
+    }
+    f->fcw = FCW_STORED(cw);
+    fpu_set_fsw(f, fsw_norm(sw, f->fcw));
+    f->ftw = abridged_tw(tw);
+}
+
+HVP_HANDLER(h_fnstenv)
+{
+    x87_enter(cpu, false);
+    uint8_t e[28];
+    unsigned n = env_write(cpu, e, d->osz == 2);
+    hvp_wr_block(cpu, hvp_ea(cpu, d), e, n);
+    cpu->st.fpu.fcw |= 0x3f; /* FSTENV masks every exception afterwards */
+    cpu->st.fpu.fsw = fsw_norm(cpu->st.fpu.fsw, cpu->st.fpu.fcw);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fldenv)
+{
+    x87_enter(cpu, true);
+    uint8_t e[28];
+    bool o16 = d->osz == 2;
+    hvp_rd_block(cpu, hvp_ea(cpu, d), e, o16 ? 14 : 28);
+    env_read(&cpu->st.fpu, e, o16);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fnsave)
+{
+    x87_enter(cpu, false);
+    uint8_t e[108];
+    bool o16 = d->osz == 2;
+    unsigned n = env_write(cpu, e, o16);
+    for (unsigned k = 0; k < 8; k++)
+        memcpy(e + n + 10 * k, cpu->st.fpu.st[k], 10);
+    hvp_wr_block(cpu, hvp_ea(cpu, d), e, n + 80);
+    fpu_init(&cpu->st.fpu);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_frstor)
+{
+    x87_enter(cpu, true);
+    uint8_t e[108];
+    bool o16 = d->osz == 2;
+    unsigned n = o16 ? 14 : 28;
+    hvp_rd_block(cpu, hvp_ea(cpu, d), e, n + 80);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    env_read(f, e, o16);
+    for (unsigned k = 0; k < 8; k++) {
+        memcpy(f->st[k], e + n + 10 * k, 10);
+        memset(f->st[k] + 10, 0, 6);
+    }
+    return NEXT(cpu, d);
+}
+
+/* FXSAVE/FXRSTOR: d->aux = 1 for the REX.W (64-bit FIP/FDP) layout. */
+#define MXCSR_MASK 0xffffu
+
+HVP_HANDLER(h_fxsave)
+{
+    x87_enter(cpu, false);
+    uint64_t ea = hvp_ea(cpu, d);
+    if (ea & 15) hvp_raise_gp0(cpu);
+    const struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    uint8_t b[416];
+    memset(b, 0, sizeof b);
+    uint16_t sw = fsw_norm(f->fsw, f->fcw);
+    memcpy(b + 0, &f->fcw, 2);
+    memcpy(b + 2, &sw, 2);
+    b[4] = f->ftw;
+    if (sw & FSW_ES) { /* the AMD way: only while an exception is pending */
+        uint16_t fop = f->fop & 0x7ff;
+        memcpy(b + 6, &fop, 2);
+        if (d->aux) {
+            memcpy(b + 8, &f->fip, 8);
+            memcpy(b + 16, &f->fdp, 8);
+        } else {
+            uint32_t ip = (uint32_t)f->fip, dp = (uint32_t)f->fdp;
+            memcpy(b + 8, &ip, 4);
+            memcpy(b + 16, &dp, 4);
+        }
+    }
+    uint32_t mm = MXCSR_MASK;
+    memcpy(b + 24, &f->mxcsr, 4);
+    memcpy(b + 28, &mm, 4);
+    for (unsigned k = 0; k < 8; k++)
+        memcpy(b + 32 + 16 * k, f->st[k], 10);
+    memcpy(b + 160, f->xmm, 256);
+    hvp_wr_block(cpu, ea, b, sizeof b);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_fxrstor)
+{
+    x87_enter(cpu, false);
+    uint64_t ea = hvp_ea(cpu, d);
+    if (ea & 15) hvp_raise_gp0(cpu);
+    uint8_t b[512]; /* the whole area is accessed */
+    hvp_rd_block(cpu, ea, b, sizeof b);
+    uint32_t mx;
+    memcpy(&mx, b + 24, 4);
+    if (mx & ~MXCSR_MASK) hvp_raise_gp0(cpu);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    uint16_t cw, sw, fop;
+    memcpy(&cw, b, 2);
+    memcpy(&sw, b + 2, 2);
+    memcpy(&fop, b + 6, 2);
+    f->fcw = FCW_STORED(cw);
+    f->fsw = fsw_norm(sw, f->fcw);
+    f->ftw = b[4];
+    f->fop = fop & 0x7ff;
+    if (d->aux) {
+        memcpy(&f->fip, b + 8, 8);
+        memcpy(&f->fdp, b + 16, 8);
+    } else {
+        uint32_t ip, dp;
+        memcpy(&ip, b + 8, 4);
+        memcpy(&dp, b + 16, 4);
+        f->fip = ip;
+        f->fdp = dp;
+    }
+    f->mxcsr = mx;
+    for (unsigned k = 0; k < 8; k++) {
+        memcpy(f->st[k], b + 32 + 16 * k, 10);
+        memset(f->st[k] + 10, 0, 6);
+    }
+    memcpy(f->xmm, b + 160, 256);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_x87_ud)
+{
+    (void)d;
+    hvp_raise_ud(cpu);
+}
+
+/* ---- the builder ---- */
+
+/* Register forms whose ModRM.rm names ST(i) (the rest are whole-ModRM
+ * opcodes: D9 D0.., D9 E0.., DA E9, DB E0.., DE D9, DF E0). */
+static bool rm_is_sti(unsigned esc, unsigned reg)
+{
+    return !((esc == 1 && reg >= 2 && reg != 3) || (esc == 2 && reg == 5) ||
+             (esc == 3 && reg == 4) || (esc == 6 && reg == 3) || (esc == 7 && reg == 4));
+}
+
+/* Memory forms that write their operand. */
+static bool mem_is_store(unsigned esc, unsigned reg)
+{
+    switch (esc) {
+    case 1: return reg == 2 || reg == 3;
+    case 3: return (reg >= 1 && reg <= 3) || reg == 7;
+    case 5: return reg >= 1 && reg <= 3;
+    case 7: return (reg >= 1 && reg <= 3) || reg >= 6;
+    default: return false;
+    }
+}
+
+static unsigned mem_size(const struct hvp_x86_insn *xi)
+{
+    for (unsigned k = 0; k < xi->nops; k++)
+        if (xi->ops[k].kind == HVP_X86_OPK_MEM) return xi->ops[k].size;
+    return 0;
+}
 
 int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
 {
-    (void)cpu;
-    (void)xi;
-    (void)d;
-    return HVP_B_NONE;
+    if (xi->enc != HVP_X86_ENC_LEGACY) return HVP_B_NONE;
+    switch (xi->op) {
+    case HVP_X86_OP_FXSAVE:
+    case HVP_X86_OP_FXSAVE64:
+    case HVP_X86_OP_FXRSTOR:
+    case HVP_X86_OP_FXRSTOR64:
+        if (!(xi->flags & HVP_X86_F_MEM)) return HVP_B_NONE;
+        hvp_build_common(cpu, xi, d);
+        if (d->fl & HVP_DF_LOCK) {
+            d->fn = h_x87_ud;
+            return HVP_B_END;
+        }
+        d->aux = xi->op == HVP_X86_OP_FXSAVE64 || xi->op == HVP_X86_OP_FXRSTOR64;
+        d->fn = xi->op == HVP_X86_OP_FXSAVE || xi->op == HVP_X86_OP_FXSAVE64 ? h_fxsave : h_fxrstor;
+        return HVP_B_OK;
+    default: break;
+    }
+    if (xi->map != HVP_X86_MAP_1BYTE || xi->opcode < 0xd8 || !(xi->flags & HVP_X86_F_MODRM))
+        return HVP_B_NONE;
+    hvp_build_common(cpu, xi, d);
+    if (d->fl & HVP_DF_LOCK) {
+        d->fn = h_x87_ud;
+        return HVP_B_END;
+    }
+    const unsigned esc = xi->opcode & 7, modrm = xi->modrm, reg = (modrm >> 3) & 7;
+    switch (xi->op) {
+    case HVP_X86_OP_FLDCW: d->fn = h_fldcw; return HVP_B_OK;
+    case HVP_X86_OP_FNSTCW: d->fn = h_fnstcw; return HVP_B_OK;
+    case HVP_X86_OP_FNSTSW: d->fn = h_fnstsw; return HVP_B_OK;
+    case HVP_X86_OP_FNCLEX: d->fn = h_fnclex; return HVP_B_OK;
+    case HVP_X86_OP_FNINIT: d->fn = h_fninit; return HVP_B_OK;
+    case HVP_X86_OP_FLDENV: d->fn = h_fldenv; return HVP_B_OK;
+    case HVP_X86_OP_FNSTENV: d->fn = h_fnstenv; return HVP_B_OK;
+    case HVP_X86_OP_FRSTOR: d->fn = h_frstor; return HVP_B_OK;
+    case HVP_X86_OP_FNSAVE: d->fn = h_fnsave; return HVP_B_OK;
+    default: break;
+    }
+    d->fn = h_host;
+    d->r0 = d->r1 = 0;
+    if (xi->flags & HVP_X86_F_MEM) {
+        unsigned sz = mem_size(xi);
+        if (sz == 0 || sz > 16) return HVP_B_NONE;
+        d->osz = (uint8_t)sz;
+        d->aux = mem_is_store(esc, reg) ? XK_STORE : XK_LOAD;
+        d->imm = STUB_MEM + esc * 8 + reg;
+        return HVP_B_OK;
+    }
+    unsigned rm = modrm & 7, sm = modrm & 63;
+    if (rm_is_sti(esc, reg) && rm >= 2) {
+        d->r0 = (uint8_t)rm;
+        sm = (sm & ~7u) | 1;
+    }
+    d->imm = esc * 64 + sm;
+    if ((esc == 2 || esc == 3) && reg <= 3) d->aux |= XK_FLAGS_IN;
+    if ((esc == 3 || esc == 7) && (reg == 5 || reg == 6)) d->aux |= XK_FLAGS_OUT;
+    return HVP_B_OK;
 }
