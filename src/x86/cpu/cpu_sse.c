@@ -68,6 +68,14 @@ static inline uint64_t mm_get(const struct hvp_cpu *cpu, unsigned i)
     return v;
 }
 
+/* Before an MMX instruction: CR0.TS -> #NM, a pending unmasked x87
+ * exception -> #MF (as the x87 instructions in cpu_x87.c check it). */
+static inline void mmx_check(struct hvp_cpu *cpu)
+{
+    if (unlikely(cpu->st.cr0 & 0x8)) hvp_raise(cpu, 7, -1);
+    if (unlikely(cpu->st.fpu.fsw & ~cpu->st.fpu.fcw & 0x3f)) hvp_raise(cpu, 16, -1);
+}
+
 /* What every MMX instruction but EMMS does to the x87 state: TOP = 0 (the
  * ST(i) array rotates so that ST(i) = physical register i), all valid.
  * Call after every fault check. */
@@ -171,8 +179,12 @@ static inline void src1(struct hvp_cpu *cpu, const struct hvp_dinsn *d, xmm_t *b
                      : [va] "+x"(va), [save] "=m"(save), [m] "+m"(m)                               \
                      : [vb] "x"(vb))
 
-/* #XM with the flags the host would leave: when a pre-computation
- * exception (IE, DE, ZE) is unmasked, only those are recorded. */
+/* #XM with the flags the host leaves: when a pre-computation exception
+ * (IE, DE, ZE) is unmasked, only those are recorded.
+ * Known deviation: with OE or UE unmasked the host rounds the result with
+ * an unbounded exponent, so PE reflects that rounding, and an exact tiny
+ * result raises UE; here PE and UE come from the masked computation (they
+ * agree whenever the overflowing/underflowing result is inexact). */
 _Noreturn static void xm_raise(struct hvp_cpu *cpu, uint32_t g, uint32_t nf)
 {
     uint32_t pre = nf & (MX_IE | MX_DE | MX_ZE);
@@ -322,62 +334,88 @@ FPI8(roundpd, "roundpd", 15)
 FPI8(roundss, "roundss", 15)
 FPI8(roundsd, "roundsd", 15)
 
-/* DPPS/DPPD look at all 8 immediate bits: computed with the host's scalar
- * ops in the SDM's order (products, then the two-level sum). */
-
-static inline xmm_t xf(float v)
+/* DPPS/DPPD are two steps (products, then sums): an unmasked exception
+ * stops at the step that raised it, with the flags of the steps so far. */
+static void dp_end(struct hvp_cpu *cpu, uint32_t m, const xmm_t *a, const xmm_t *b, unsigned imm,
+                   bool dbl)
 {
-    xmm_t x = {0};
-    x.f[0] = v;
-    return x;
+    uint32_t g = cpu->st.fpu.mxcsr, um = ~(g >> 7) & 0x3f, nf = m & 0x3f;
+    if (likely(!(nf & um))) {
+        cpu->st.fpu.mxcsr = g | nf;
+        return;
+    }
+    xmm_t p = *a, q = *b;
+    for (unsigned i = 0; i < (dbl ? 2u : 4u); i++)
+        if (!(imm & (0x10u << i))) {
+            if (dbl)
+                p.q[i] = q.q[i] = 0;
+            else
+                p.d[i] = q.d[i] = 0;
+        }
+    uint32_t m1 = mx_begin(cpu);
+    if (dbl)
+        host_mulpd(&p, &q, &m1);
+    else
+        host_mulps(&p, &q, &m1);
+    uint32_t f1 = m1 & 0x3f, pre = MX_IE | MX_DE | MX_ZE;
+    if (f1 & um & pre)
+        nf = f1 & pre;
+    else if (f1 & um)
+        nf = f1;
+    else if (nf & ~f1 & um & pre)
+        nf = f1 | (nf & pre);
+    cpu->st.fpu.mxcsr = g | nf;
+    hvp_raise(cpu, 19, -1);
 }
 
-static inline xmm_t xd(double v)
-{
-    xmm_t x = {0};
-    x.g[0] = v;
-    return x;
-}
-
+/* DPPS/DPPD: the input mask (imm[7:4]) picks one of 16 (4) host asm
+ * instances computing every output lane; the output mask is applied here
+ * (it does not change the flags). */
 OP(dpps)
 {
-    uint32_t m = mx_begin(cpu);
-    xmm_t t[4];
-    for (unsigned i = 0; i < 4; i++) {
-        if (imm & (0x10u << i)) {
-            t[i] = xf(a->f[i]);
-            xmm_t y = xf(b->f[i]);
-            host_mulss(&t[i], &y, &m);
-        } else {
-            t[i] = xf(0.0f);
-        }
+    __m128i va = a->v, vb = b->v;
+    uint32_t save, m = mx_begin(cpu);
+    switch ((imm >> 4) & 15) {
+    case 0: ASMI("dpps", 0x0f); break;
+    case 1: ASMI("dpps", 0x1f); break;
+    case 2: ASMI("dpps", 0x2f); break;
+    case 3: ASMI("dpps", 0x3f); break;
+    case 4: ASMI("dpps", 0x4f); break;
+    case 5: ASMI("dpps", 0x5f); break;
+    case 6: ASMI("dpps", 0x6f); break;
+    case 7: ASMI("dpps", 0x7f); break;
+    case 8: ASMI("dpps", 0x8f); break;
+    case 9: ASMI("dpps", 0x9f); break;
+    case 10: ASMI("dpps", 0xaf); break;
+    case 11: ASMI("dpps", 0xbf); break;
+    case 12: ASMI("dpps", 0xcf); break;
+    case 13: ASMI("dpps", 0xdf); break;
+    case 14: ASMI("dpps", 0xef); break;
+    case 15: ASMI("dpps", 0xff); break;
+    default: break;
     }
-    host_addss(&t[0], &t[1], &m);
-    host_addss(&t[2], &t[3], &m);
-    host_addss(&t[0], &t[2], &m);
-    mx_end(cpu, m);
+    dp_end(cpu, m, a, b, imm, false);
+    a->v = va;
     for (unsigned i = 0; i < 4; i++)
-        a->f[i] = (imm & (1u << i)) ? t[0].f[0] : 0.0f;
+        if (!(imm & (1u << i))) a->d[i] = 0;
 }
 H_X(dpps)
 
 OP(dppd)
 {
-    uint32_t m = mx_begin(cpu);
-    xmm_t t[2];
-    for (unsigned i = 0; i < 2; i++) {
-        if (imm & (0x10u << i)) {
-            t[i] = xd(a->g[i]);
-            xmm_t y = xd(b->g[i]);
-            host_mulsd(&t[i], &y, &m);
-        } else {
-            t[i] = xd(0.0);
-        }
+    __m128i va = a->v, vb = b->v;
+    uint32_t save, m = mx_begin(cpu);
+    switch ((imm >> 4) & 3) {
+    case 0: ASMI("dppd", 0x03); break;
+    case 1: ASMI("dppd", 0x13); break;
+    case 2: ASMI("dppd", 0x23); break;
+    case 3: ASMI("dppd", 0x33); break;
+    default: break;
     }
-    host_addsd(&t[0], &t[1], &m);
-    mx_end(cpu, m);
+    dp_end(cpu, m, a, b, imm, true);
+    a->v = va;
     for (unsigned i = 0; i < 2; i++)
-        a->g[i] = (imm & (1u << i)) ? t[0].g[0] : 0.0;
+        if (!(imm & (1u << i))) a->q[i] = 0;
 }
 H_X(dppd)
 
@@ -468,6 +506,7 @@ CVT_TO_INT(cvttsd2si, "cvttsd2si")
  * packed-integer forms (same rounding and flags per element). */
 HVP_HANDLER(h_cvtpi2ps)
 {
+    if (d->fl & SF_MMX) mmx_check(cpu);
     xmm_t b = {0};
     b.q[0] = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : mm_get(cpu, d->r1);
     xmm_t a = xget(cpu, d->r0), t = a;
@@ -482,6 +521,7 @@ HVP_HANDLER(h_cvtpi2ps)
 
 HVP_HANDLER(h_cvtpi2pd)
 {
+    if (d->fl & SF_MMX) mmx_check(cpu);
     xmm_t b = {0};
     b.q[0] = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, sse_ea(cpu, d)) : mm_get(cpu, d->r1);
     xmm_t a = {0};
@@ -497,6 +537,7 @@ HVP_HANDLER(h_cvtpi2pd)
     HVP_HANDLER(h_##name)                                                                          \
     {                                                                                              \
         xmm_t b, a = {0};                                                                          \
+        mmx_check(cpu);                                                                            \
         src1(cpu, d, &b);                                                                          \
         if (lanes == 2) b.q[1] = 0; /* only the low two floats convert */                          \
         uint32_t m = mx_begin(cpu);                                                                \
@@ -663,6 +704,7 @@ HVP_HANDLER(h_pmovmskb)
 
 HVP_HANDLER(h_pmovmskb_mm)
 {
+    mmx_check(cpu);
     uint64_t v = mm_get(cpu, d->r1);
     unsigned r = 0;
     for (unsigned i = 0; i < 8; i++)
@@ -676,6 +718,7 @@ HVP_HANDLER(h_pmovmskb_mm)
  * to [rdi] (address-size, DS or override). Every byte is checked first. */
 HVP_HANDLER(h_maskmov)
 {
+    if (d->fl & SF_MMX) mmx_check(cpu);
     unsigned n = (d->fl & SF_MMX) ? 8 : 16;
     xmm_t v = {0}, k = {0};
     if (n == 8) {
@@ -1547,6 +1590,7 @@ enum { MM_EW, MM_PAIR, MM_HI };
 #define MMX_FN(OPN, name, kind)                                                                    \
     HVP_HANDLER(h_mm_##name##_##kind)                                                              \
     {                                                                                              \
+        mmx_check(cpu);                                                                            \
         uint64_t y =                                                                               \
             (d->fl & HVP_DF_M1) ? hvp_rdn(cpu, hvp_ea(cpu, d), d->osz) : mm_get(cpu, d->r1);       \
         uint64_t x = mm_get(cpu, d->r0);                                                           \
@@ -1572,6 +1616,7 @@ MMX_OPS(MMX_FN)
 #define MMX_SHI(name)                                                                              \
     HVP_HANDLER(h_mm_##name##_i)                                                                   \
     {                                                                                              \
+        mmx_check(cpu);                                                                            \
         xmm_t a = {0};                                                                             \
         a.q[0] = mm_get(cpu, d->r0);                                                               \
         sh_##name(&a, (uint8_t)d->imm);                                                            \
@@ -1601,6 +1646,7 @@ static hvp_handler mmx_handler(unsigned op)
 
 HVP_HANDLER(h_mm_pshufb)
 {
+    mmx_check(cpu);
     uint64_t y = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : mm_get(cpu, d->r1);
     uint64_t x = mm_get(cpu, d->r0), r = 0;
     for (unsigned i = 0; i < 8; i++) {
@@ -1614,6 +1660,7 @@ HVP_HANDLER(h_mm_pshufb)
 
 HVP_HANDLER(h_mm_palignr)
 {
+    mmx_check(cpu);
     uint64_t y = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : mm_get(cpu, d->r1);
     uint64_t x = mm_get(cpu, d->r0);
     unsigned n = (uint8_t)d->imm;
@@ -1632,6 +1679,7 @@ HVP_HANDLER(h_mm_palignr)
 
 HVP_HANDLER(h_mm_pshufw)
 {
+    mmx_check(cpu);
     uint64_t y = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : mm_get(cpu, d->r1);
     unsigned imm = (uint8_t)d->imm;
     uint64_t r = 0;
@@ -1645,6 +1693,7 @@ HVP_HANDLER(h_mm_pshufw)
 /* MOVD/MOVQ mm, r/m32/64 */
 HVP_HANDLER(h_mm_movd_in)
 {
+    mmx_check(cpu);
     uint64_t v = (d->fl & HVP_DF_M1) ? hvp_rdn(cpu, hvp_ea(cpu, d), d->osz)
                                      : cpu->gpr[d->r1] & hvp_size_mask(d->osz);
     mmx_enter(cpu);
@@ -1655,6 +1704,7 @@ HVP_HANDLER(h_mm_movd_in)
 /* MOVD/MOVQ r/m32/64, mm */
 HVP_HANDLER(h_mm_movd_out)
 {
+    mmx_check(cpu);
     uint64_t v = mm_get(cpu, d->r1) & hvp_size_mask(d->osz);
     if (d->fl & HVP_DF_M0)
         hvp_wrn(cpu, hvp_ea(cpu, d), d->osz, v);
@@ -1667,6 +1717,7 @@ HVP_HANDLER(h_mm_movd_out)
 /* MOVQ mm, mm/m64 */
 HVP_HANDLER(h_mm_movq_in)
 {
+    mmx_check(cpu);
     uint64_t v = (d->fl & HVP_DF_M1) ? hvp_rd64(cpu, hvp_ea(cpu, d)) : mm_get(cpu, d->r1);
     mmx_enter(cpu);
     mm_set(cpu, d->r0, v);
@@ -1676,6 +1727,7 @@ HVP_HANDLER(h_mm_movq_in)
 /* MOVQ/MOVNTQ m64, mm */
 HVP_HANDLER(h_mm_movq_out)
 {
+    mmx_check(cpu);
     hvp_wr64(cpu, hvp_ea(cpu, d), mm_get(cpu, d->r1));
     mmx_enter(cpu);
     return NEXT(cpu, d);
@@ -1683,6 +1735,7 @@ HVP_HANDLER(h_mm_movq_out)
 
 HVP_HANDLER(h_movq2dq)
 {
+    mmx_check(cpu);
     xmm_t x = {0};
     x.q[0] = mm_get(cpu, d->r1);
     mmx_enter(cpu);
@@ -1692,6 +1745,7 @@ HVP_HANDLER(h_movq2dq)
 
 HVP_HANDLER(h_movdq2q)
 {
+    mmx_check(cpu);
     xmm_t x = xget(cpu, d->r1);
     mmx_enter(cpu);
     mm_set(cpu, d->r0, x.q[0]);
@@ -1700,6 +1754,7 @@ HVP_HANDLER(h_movdq2q)
 
 HVP_HANDLER(h_mm_pinsrw)
 {
+    mmx_check(cpu);
     uint64_t v = (d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1] & 0xffff;
     unsigned i = (unsigned)d->imm & 3;
     uint64_t x = mm_get(cpu, d->r0);
@@ -1711,6 +1766,7 @@ HVP_HANDLER(h_mm_pinsrw)
 
 HVP_HANDLER(h_mm_pextrw)
 {
+    mmx_check(cpu);
     uint64_t x = mm_get(cpu, d->r1);
     mmx_enter(cpu);
     cpu->gpr[d->r0] = (x >> (16 * ((unsigned)d->imm & 3))) & 0xffff;
@@ -1720,6 +1776,7 @@ HVP_HANDLER(h_mm_pextrw)
 /* EMMS: all tags empty */
 HVP_HANDLER(h_emms)
 {
+    mmx_check(cpu);
     cpu->st.fpu.ftw = 0;
     return NEXT(cpu, d);
 }
