@@ -567,3 +567,82 @@ Test(cpu, sse_moves_arith_and_xm)
     cr_assert_eq(v.ex.u.exception.vector, 13, "movaps from a misaligned address");
     vm_fini(&v);
 }
+
+/* ---- more edges ---- */
+
+SNIP(s_jmp_nc, "mov rax, 0x0000800000000000\n jmp rax\n");
+SNIP(s_wrap, "mov ebx, 0xfffffff0\n mov ecx, 0x200010\n mov eax, [ebx+ecx]\n"
+             "mov rsi, 0x10\n mov word ptr [rsi*2+0x1ffff0], 0x1234\n"
+             "push 7\n pop ax\n pop ax\n push ax\n syscall\n");
+SNIP(s_back, "std\n mov rdi, 0x200038\n mov rax, 0x5555\n mov ecx, 4\n rep stosq\n"
+             "mov rsi, 0x200038\n mov rdi, 0x201038\n mov ecx, 8\n repe cmpsq\n mov r8, rcx\n"
+             "mov rsi, 0x200003\n mov ecx, 3\n rep lodsb\n cld\n mov r9, rsi\n syscall\n");
+SNIP(s_smc_rep, "lea rsi, [rip + src]\n lea rdi, [rip + dst]\n mov ecx, 5\n rep movsb\n"
+                "dst: mov eax, 1\n syscall\n src: mov eax, 3\n");
+
+Test(cpu, edges)
+{
+    struct vm v;
+    RUN_SNIP(&v, s_jmp_nc);
+    vm_run(&v, 0);
+    cr_assert_eq(v.ex.u.exception.vector, 13, "jump to a non-canonical address");
+    cr_assert_eq(v.st.rip, CODE + 10, "RIP at the jmp");
+    vm_fini(&v);
+
+    static const uint8_t lock_reg[] = {0xf0, 0x01, 0xd8};
+    vm_init(&v, lock_reg, lock_reg + 3);
+    vm_run(&v, 0);
+    cr_assert_eq(v.ex.u.exception.vector, 6, "LOCK with a register destination is #UD");
+    vm_fini(&v);
+
+    RUN_SNIP(&v, s_wrap);
+    memcpy(v.data, "\x11\x22\x33\x44", 4);
+    vm_run(&v, 0);
+    expect_syscall(&v, SYSCALL_AT(s_wrap));
+    cr_assert_eq(v.st.gpr[0] & 0xffff, 0x0000, "pop ax (the high word of the pushed 7)");
+    cr_assert_eq(v.st.gpr[4], STACK - 6, "push imm: 8 bytes, two 16-bit pops, one 16-bit push");
+    cr_assert_eq((v.st.gpr[0] >> 16) & 0xffff, 0x4433, "addr32 wrapped to DATA");
+    cr_assert_eq(v.data[0x10] | v.data[0x11] << 8, 0x1234);
+    vm_fini(&v);
+
+    RUN_SNIP(&v, s_back);
+    vm_run(&v, 0);
+    expect_syscall(&v, SYSCALL_AT(s_back));
+    uint64_t *q = (uint64_t *)v.data;
+    for (int i = 4; i < 8; i++)
+        cr_assert_eq(q[i], 0x5555);
+    cr_assert_eq(q[3], 0);
+    cr_assert_eq(v.st.gpr[8], 7, "repe cmpsq stops at the first difference (backwards)");
+    cr_assert_eq(v.st.gpr[9], DATA);
+    vm_fini(&v);
+
+    RUN_SNIP(&v, s_smc_rep);
+    vm_run(&v, 0);
+    cr_assert_eq(v.ex.reason, HVP_CPU_EXIT_SYSCALL);
+    cr_assert_eq(v.st.gpr[0], 3, "code copied over by rep movsb runs");
+    vm_fini(&v);
+}
+
+Test(cpu, instruction_across_pages)
+{
+    struct vm v;
+    static const uint8_t nop[] = {0x90};
+    vm_init(&v, nop, nop + 1);
+    /* mov eax, 0x12345678 straddling the 0x1000 boundary, then syscall */
+    static const uint8_t mov[] = {0xb8, 0x78, 0x56, 0x34, 0x12, 0x0f, 0x05};
+    memcpy(v.code + 0x1000 - 2, mov, sizeof mov);
+    v.st.rip = CODE + 0x1000 - 2;
+    vm_set(&v);
+    vm_run(&v, 0);
+    expect_syscall(&v, CODE + 0x1000 + 5);
+    cr_assert_eq(v.st.gpr[0], 0x12345678);
+    /* the same at the end of the mapping: the fetch of the second page faults */
+    memcpy(v.code + 0x4000 - 2, mov, 2);
+    v.st.rip = CODE + 0x4000 - 2;
+    vm_set(&v);
+    vm_run(&v, 0);
+    cr_assert_eq(v.ex.u.exception.vector, 14);
+    cr_assert_eq(v.ex.u.exception.cr2, CODE + 0x4000);
+    cr_assert_eq(v.st.rip, CODE + 0x4000 - 2);
+    vm_fini(&v);
+}
