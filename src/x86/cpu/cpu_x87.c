@@ -325,6 +325,14 @@ HVP_HANDLER(h_fnclex)
     return NEXT(cpu, d);
 }
 
+/* FNENI, FNDISI, FNSETPM: 8087/287 leftovers, no-ops that neither wait
+ * nor move FIP/FOP (as the host shows). */
+HVP_HANDLER(h_fn8087)
+{
+    x87_enter(cpu, false);
+    return NEXT(cpu, d);
+}
+
 HVP_HANDLER(h_fninit)
 {
     x87_enter(cpu, false);
@@ -575,6 +583,9 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_FNSTENV: d->fn = h_fnstenv; return HVP_B_OK;
     case HVP_X86_OP_FRSTOR: d->fn = h_frstor; return HVP_B_OK;
     case HVP_X86_OP_FNSAVE: d->fn = h_fnsave; return HVP_B_OK;
+    case HVP_X86_OP_FENI8087_NOP:
+    case HVP_X86_OP_FDISI8087_NOP:
+    case HVP_X86_OP_FSETPM287_NOP: d->fn = h_fn8087; return HVP_B_OK;
     default: break;
     }
     d->fn = h_host;

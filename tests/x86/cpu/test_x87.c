@@ -149,6 +149,9 @@ enum { M_NONE, M_F32, M_F64, M_F80, M_I16, M_I32, M_I64, M_BCD, M_CW, M_ENV, M_S
     X(fincstp, "fincstp", M_NONE, 0)                                                               \
     X(fdecstp, "fdecstp", M_NONE, 0)                                                               \
     X(fnop, "fnop", M_NONE, 0)                                                                     \
+    X(fneni, ".byte 0xdb, 0xe0", M_NONE, 0)                                                        \
+    X(fndisi, ".byte 0xdb, 0xe1", M_NONE, 0)                                                       \
+    X(fnsetpm, ".byte 0xdb, 0xe4", M_NONE, 0)                                                      \
     X(fnclex, "fnclex", M_NONE, 0)                                                                 \
     X(fninit, "fninit", M_NONE, 0)                                                                 \
     X(fnstsw_ax, "fnstsw ax", M_NONE, 0)                                                           \
