@@ -66,7 +66,7 @@ static const struct sysdesc sysdescs[] = {
     S(112, setsid, 0, 0),       S(115, getgroups, 2, 0),   S(118, getresuid, 3, 0),
     S(120, getresgid, 3, 0),    S(121, getpgid, 1, 0),     S(124, getsid, 1, 0),
     S(131, sigaltstack, 2, 0),  S(137, statfs, 2, 1),      S(138, fstatfs, 2, 0),
-    S(158, arch_prctl, 2, 0),   S(186, gettid, 0, 0),      S(200, tkill, 2, 0),
+    S(157, prctl, 5, 0),        S(158, arch_prctl, 2, 0),   S(186, gettid, 0, 0),      S(200, tkill, 2, 0),
     S(201, time, 1, 0),         S(202, futex, 6, 0),       S(204, sched_getaffinity, 3, 0),
     S(217, getdents64, 3, 0),   S(218, set_tid_address, 1, 0), S(221, fadvise64, 4, 0),
     S(228, clock_gettime, 2, 0), S(229, clock_getres, 2, 0), S(230, clock_nanosleep, 4, 0),
@@ -137,6 +137,8 @@ static int64_t iov_in(struct hvp_user *u, uint64_t g, uint64_t cnt, unsigned pro
 
 static int64_t sys_rw_vec(struct hvp_user *u, long nr, const uint64_t *a)
 {
+    if (a[2] > IOV_MAX_)
+        return -EINVAL;
     struct iovec *v = malloc(sizeof(*v) * (a[2] ? a[2] : 1));
     if (!v)
         return -ENOMEM;
@@ -908,6 +910,7 @@ static int64_t dispatch(struct hvp_user *u, struct hvp_cpu_state *st, long nr, c
     case SYS_set_tid_address: u->tid_address = a[0]; return u->pid;
     case SYS_set_robust_list: return a[1] == 24 ? 0 : -EINVAL;
     case SYS_arch_prctl: return sys_arch_prctl(u, st, a);
+    case SYS_prctl: return a[0] == 15 /* PR_SET_NAME: the host thread keeps its own */ ? 0 : -EINVAL;
     case SYS_futex: return sys_futex(u, a);
     case SYS_exit:
     case SYS_exit_group:

@@ -127,7 +127,7 @@ if rc != 2:
 # Header fuzz: random bytes over the headers of the good file.
 rng = random.Random(1234)
 outcomes = {}
-for i in range(150):
+for i in range(120):
     b = bytearray(good)
     for _ in range(rng.randint(1, 8)):
         b[rng.randrange(0, 64 + 56)] = rng.randrange(256)
@@ -144,7 +144,7 @@ print(f"header fuzz: exit statuses {sorted(outcomes.items(), key=str)}")
 # Random code: 4 KiB of random bytes at the entry point, writable and
 # executable, nothing mapped after it.
 outcomes = {}
-for seed in range(40):
+for seed in range(30):
     r = random.Random(seed)
     code = bytes(r.randrange(256) for _ in range(4096))
     data = elf(code=code, phdrs=[(1, 7, 0, B, B, 64 + 56 + 4096, 64 + 56 + 4096, 0x1000)])
