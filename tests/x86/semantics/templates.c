@@ -1395,6 +1395,12 @@ static void setup_state(struct gen *g)
             memcpy(fx + FX_ST(i), &v, 8);
         }
     }
+    if (!(sem_rand(r) & (x87 ? 31 : 63))) {
+        /* a pending unmasked x87 exception: waiting x87 and MMX instructions raise #MF */
+        unsigned k = (unsigned)sem_below(r, 6);
+        fcw &= (uint16_t) ~(1u << k);
+        fsw |= (uint16_t)((1u << k) | 0x8080);
+    }
     memcpy(fx + FX_FCW, &fcw, 2);
     memcpy(fx + FX_FSW, &fsw, 2);
     fx[FX_FTW] = ftw;
