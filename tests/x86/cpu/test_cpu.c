@@ -646,3 +646,29 @@ Test(cpu, instruction_across_pages)
     cr_assert_eq(v.st.rip, CODE + 0x4000 - 2);
     vm_fini(&v);
 }
+
+SNIP(s_lock_misaligned,
+     "mov rbx, 0x200001\n lock inc qword ptr [rbx]\n lock xadd [rbx+8], eax\n"
+     "mov eax, 5\n lock cmpxchg [rbx+3], ecx\n xchg [rbx+0x21], rdx\n"
+     "lock bts dword ptr [rbx+0x41], 3\n mov rbx, 0x200ffd\n lock inc dword ptr [rbx]\n syscall\n");
+
+Test(cpu, lock_misaligned_and_split)
+{
+    struct vm v;
+    RUN_SNIP(&v, s_lock_misaligned);
+    v.st.gpr[0] = 2;
+    v.st.gpr[2] = 0x77;
+    vm_set(&v);
+    vm_run(&v, 0);
+    expect_syscall(&v, SYSCALL_AT(s_lock_misaligned));
+    uint64_t x;
+    memcpy(&x, v.data + 1, 8);
+    cr_assert_eq(x, 1);
+    memcpy(&x, v.data + 0x22, 8);
+    cr_assert_eq(x, 0x77);
+    cr_assert_eq(v.data[0x42], 8);
+    uint32_t y;
+    memcpy(&y, v.data + 0xffd, 4); /* split across two pages */
+    cr_assert_eq(y, 1);
+    vm_fini(&v);
+}
