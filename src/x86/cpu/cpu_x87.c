@@ -222,6 +222,179 @@ static uint64_t run_stub(struct x87_img *m, uint8_t *buf, unsigned k, unsigned i
     return hf;
 }
 
+/* ---- fast path ----
+ * With every exception masked and no stack fault possible (operands valid,
+ * a pushed-to register empty), an instruction needs only its operands on
+ * the host: load them with FLDT (exact, for any encoding), run the guest's
+ * opcode (a 'op; ret' stub, same numbering as above), store the results
+ * with FSTPT and take the flags from FNSTSW. About five times cheaper than
+ * FRSTOR/FNSAVE; the bookkeeping (TOP, tags, sticky flags, C0..C3) is done
+ * in C. The differential tests check both paths against the host. */
+__asm__(".pushsection .text.hvp_x87_stubs,\"ax\",@progbits\n"
+        ".balign 8\n"
+        ".globl hvp_x87_ops\n"
+        ".hidden hvp_x87_ops\n"
+        ".type hvp_x87_ops, @function\n"
+        "hvp_x87_ops:\n"
+        ".set hvp_x87_j, 0\n"
+        ".rept 576\n"
+        ".balign 8\n"
+        "endbr64\n"
+        ".if hvp_x87_j < 512\n"
+        ".byte 0xd8 + (hvp_x87_j >> 6), 0xc0 + (hvp_x87_j & 63)\n"
+        ".else\n"
+        ".byte 0xd8 + ((hvp_x87_j - 512) >> 3), (((hvp_x87_j - 512) & 7) << 3) | 6\n"
+        ".endif\n"
+        "ret\n"
+        ".set hvp_x87_j, hvp_x87_j + 1\n"
+        ".endr\n"
+        ".size hvp_x87_ops, . - hvp_x87_ops\n"
+        ".popsection\n");
+extern void hvp_x87_ops(void);
+
+/* Host ST0/ST1 <- regs[0]/regs[1] (din of them), op, then regs[0]/regs[1]
+ * <- host ST0/ST1 (dout of them); returns the host FSW after the op. */
+static uint16_t fast_run(uint8_t regs[20], uint8_t *mem, uint16_t cw, unsigned din, unsigned dout,
+                         unsigned k)
+{
+    uintptr_t op = (uintptr_t)&hvp_x87_ops + 8u * k;
+    uint16_t hcw = 0, sw = 0;
+    __asm__ volatile("fnstcw %[hcw]\n\t"
+                     "fldcw %[cw]\n\t"
+                     "fnclex\n\t"
+                     "cmp $2, %[din]\n\t"
+                     "jb 1f\n\t"
+                     "fldt 10(%[r])\n"
+                     "1:\n\t"
+                     "test %[din], %[din]\n\t"
+                     "jz 2f\n\t"
+                     "fldt (%[r])\n"
+                     "2:\n\t"
+                     "sub $128, %%rsp\n\t" /* the call must not hit the red zone */
+                     "call *%[op]\n\t"
+                     "add $128, %%rsp\n\t"
+                     "fnstsw %[sw]\n\t"
+                     "test %[dout], %[dout]\n\t"
+                     "jz 3f\n\t"
+                     "fstpt (%[r])\n\t"
+                     "cmp $2, %[dout]\n\t"
+                     "jb 3f\n\t"
+                     "fstpt 10(%[r])\n"
+                     "3:\n\t"
+                     "fldcw %[hcw]"
+                     : [hcw] "+m"(hcw), [sw] "+m"(sw)
+                     : [cw] "m"(cw), [din] "r"(din), [dout] "r"(dout), [r] "r"(regs), [op] "r"(op),
+                       "S"(mem)
+                     : "cc", "memory");
+    return sw;
+}
+
+/* fast classes (d->r1) */
+enum {
+    FC_NONE,
+    FC_BIN,    /* ST(0) op ST(i) -> ST(0) or ST(i), i >= 1 */
+    FC_BIN0,   /* ST(0) op ST(0) */
+    FC_BINP,   /* ST(i) = ST(i) op ST(0), pop (i >= 1); also FCOMP ST(i) */
+    FC_COM,    /* FCOM/FUCOM ST(i), i >= 1 */
+    FC_COMPP,  /* FCOMPP, FUCOMPP */
+    FC_MEM,    /* ST(0) op= memory, or a compare with memory */
+    FC_MEMP,   /* FCOMP/FICOMP memory */
+    FC_LOAD,   /* push from memory, or a constant */
+    FC_STORE,  /* ST(0) -> memory */
+    FC_STOREP, /* ST(0) -> memory, pop */
+    FC_UNARY,  /* ST(0) = f(ST(0)) */
+    FC_MEMCOM, /* FCOM/FICOM memory */
+    FC_COMP,   /* FCOMP/FUCOMP ST(i), i >= 1 */
+};
+
+/* din, dout, pops (-1 = push), C bits the host defines */
+static const struct {
+    uint8_t din, dout;
+    int8_t pop;
+    uint16_t cmask;
+} fast_tab[] = {
+    [FC_BIN] = {2, 2, 0, 0x0200},   [FC_BIN0] = {1, 1, 0, 0x0200},
+    [FC_BINP] = {2, 1, 1, 0x0200},  [FC_COM] = {2, 2, 0, 0x4700},
+    [FC_COMPP] = {2, 0, 2, 0x4700}, [FC_MEM] = {1, 1, 0, 0x0200},
+    [FC_MEMP] = {1, 0, 1, 0x4700},  [FC_LOAD] = {0, 1, -1, 0x0200},
+    [FC_STORE] = {1, 1, 0, 0x0200}, [FC_STOREP] = {1, 0, 1, 0x0200},
+    [FC_UNARY] = {1, 1, 0, 0x0200}, [FC_MEMCOM] = {1, 1, 0, 0x4700},
+    [FC_COMP] = {2, 1, 1, 0x4700},
+};
+
+static void st_pop(struct hvp_cpu_fpu *f)
+{
+    uint8_t t[16];
+    memcpy(t, f->st[0], 16);
+    memmove(f->st[0], f->st[1], 7 * 16);
+    memcpy(f->st[7], t, 16);
+    f->ftw &= (uint8_t) ~(1u << fpu_top(f));
+    f->fsw = (uint16_t)((f->fsw & ~FSW_TOP) | ((fpu_top(f) + 1) & 7) << 11);
+}
+
+static void st_push(struct hvp_cpu_fpu *f)
+{
+    uint8_t t[16];
+    memcpy(t, f->st[7], 16);
+    memmove(f->st[1], f->st[0], 7 * 16);
+    memcpy(f->st[0], t, 16);
+    unsigned top = (fpu_top(f) - 1) & 7;
+    f->ftw |= (uint8_t)(1u << top);
+    f->fsw = (uint16_t)((f->fsw & ~FSW_TOP) | top << 11);
+}
+
+static inline bool st_valid(const struct hvp_cpu_fpu *f, unsigned i)
+{
+    return (f->ftw >> ((fpu_top(f) + i) & 7)) & 1;
+}
+
+/* Runs the instruction the fast way when it can; false: take the slow one. */
+static bool fast_try(struct hvp_cpu *cpu, const struct hvp_dinsn *d, uint8_t *buf)
+{
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    const unsigned fc = d->r1, i = d->r0 ? d->r0 : 1;
+    if ((f->fcw & 0x3f) != 0x3f) return false;
+    const unsigned din = fast_tab[fc].din;
+    if (fast_tab[fc].pop < 0) {
+        if (st_valid(f, 7)) return false; /* overflow */
+    } else {
+        if (din >= 1 && !st_valid(f, 0)) return false;
+        if (din >= 2 && !st_valid(f, i)) return false;
+    }
+    uint8_t r[20];
+    memcpy(r, f->st[0], 10);
+    if (din >= 2) memcpy(r + 10, f->st[i], 10);
+    uint16_t hs = fast_run(r, buf, f->fcw, din, fast_tab[fc].dout, (unsigned)d->imm);
+    if (d->aux & XK_STORE) hvp_wr_block(cpu, hvp_ea(cpu, d), buf, d->osz); /* may fault */
+    const uint16_t cm = fast_tab[fc].cmask;
+    f->fsw = (uint16_t)((f->fsw & ~cm) | (hs & cm) | (hs & 0x7f));
+    switch (fc) {
+    case FC_BIN:
+    case FC_COM:
+        memcpy(f->st[0], r, 10);
+        memcpy(f->st[i], r + 10, 10);
+        break;
+    case FC_BINP:
+    case FC_COMP:
+        memcpy(f->st[i], r, 10);
+        st_pop(f);
+        break;
+    case FC_COMPP:
+        st_pop(f);
+        st_pop(f);
+        break;
+    case FC_MEMP:
+    case FC_STOREP: st_pop(f); break;
+    case FC_LOAD:
+        st_push(f);
+        memcpy(f->st[0], r, 10);
+        memset(f->st[0] + 10, 0, 6);
+        break;
+    default: memcpy(f->st[0], r, 10); break;
+    }
+    return true;
+}
+
 HVP_HANDLER(h_host)
 {
     x87_enter(cpu, true);
@@ -232,6 +405,10 @@ HVP_HANDLER(h_host)
     if (mem) {
         ea = hvp_ea(cpu, d);
         if (d->aux & XK_LOAD) hvp_rd_block(cpu, ea, buf, d->osz);
+    }
+    if (d->r1 && fast_try(cpu, d, buf)) {
+        x87_last(cpu, HVP_XI(cpu, d), mem, ea);
+        return NEXT(cpu, d);
     }
     struct x87_img m;
     img_from(f, &m);
@@ -527,6 +704,42 @@ static bool rm_is_sti(unsigned esc, unsigned reg)
              (esc == 3 && reg == 4) || (esc == 6 && reg == 3) || (esc == 7 && reg == 4));
 }
 
+/* The fast-path class of a memory form. */
+static unsigned fast_mem(unsigned esc, unsigned reg)
+{
+    if (!(esc & 1)) /* D8 DA DC DE: arithmetic and compares */
+        return reg == 2 ? FC_MEMCOM : reg == 3 ? FC_MEMP : FC_MEM;
+    static const uint8_t odd[4][8] = {
+        /* D9 */ {FC_LOAD, 0, FC_STORE, FC_STOREP, 0, 0, 0, 0},
+        /* DB */ {FC_LOAD, FC_STOREP, FC_STORE, FC_STOREP, 0, FC_LOAD, 0, FC_STOREP},
+        /* DD */ {FC_LOAD, FC_STOREP, FC_STORE, FC_STOREP, 0, 0, 0, 0},
+        /* DF */ {FC_LOAD, FC_STOREP, FC_STORE, FC_STOREP, FC_LOAD, FC_LOAD, FC_STOREP, FC_STOREP},
+    };
+    return odd[esc >> 1][reg];
+}
+
+/* The fast-path class of a register form (rm = ST(i)). */
+static unsigned fast_reg(unsigned esc, unsigned modrm)
+{
+    unsigned reg = (modrm >> 3) & 7, rm = modrm & 7;
+    bool arith = reg <= 1 || reg >= 4;
+    switch (esc) {
+    case 0:
+        if (arith) return rm ? FC_BIN : FC_BIN0;
+        return rm ? (reg == 2 ? FC_COM : FC_COMP) : FC_NONE;
+    case 4: return arith ? (rm ? FC_BIN : FC_BIN0) : FC_NONE;
+    case 6:
+        if (modrm == 0xd9) return FC_COMPP;
+        return arith && rm ? FC_BINP : FC_NONE;
+    case 5: return rm && reg == 4 ? FC_COM : rm && reg == 5 ? FC_COMP : FC_NONE;
+    case 2: return modrm == 0xe9 ? FC_COMPP : FC_NONE;
+    case 1:
+        if (modrm == 0xe0 || modrm == 0xe1 || modrm == 0xfa || modrm == 0xfc) return FC_UNARY;
+        return modrm >= 0xe8 && modrm <= 0xee ? FC_LOAD : FC_NONE;
+    default: return FC_NONE;
+    }
+}
+
 /* Memory forms that write their operand. */
 static bool mem_is_store(unsigned esc, unsigned reg)
 {
@@ -596,6 +809,7 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->osz = (uint8_t)sz;
         d->aux = mem_is_store(esc, reg) ? XK_STORE : XK_LOAD;
         d->imm = STUB_MEM + esc * 8 + reg;
+        d->r1 = (uint8_t)fast_mem(esc, reg);
         return HVP_B_OK;
     }
     unsigned rm = modrm & 7, sm = modrm & 63;
@@ -604,6 +818,7 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         sm = (sm & ~7u) | 1;
     }
     d->imm = esc * 64 + sm;
+    d->r1 = (uint8_t)fast_reg(esc, modrm);
     if ((esc == 2 || esc == 3) && reg <= 3) d->aux |= XK_FLAGS_IN;
     if ((esc == 3 || esc == 7) && (reg == 5 || reg == 6)) d->aux |= XK_FLAGS_OUT;
     return HVP_B_OK;
