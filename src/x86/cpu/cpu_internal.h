@@ -49,6 +49,44 @@
  * not handle the instruction (-> #UD), else HVP_B_OK or HVP_B_END. Adding an
  * instruction set means filling such a builder in its own file, and
  * advertising it in the default CPUID table (cpu.c) only when complete.
+ * A builder starts with hvp_build_common(cpu, xi, d) (length, sizes, the
+ * memory recipe, GPR codes of operands 0/1, LOCK/REP bits) and then sets
+ * d->fn and whatever private fields its handlers read (d->aux, d->imm,
+ * spare d->fl bits from 0x0100 up; a function pointer may live in d->imm
+ * for forms without an immediate). The handler is the only consumer, so
+ * each file is free in how it uses them.
+ *
+ * ---- Software TLB ----
+ * One entry per hashed linear page (hvp_tlb(cpu, a)): tag_r/tag_w/tag_x
+ * hold the page address when that access kind may use the entry, and one
+ * addend (host = linear + addend). tag_w is never set for a page holding
+ * decoded code, so stores there take the slow path, which kills the
+ * page's traces (self-modifying code) before the store. Entries are
+ * filled by translate() in cpu.c from the guest-physical map.
+ *
+ * ---- Trace cache ----
+ * Traces live in a pool (cpu->pool, with the full decoded records in the
+ * parallel cpu->xi) and a hash keyed by guest-physical address; when the
+ * pool fills, everything is flushed (only between traces). A killed trace
+ * stays in the pool with every entry's fn = h_stale (returns NULL), so a
+ * trace that killed itself stops right after the store. Each trace
+ * remembers its last two successors (link[]), validated by pc, mode and
+ * dead before use, so a loop never hashes.
+ *
+ * ---- Part 2 (system architecture) hooks ----
+ * - Paging goes into translate(): walk the page tables for linear -> phys,
+ *   fill tag_r/tag_w/tag_x from the PTE bits (U/S, R/W, NX), raise #PF
+ *   with the architectural error code. Flush the TLB and every trace
+ *   link on CR3/CR0/CR4/EFER writes and INVLPG (links compare linear pc).
+ * - Traces are already keyed by physical address + mode; trace_build()
+ *   must translate pc (today phys = pc) and mode must encode CS.L/CS.D,
+ *   CPL and anything else decoding or checks depend on.
+ * - Exceptions: hvp_raise() fills the exit; in system mode it must deliver
+ *   through the IDT instead unless the vector is in exception_exit_bitmap.
+ * - Interrupts: add bits to cpu->async (checked once per trace) and
+ *   deliver them in the run loop between traces.
+ * - Not yet modelled in user mode: RFLAGS.TF single-step (#DB), #SS for
+ *   stack accesses (non-canonical stack addresses raise #GP(0)), #AC.
  */
 #ifndef HVP_CPU_INTERNAL_H
 #define HVP_CPU_INTERNAL_H
