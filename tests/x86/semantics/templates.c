@@ -1315,6 +1315,7 @@ struct gen {
     int base, index, scale, dsz;
     int32_t disp;
     bool a32;
+    bool away; /* the operand is outside the data page: a fault */
     uint64_t ea;
 };
 
@@ -1760,8 +1761,16 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         if ((t->spec & S_ALIGN) || (sem_rand(r) & 1)) ea &= ~(uint64_t)(al - 1);
         if ((t->spec & S_ALIGN) && !(sem_rand(r) & 15))
             ea += 1 + sem_below(r, al - 1); /* misaligned: #GP */
+        if (!(t->spec & S_LEA) && g.mform <= 4 && !(sem_rand(r) % 48)) {
+            /* sometimes a bad address: non-canonical (#GP, #SS via rsp/rbp) or unmapped (#PF) */
+            if (!g.a32 && g.mform <= 3 && (sem_rand(r) & 1))
+                ea = 0x0000800000000000ull | (sem_rand(r) & 0x00007ffffffff000ull) | (ea & 0xfff);
+            else
+                ea = SEM_DATA_ADDR + 0x10000 + (ea & 0xfff);
+            g.away = true;
+        }
         place_mem(&g, ea, t->spec & S_LEA);
-        uint8_t *p = (t->spec & S_LEA) ? NULL : dptr(&g, ea);
+        uint8_t *p = (t->spec & S_LEA) || g.away ? NULL : dptr(&g, ea);
         if (p && (t->rmk == K_XMM || t->rmk == K_MMX)) xmmgen(r, p, msz);
         if (p) {
             if (t->spec & (S_DIV | S_IDIV)) memcpy(p, &imm, msz);
@@ -1830,7 +1839,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
             if ((t->spec & S_ZSRC) && !(sem_rand(r) & 7)) memset(p, 0, msz);
         }
     }
-    if (t->spec & S_CMPX) {
+    if ((t->spec & S_CMPX) && !g.away) {
         if (sem_rand(r) & 1) {
             uint64_t v;
             if (g.mem)
@@ -1840,7 +1849,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
             set_sized(&g, 0, osz, v);
         }
     }
-    if ((t->spec & S_CX8) && (sem_rand(r) & 1)) {
+    if ((t->spec & S_CX8) && !g.away && (sem_rand(r) & 1)) {
         uint64_t lo, hi = 0;
         unsigned h = t->osz == 8 ? 8 : 4;
         memcpy(&lo, dptr(&g, g.ea), 8);
