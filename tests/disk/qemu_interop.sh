@@ -34,7 +34,10 @@ for spec in "vhd fixed 1048576" "vhd dynamic 1048576" "vhd fixed 10489856" "vhd 
     q=$(qfmt "$f")
     got=$(vsize "$q" "$img")
     [ "$got" = "$size" ] || fail "$spec: qemu-img reads virtual size $got, not $size"
-    qemu-img compare -q -f raw -F "$q" ref$n.raw "$img" || fail "$spec: qemu-img compare says the content differs"
+    # qemu's vhdx driver has no block status: it would read all 127 GiB
+    if [ "$f" = vhd ] || [ "$size" -lt 4294967296 ]; then
+        qemu-img compare -q -f raw -F "$q" ref$n.raw "$img" || fail "$spec: qemu-img compare says the content differs"
+    fi
     if [ "$f" = vhdx ]; then
         qemu-img check -q "$img" || fail "$spec: qemu-img check finds errors"
     fi
@@ -42,7 +45,9 @@ for spec in "vhd fixed 1048576" "vhd dynamic 1048576" "vhd fixed 10489856" "vhd 
     "$hvp" disk compare ref$n.raw "$img" >/dev/null || fail "$spec: hvp reads back different content"
     # convert: raw -> image by hvp, read by qemu
     "$hvp" disk convert -O "$f" --type "$t" ref$n.raw conv$n.$f || fail "$spec: convert"
-    qemu-img compare -q -f raw -F "$q" ref$n.raw conv$n.$f || fail "$spec: converted image differs for qemu"
+    if [ "$f" = vhd ] || [ "$size" -lt 4294967296 ]; then
+        qemu-img compare -q -f raw -F "$q" ref$n.raw conv$n.$f || fail "$spec: converted image differs for qemu"
+    fi
     rm -f "$img" conv$n.$f ref$n.raw
 done
 
