@@ -118,6 +118,7 @@ static void hvpr_run(struct hvpr *h, const struct sem_case *c, struct sem_out *o
     hvp_cpu_invalidate_code(h->cpu, SEM_CODE_ADDR, SEM_PAGE);
     memcpy(h->data, c->data, SEM_DATA_SIZE);
     struct hvp_cpu_state st = h->base;
+    st.seg[5].base = SEM_GS_BASE;
     memcpy(st.gpr, c->in.gpr, sizeof st.gpr);
     st.rip = c->in.rip;
     st.rflags = c->in.rflags;
@@ -377,7 +378,7 @@ struct opts {
     uint64_t seed, count, start;
     const char *filter;
     int tmpl; /* -1: all */
-    bool list, selfcheck, verbose, random_seed;
+    bool list, selfcheck, verbose, random_seed, dump;
     unsigned max_reports;
 };
 
@@ -385,7 +386,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: test_semantics [--seed N | --random-seed] [--count N] [--filter TEXT]\n"
                     "                      [--template N] [--start K] [--list] [--self-check]\n"
-                    "                      [--max-reports N] [--verbose]\n");
+                    "                      [--max-reports N] [--verbose] [--dump]\n");
 }
 
 static int parse(int argc, char **argv, struct opts *o)
@@ -411,6 +412,8 @@ static int parse(int argc, char **argv, struct opts *o)
             o->list = true;
         else if (!strcmp(a, "--self-check"))
             o->selfcheck = true;
+        else if (!strcmp(a, "--dump"))
+            o->dump = true;
         else if (!strcmp(a, "--verbose"))
             o->verbose = true;
         else if (!strcmp(a, "--random-seed"))
@@ -537,6 +540,16 @@ int main(int argc, char **argv)
             ct[i] = sel[g % nsel];
             ck[i] = o.start + g / nsel;
             sem_tmpl_gen(ct[i], o.seed, ck[i], &cases[i], &masks[i]);
+            if (o.dump) {
+                char text[128] = "?";
+                struct hvp_x86_insn insn;
+                if (cases[i].len && hvp_x86_decode(&insn, cases[i].code, cases[i].len, 64) > 0)
+                    hvp_x86_format(&insn, SEM_INSN_ADDR, text, sizeof text);
+                printf("%u/%" PRIu64 ":", ct[i], ck[i]);
+                for (unsigned j = 0; j < cases[i].len; j++)
+                    printf(" %02x", cases[i].code[j]);
+                printf("   %s\n", text);
+            }
         }
         sem_native_submit(nat, cases, n);
         if (have_hvp) {

@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <asm/prctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -252,6 +254,8 @@ static const char *sandbox_setup(void)
     uint8_t *code = map_fixed(SEM_CODE_ADDR, SEM_PAGE, PROT_READ | PROT_WRITE | PROT_EXEC);
     if (!code) return "cannot map an executable code page (W^X policy?)";
     emit_fixed(code);
+    if (syscall(SYS_arch_prctl, ARCH_SET_GS, (unsigned long)SEM_GS_BASE))
+        return "cannot set the GS base";
     static uint8_t altstack[65536] __attribute__((aligned(16)));
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
     if (sigaltstack(&ss, NULL)) return "sigaltstack failed";

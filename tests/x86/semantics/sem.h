@@ -16,6 +16,7 @@
 #define SEM_STATE_ADDR  0x10000000ull /* native only: the sandbox's state block */
 #define SEM_CODE_ADDR   0x10010000ull
 #define SEM_DATA_ADDR   0x10020000ull
+#define SEM_GS_BASE     0x1000ull /* GS base on both sides: gs: operands are tested too */
 #define SEM_PAGE        4096u
 #define SEM_DATA_SIZE   4096u
 #define SEM_INSN_OFF    0x800u /* the instruction under test: CODE + this */

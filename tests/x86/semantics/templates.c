@@ -1315,7 +1315,9 @@ struct gen {
     int base, index, scale, dsz;
     int32_t disp;
     bool a32;
-    bool away; /* the operand is outside the data page: a fault */
+    bool away;    /* the operand is outside the data page: a fault */
+    bool gs;      /* gs: override */
+    uint64_t lin; /* the operand's linear address */
     uint64_t ea;
 };
 
@@ -1769,7 +1771,10 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
                 ea = SEM_DATA_ADDR + 0x10000 + (ea & 0xfff);
             g.away = true;
         }
+        if (!(sem_rand(r) & 15)) g.gs = true, ea -= SEM_GS_BASE; /* gs: the base is added */
         place_mem(&g, ea, t->spec & S_LEA);
+        ea += g.gs ? SEM_GS_BASE : 0;
+        g.lin = ea;
         uint8_t *p = (t->spec & S_LEA) || g.away ? NULL : dptr(&g, ea);
         if (p && (t->rmk == K_XMM || t->rmk == K_MMX)) xmmgen(r, p, msz);
         if (p) {
@@ -1843,7 +1848,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         if (sem_rand(r) & 1) {
             uint64_t v;
             if (g.mem)
-                memcpy(&v, dptr(&g, g.ea), 8);
+                memcpy(&v, dptr(&g, g.lin), 8);
             else
                 v = get_sized(&g, g.rmreg, osz);
             set_sized(&g, 0, osz, v);
@@ -1852,9 +1857,9 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     if ((t->spec & S_CX8) && !g.away && (sem_rand(r) & 1)) {
         uint64_t lo, hi = 0;
         unsigned h = t->osz == 8 ? 8 : 4;
-        memcpy(&lo, dptr(&g, g.ea), 8);
+        memcpy(&lo, dptr(&g, g.lin), 8);
         if (h == 8)
-            memcpy(&hi, dptr(&g, g.ea) + 8, 8);
+            memcpy(&hi, dptr(&g, g.lin) + 8, 8);
         else
             hi = lo >> 32, lo &= 0xffffffff;
         set_sized(&g, 0, h, lo);
@@ -1867,7 +1872,9 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     if (t->spec & S_LOCK) lock = g.mem ? (sem_rand(r) & 3) == 0 : (sem_rand(r) & 31) == 0;
     if (lock) eb(&e, 0xf0);
     if (g.mem && g.a32) eb(&e, 0x67);
-    if (g.mem && !(sem_rand(r) & 15))
+    if (g.gs)
+        eb(&e, 0x65);
+    else if (g.mem && !(sem_rand(r) & 15))
         eb(&e, (uint8_t) "\x2e\x36\x3e\x26"[sem_rand(r) & 3]); /* no-op segment override */
     if (t->vex) {
         unsigned R = !(g.reg & 8), X = !(g.mem && g.mform >= 3 && g.mform <= 4 && (g.index & 8)),
