@@ -305,6 +305,10 @@ enum {
     FC_UNARY,  /* ST(0) = f(ST(0)) */
     FC_MEMCOM, /* FCOM/FICOM memory */
     FC_COMP,   /* FCOMP/FUCOMP ST(i), i >= 1 */
+    FC_UNC2,   /* FSIN, FCOS: C2 says out of range */
+    FC_UNCOM,  /* FTST, FXAM of a valid register */
+    FC_XTRACT, /* FXTRACT: pushes */
+    FC_MOVE,   /* FLD ST(i), FXCH, FST/FSTP ST(i): plain C */
 };
 
 /* din, dout, pops (-1 = push), C bits the host defines */
@@ -319,7 +323,8 @@ static const struct {
     [FC_MEMP] = {1, 0, 1, 0x4700},  [FC_LOAD] = {0, 1, -1, 0x0200},
     [FC_STORE] = {1, 1, 0, 0x0200}, [FC_STOREP] = {1, 0, 1, 0x0200},
     [FC_UNARY] = {1, 1, 0, 0x0200}, [FC_MEMCOM] = {1, 1, 0, 0x4700},
-    [FC_COMP] = {2, 1, 1, 0x4700},
+    [FC_COMP] = {2, 1, 1, 0x4700},  [FC_UNC2] = {1, 1, 0, 0x0600},
+    [FC_UNCOM] = {1, 1, 0, 0x4700}, [FC_XTRACT] = {1, 2, -1, 0x0200},
 };
 
 static void st_pop(struct hvp_cpu_fpu *f)
@@ -348,23 +353,56 @@ static inline bool st_valid(const struct hvp_cpu_fpu *f, unsigned i)
     return (f->ftw >> ((fpu_top(f) + i) & 7)) & 1;
 }
 
+/* FLD ST(i), FXCH ST(i), FST/FSTP ST(i) with valid operands: register
+ * moves, no conversion, no flags; C1 = 0. */
+static bool move_try(struct hvp_cpu_fpu *f, unsigned modrm)
+{
+    const unsigned i = modrm & 7, op = modrm & 0xf8;
+    uint8_t t[16];
+    if (!st_valid(f, 0) && op != 0xc0) return false;
+    switch (op) {
+    case 0xc0: /* D9: FLD ST(i) */
+        if (!st_valid(f, i) || st_valid(f, 7)) return false;
+        memcpy(t, f->st[i], 16);
+        st_push(f);
+        memcpy(f->st[0], t, 16);
+        break;
+    case 0xc8: /* D9: FXCH ST(i) */
+        if (!st_valid(f, i)) return false;
+        memcpy(t, f->st[i], 16);
+        memcpy(f->st[i], f->st[0], 16);
+        memcpy(f->st[0], t, 16);
+        break;
+    case 0xd0: /* DD: FST ST(i) */
+    case 0xd8: /* DD: FSTP ST(i) */
+        memcpy(f->st[i], f->st[0], 16);
+        f->ftw |= (uint8_t)(1u << ((fpu_top(f) + i) & 7));
+        if (op == 0xd8) st_pop(f);
+        break;
+    default: return false;
+    }
+    f->fsw &= (uint16_t)~0x0200;
+    return true;
+}
+
 /* Runs the instruction the fast way when it can; false: take the slow one. */
 static bool fast_try(struct hvp_cpu *cpu, const struct hvp_dinsn *d, uint8_t *buf)
 {
     struct hvp_cpu_fpu *f = &cpu->st.fpu;
     const unsigned fc = d->r1, i = d->r0 ? d->r0 : 1;
     if ((f->fcw & 0x3f) != 0x3f) return false;
+    if (fc == FC_MOVE) return move_try(f, HVP_XI(cpu, d)->modrm);
     const unsigned din = fast_tab[fc].din;
-    if (fast_tab[fc].pop < 0) {
-        if (st_valid(f, 7)) return false; /* overflow */
-    } else {
-        if (din >= 1 && !st_valid(f, 0)) return false;
-        if (din >= 2 && !st_valid(f, i)) return false;
-    }
+    if (fast_tab[fc].pop < 0 && st_valid(f, 7)) return false; /* overflow */
+    if (din >= 1 && !st_valid(f, 0)) return false;            /* underflow */
+    if (din >= 2 && !st_valid(f, i)) return false;
     uint8_t r[20];
     memcpy(r, f->st[0], 10);
     if (din >= 2) memcpy(r + 10, f->st[i], 10);
     uint16_t hs = fast_run(r, buf, f->fcw, din, fast_tab[fc].dout, (unsigned)d->imm);
+    /* invalid operations may leave C bits as they were: let
+     * the full-state path produce them (nothing has changed yet) */
+    if (hs & 0x01) return false;
     if (d->aux & XK_STORE) hvp_wr_block(cpu, hvp_ea(cpu, d), buf, d->osz); /* may fault */
     const uint16_t cm = fast_tab[fc].cmask;
     f->fsw = (uint16_t)((f->fsw & ~cm) | (hs & cm) | (hs & 0x7f));
@@ -389,6 +427,12 @@ static bool fast_try(struct hvp_cpu *cpu, const struct hvp_dinsn *d, uint8_t *bu
         st_push(f);
         memcpy(f->st[0], r, 10);
         memset(f->st[0] + 10, 0, 6);
+        break;
+    case FC_XTRACT:
+        st_push(f);
+        memcpy(f->st[0], r, 10);
+        memset(f->st[0] + 10, 0, 6);
+        memcpy(f->st[1], r + 10, 10);
         break;
     default: memcpy(f->st[0], r, 10); break;
     }
@@ -731,11 +775,29 @@ static unsigned fast_reg(unsigned esc, unsigned modrm)
     case 6:
         if (modrm == 0xd9) return FC_COMPP;
         return arith && rm ? FC_BINP : FC_NONE;
-    case 5: return rm && reg == 4 ? FC_COM : rm && reg == 5 ? FC_COMP : FC_NONE;
+    case 5:
+        if (reg == 2 || reg == 3) return FC_MOVE;
+        return rm && reg == 4 ? FC_COM : rm && reg == 5 ? FC_COMP : FC_NONE;
     case 2: return modrm == 0xe9 ? FC_COMPP : FC_NONE;
     case 1:
-        if (modrm == 0xe0 || modrm == 0xe1 || modrm == 0xfa || modrm == 0xfc) return FC_UNARY;
-        return modrm >= 0xe8 && modrm <= 0xee ? FC_LOAD : FC_NONE;
+        if (reg <= 1) return FC_MOVE;
+        switch (modrm) {
+        case 0xe0: /* FCHS */
+        case 0xe1: /* FABS */
+        case 0xf0: /* F2XM1 */
+        case 0xfa: /* FSQRT */
+        case 0xfc: /* FRNDINT */ return FC_UNARY;
+        case 0xe4: /* FTST */
+        case 0xe5: /* FXAM */ return FC_UNCOM;
+        case 0xf1: /* FYL2X */
+        case 0xf3: /* FPATAN */
+        case 0xf9: /* FYL2XP1 */ return FC_BINP;
+        case 0xf4: return FC_XTRACT;
+        case 0xfd: /* FSCALE */ return FC_BIN;
+        case 0xfe: /* FSIN */
+        case 0xff: /* FCOS */ return FC_UNC2;
+        default: return modrm >= 0xe8 && modrm <= 0xee ? FC_LOAD : FC_NONE;
+        }
     default: return FC_NONE;
     }
 }
