@@ -84,6 +84,7 @@ enum {
 #define S_FXRSTOR  0x800000000ull /* loads an FXSAVE image: memory holds a plausible one */
 #define S_ENV      0x1000000000ull /* stores an x87 environment: FIP/FDP/FOP, reserved not compared */
 #define S_INVALID  0x2000000000ull /* no such instruction in 64-bit mode: #UD, does not decode */
+#define S_INDIRECT 0x4000000000ull /* jmp/call r/m64: the operand is the taken landing address */
 
 struct sem_tmpl {
     char name[72];
@@ -364,6 +365,9 @@ static void integer_templates(void)
     t->fixed = RCX;
     t = add("loopne", "rel8", 0, 0, 0xe0, FM_REL, 0, 0), t->imm = 1, t->spec = S_BRANCH | S_LOOP,
     t->fixed = RCX;
+    t = add("jmp", "r/m64", 0, 0, 0xff, FM_EXT, 4, 0), t->spec = S_INDIRECT, t->msz = 8;
+    t = add("call", "r/m64", 0, 0, 0xff, FM_EXT, 2, 0), t->spec = S_INDIRECT | S_STACK, t->msz = 8,
+    t->fixed = RSP;
     t = add("call", "rel32", 0, 0, 0xe8, FM_REL, 0, 0), t->imm = 4, t->spec = S_BRANCH | S_STACK,
     t->fixed = RSP;
     t = add("ret", "", 0, 0, 0xc3, FM_NONE, 0, 0), t->spec = S_STACK | S_RET, t->fixed = RSP;
@@ -1636,6 +1640,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     if (t->vexk == K_GPR)
         excl |= (uint16_t)(1u << g.vreg); /* bextr/bzhi/shifts: keep control values */
     if (g.mem) choose_mem(&g, excl);
+    if ((t->spec & S_INDIRECT) && (t->spec & S_STACK) && !g.mem && g.rmreg == 4) g.rmreg = 3;
     if (t->spec & S_STACK) {
         /* the instruction's own operands must not be rsp */
         if (t->form == FM_OPREG && g.rmreg == 4) g.rmreg = 3;
@@ -1936,6 +1941,14 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         if (g.a32) d = (int64_t)(int32_t)(uint32_t)d;
         uint32_t d32 = (uint32_t)d;
         memcpy(e.b + e.disp_off, &d32, 4);
+    }
+    if ((t->spec & S_INDIRECT) && !g.away) {
+        uint64_t target = SEM_INSN_ADDR + e.n + SEM_BRANCH_DISP;
+        if (sem_rand(r) & 1) target = SEM_INSN_ADDR + e.n; /* the fall-through stub */
+        if (g.mem)
+            memcpy(dptr(&g, g.lin), &target, 8);
+        else
+            *gpr(&g, g.rmreg) = target;
     }
     if (t->spec & S_RET) {
         uint64_t target = SEM_INSN_ADDR + e.n + SEM_BRANCH_DISP;
