@@ -366,9 +366,46 @@ static inline bool canonical(uint64_t a)
 /* Fills the TLB entry for the page of linear address a for an access of
  * kind (PROT_READ / WRITE / EXEC); raises #GP or #PF when not allowed.
  * Returns the host address of a. */
+static unsigned retired_before_rip(const struct hvp_cpu *cpu, const struct hvp_trace *t);
+
+/* A non-canonical address: #SS(0) when the access goes through SS (an
+ * explicit RSP/RBP-based operand, or the implicit stack access of PUSH,
+ * POP, CALL, RET, ENTER, LEAVE, PUSHF, POPF), else #GP(0). */
+static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
+{
+    unsigned vec = 13;
+    const struct hvp_trace *t = cpu->cur;
+    unsigned k = t ? retired_before_rip(cpu, t) : 0;
+    if (t && k < t->n) {
+        const struct hvp_dinsn *d = &t->insns[k];
+        const struct hvp_x86_insn *xi = &cpu->xi[d - cpu->pool];
+        bool mem = false;
+        for (unsigned i = 0; i < xi->nops; i++)
+            mem |= xi->ops[i].kind == HVP_X86_OPK_MEM;
+        bool explicit_hit = mem && a - hvp_ea(cpu, d) < 64;
+        switch (xi->op) {
+        case HVP_X86_OP_PUSH:
+        case HVP_X86_OP_POP:
+        case HVP_X86_OP_CALL:
+        case HVP_X86_OP_RET:
+        case HVP_X86_OP_ENTER:
+        case HVP_X86_OP_LEAVE:
+        case HVP_X86_OP_PUSHF:
+        case HVP_X86_OP_PUSHFQ:
+        case HVP_X86_OP_POPF:
+        case HVP_X86_OP_POPFQ:
+            if (!explicit_hit) vec = 12;
+            break;
+        default: break;
+        }
+        if (explicit_hit && xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_SS) vec = 12;
+    }
+    hvp_raise(cpu, vec, 0);
+}
+
 static uint8_t *translate(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
 {
-    if (!canonical(a)) hvp_raise_gp0(cpu);
+    if (!canonical(a)) raise_noncanonical(cpu, a);
     cpu->stats.tlb_misses++;
     uint64_t page = a & HVP_PAGE_MASK;
     struct hvp_region *r = region_find(cpu, page);

@@ -33,7 +33,10 @@ void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     d->osz = xi->opsize;
     d->asz = xi->addrsize;
     d->base = d->index = HVP_EA_NONE;
-    if (xi->flags & HVP_X86_F_MEM) {
+    bool mem = xi->flags & HVP_X86_F_MEM; /* moffs forms have no ModRM: look at the operands */
+    for (unsigned k = 0; k < xi->nops; k++)
+        mem |= xi->ops[k].kind == HVP_X86_OPK_MEM;
+    if (mem) {
         d->base = (uint8_t)mem_reg(xi->mem.base);
         d->index = (uint8_t)mem_reg(xi->mem.index);
         d->scale = (uint8_t)__builtin_ctz(xi->mem.scale ? xi->mem.scale : 1);
