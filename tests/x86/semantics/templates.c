@@ -1945,6 +1945,8 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     if ((t->spec & S_INDIRECT) && !g.away) {
         uint64_t target = SEM_INSN_ADDR + e.n + SEM_BRANCH_DISP;
         if (sem_rand(r) & 1) target = SEM_INSN_ADDR + e.n; /* the fall-through stub */
+        if (!(sem_rand(r) & 15))
+            target = 0x0000800000000000ull | (sem_rand(r) & 0x7fffffffffffull); /* #GP */
         if (g.mem)
             memcpy(dptr(&g, g.lin), &target, 8);
         else
