@@ -37,6 +37,7 @@ struct ctx {
     uint32_t mxcsr;   /* 136 */
     uint32_t host_mx; /* 140 */
     uint64_t mem;     /* 144: [rsi] = [rdi] */
+    unsigned skew;    /* [rsi] lies skew bytes past DATA + MOFF (not in the prologue) */
 };
 
 #define ASM_RO(name, text)                                                                         \
@@ -432,7 +433,142 @@ struct form {
     X(cvtps2pi, "cvtps2pi mm0, xmm1", K_CVT)                                                       \
     X(cvttps2pi, "cvttps2pi mm0, xmm1", K_CVT)                                                     \
     X(cvtpd2pi, "cvtpd2pi mm0, xmm1", K_PD)                                                        \
-    X(cvttpd2pi, "cvttpd2pi mm0, xmm1", K_PD)
+    X(cvttpd2pi, "cvttpd2pi mm0, xmm1", K_PD)                                                      \
+    X(paddb_m, "paddb xmm0, [rsi]", K_INT)                                                         \
+    X(psadbw_m, "psadbw xmm0, [rsi]", K_INT)                                                       \
+    X(pshufb_m, "pshufb xmm0, [rsi]", K_INT)                                                       \
+    X(palignr_m, "palignr xmm0, [rsi], 7", K_INT)                                                  \
+    X(pmovzxwq_m, "pmovzxwq xmm0, [rsi]", K_INT)                                                   \
+    X(pmovsxbq_m, "pmovsxbq xmm0, [rsi]", K_INT)                                                   \
+    X(pmovzxbw_m, "pmovzxbw xmm0, [rsi]", K_INT)                                                   \
+    X(pmovsxwd_m, "pmovsxwd xmm0, [rsi]", K_INT)                                                   \
+    X(pinsrb_m, "pinsrb xmm0, [rsi], 15", K_INT)                                                   \
+    X(pinsrw_m, "pinsrw xmm0, [rsi], 7", K_INT)                                                    \
+    X(pinsrq_m, "pinsrq xmm0, [rsi], 0", K_INT)                                                    \
+    X(pextrb_m, "pextrb [rsi], xmm1, 5", K_INT)                                                    \
+    X(pextrd_m, "pextrd [rsi], xmm1, 2", K_INT)                                                    \
+    X(extractps_m, "extractps [rsi], xmm1, 3", K_INT)                                              \
+    X(pextrq_r, "pextrq rdx, xmm1, 1", K_INT)                                                      \
+    X(pinsrd_r, "pinsrd xmm0, ecx, 1", K_INT)                                                      \
+    X(pcmpistri_m, "pcmpistri xmm0, [rsi], 0x0c", K_STR)                                           \
+    X(pcmpestri_m, "pcmpestri xmm0, [rsi], 0x04", K_STR)                                           \
+    X(pcmpestri_rexw, ".byte 0x66, 0x48, 0x0f, 0x3a, 0x61, 0xc1, 0x08", K_STR)                     \
+    X(ptest_m2, "ptest xmm1, [rsi]", K_INT)                                                        \
+    X(pblendvb_m, "pblendvb xmm1, [rsi]", K_INT)                                                   \
+    X(movsldup_m, "movsldup xmm1, [rsi]", K_INT)                                                   \
+    X(movddup_r, "movddup xmm1, xmm2", K_INT)                                                      \
+    X(psrlw_m, "psrlw xmm0, [rsi]", K_INT)                                                         \
+    X(psllq_m, "psllq xmm0, [rsi]", K_INT)                                                         \
+    X(pmaddwd_m, "pmaddwd xmm0, [rsi]", K_INT)                                                     \
+    X(phaddw_m, "phaddw xmm0, [rsi]", K_INT)                                                       \
+    X(packusdw_m, "packusdw xmm0, [rsi]", K_INT)                                                   \
+    X(pcmpgtq_m, "pcmpgtq xmm0, [rsi]", K_INT)                                                     \
+    X(unpcklps_m, "unpcklps xmm0, [rsi]", K_INT)                                                   \
+    X(shufps_m, "shufps xmm0, [rsi], 0x27", K_INT)                                                 \
+    X(pshufd_m, "pshufd xmm0, [rsi], 0x93", K_INT)                                                 \
+    X(andps_m, "andps xmm0, [rsi]", K_INT)                                                         \
+    X(crc32b_m, "crc32 ecx, byte ptr [rsi]", K_INT)                                                \
+    X(crc32q_m, "crc32 rcx, qword ptr [rsi]", K_INT)                                               \
+    X(crc32w_h, "crc32 edx, ax", K_INT)                                                            \
+    X(aesenc_m, "aesenc xmm0, [rsi]", K_INT)                                                       \
+    X(pclmul_m, "pclmulqdq xmm0, [rsi], 0x01", K_INT)                                              \
+    X(addps_m, "addps xmm0, [rsi]", K_PS)                                                          \
+    X(mulpd_m, "mulpd xmm0, [rsi]", K_PD)                                                          \
+    X(sqrtss_m, "sqrtss xmm0, [rsi]", K_PS)                                                        \
+    X(sqrtpd_m, "sqrtpd xmm0, [rsi]", K_PD)                                                        \
+    X(divss_m, "divss xmm0, [rsi]", K_PS)                                                          \
+    X(maxsd_m, "maxsd xmm0, [rsi]", K_PD)                                                          \
+    X(minps_m, "minps xmm0, [rsi]", K_PS)                                                          \
+    X(cmpps_m, "cmpps xmm0, [rsi], 6", K_PS)                                                       \
+    X(cmpss_m, "cmpss xmm0, [rsi], 1", K_PS)                                                       \
+    X(ucomiss_m, "ucomiss xmm0, [rsi]", K_PS)                                                      \
+    X(comisd_m, "comisd xmm0, [rsi]", K_PD)                                                        \
+    X(cvtss2sd_m, "cvtss2sd xmm0, [rsi]", K_PS)                                                    \
+    X(cvtsd2ss_m, "cvtsd2ss xmm0, [rsi]", K_PD)                                                    \
+    X(cvtps2pd_m, "cvtps2pd xmm0, [rsi]", K_PS)                                                    \
+    X(cvtpd2ps_m, "cvtpd2ps xmm0, [rsi]", K_PD)                                                    \
+    X(cvtdq2pd_m, "cvtdq2pd xmm0, [rsi]", K_INT)                                                   \
+    X(cvtdq2ps_m, "cvtdq2ps xmm0, [rsi]", K_INT)                                                   \
+    X(cvttps2dq_m, "cvttps2dq xmm0, [rsi]", K_CVT)                                                 \
+    X(cvtss2si_m, "cvtss2si eax, dword ptr [rsi]", K_CVT)                                          \
+    X(cvttsd2si_m, "cvttsd2si rax, qword ptr [rsi]", K_PD)                                         \
+    X(cvtsi2ss_m64, "cvtsi2ss xmm0, qword ptr [rsi]", K_INT)                                       \
+    X(haddps_m, "haddps xmm0, [rsi]", K_PS)                                                        \
+    X(addsubpd_m, "addsubpd xmm0, [rsi]", K_PD)                                                    \
+    X(rcpss_m, "rcpss xmm0, [rsi]", K_PS)                                                          \
+    X(rsqrtps_m, "rsqrtps xmm0, [rsi]", K_PS)                                                      \
+    X(roundps_m, "roundps xmm0, [rsi], 1", K_PS)                                                   \
+    X(roundss_m, "roundss xmm0, [rsi], 10", K_PS)                                                  \
+    X(dpps_m, "dpps xmm0, [rsi], 0x71", K_PS)                                                      \
+    X(dppd_m, "dppd xmm0, [rsi], 0x22", K_PD)                                                      \
+    X(movmskpd_r, "movmskpd ecx, xmm3", K_PD)                                                      \
+    X(cvtpi2pd_m, "cvtpi2pd xmm0, [rsi]", K_INT)                                                   \
+    X(cvtps2pi_m, "cvtps2pi mm0, [rsi]", K_CVT)                                                    \
+    X(cvttpd2pi_m, "cvttpd2pi mm0, [rsi]", K_PD)                                                   \
+    X(mm_paddw, "paddw mm0, mm1", K_INT)                                                           \
+    X(mm_paddd, "paddd mm0, mm1", K_INT)                                                           \
+    X(mm_paddq, "paddq mm0, mm1", K_INT)                                                           \
+    X(mm_psubb, "psubb mm0, mm1", K_INT)                                                           \
+    X(mm_psubw, "psubw mm0, mm1", K_INT)                                                           \
+    X(mm_psubd, "psubd mm0, mm1", K_INT)                                                           \
+    X(mm_psubq, "psubq mm0, mm1", K_INT)                                                           \
+    X(mm_paddsb, "paddsb mm0, mm1", K_INT)                                                         \
+    X(mm_psubsb, "psubsb mm0, mm1", K_INT)                                                         \
+    X(mm_psubsw, "psubsw mm0, mm1", K_INT)                                                         \
+    X(mm_paddusb, "paddusb mm0, mm1", K_INT)                                                       \
+    X(mm_paddusw, "paddusw mm0, mm1", K_INT)                                                       \
+    X(mm_psubusw, "psubusw mm0, mm1", K_INT)                                                       \
+    X(mm_pmullw, "pmullw mm0, mm1", K_INT)                                                         \
+    X(mm_pmulhuw, "pmulhuw mm0, mm1", K_INT)                                                       \
+    X(mm_pmaddubsw, "pmaddubsw mm0, mm1", K_INT)                                                   \
+    X(mm_pavgb, "pavgb mm0, mm1", K_INT)                                                           \
+    X(mm_pavgw, "pavgw mm0, mm1", K_INT)                                                           \
+    X(mm_pminub, "pminub mm0, mm1", K_INT)                                                         \
+    X(mm_pmaxub, "pmaxub mm0, mm1", K_INT)                                                         \
+    X(mm_pminsw, "pminsw mm0, mm1", K_INT)                                                         \
+    X(mm_pmaxsw, "pmaxsw mm0, mm1", K_INT)                                                         \
+    X(mm_pand, "pand mm0, mm1", K_INT)                                                             \
+    X(mm_pandn, "pandn mm0, mm1", K_INT)                                                           \
+    X(mm_por, "por mm0, mm1", K_INT)                                                               \
+    X(mm_pcmpeqb, "pcmpeqb mm0, mm1", K_INT)                                                       \
+    X(mm_pcmpeqw, "pcmpeqw mm0, mm1", K_INT)                                                       \
+    X(mm_pcmpeqd, "pcmpeqd mm0, mm1", K_INT)                                                       \
+    X(mm_pcmpgtb, "pcmpgtb mm0, mm1", K_INT)                                                       \
+    X(mm_pcmpgtd, "pcmpgtd mm0, mm1", K_INT)                                                       \
+    X(mm_psignb, "psignb mm0, mm1", K_INT)                                                         \
+    X(mm_psignw, "psignw mm0, mm1", K_INT)                                                         \
+    X(mm_psignd, "psignd mm0, mm1", K_INT)                                                         \
+    X(mm_pabsw, "pabsw mm0, mm1", K_INT)                                                           \
+    X(mm_pabsd, "pabsd mm0, mm1", K_INT)                                                           \
+    X(mm_pslld, "pslld mm0, mm1", K_INT)                                                           \
+    X(mm_psllq, "psllq mm0, mm1", K_INT)                                                           \
+    X(mm_psrlw, "psrlw mm0, mm1", K_INT)                                                           \
+    X(mm_psrld, "psrld mm0, mm1", K_INT)                                                           \
+    X(mm_psrlq, "psrlq mm0, mm1", K_INT)                                                           \
+    X(mm_psraw, "psraw mm0, mm1", K_INT)                                                           \
+    X(mm_psllwi, "psllw mm0, 9", K_INT)                                                            \
+    X(mm_pslldi, "pslld mm1, 40", K_INT)                                                           \
+    X(mm_psllqi, "psllq mm2, 63", K_INT)                                                           \
+    X(mm_psrlwi, "psrlw mm3, 1", K_INT)                                                            \
+    X(mm_psrldi, "psrld mm0, 17", K_INT)                                                           \
+    X(mm_psradi, "psrad mm0, 31", K_INT)                                                           \
+    X(mm_punpckldq, "punpckldq mm0, mm1", K_INT)                                                   \
+    X(mm_punpckhwd, "punpckhwd mm0, mm1", K_INT)                                                   \
+    X(mm_punpckhwd_m, "punpckhwd mm0, [rsi]", K_INT)                                               \
+    X(mm_phaddd, "phaddd mm0, mm1", K_INT)                                                         \
+    X(mm_phaddsw, "phaddsw mm0, mm1", K_INT)                                                       \
+    X(mm_phsubw, "phsubw mm0, mm1", K_INT)                                                         \
+    X(mm_phsubsw, "phsubsw mm0, mm1", K_INT)                                                       \
+    X(mm_pshufb_m, "pshufb mm0, [rsi]", K_INT)                                                     \
+    X(mm_pshufw_m, "pshufw mm0, [rsi], 0xb1", K_INT)                                               \
+    X(mm_palignr_m, "palignr mm0, [rsi], 3", K_INT)                                                \
+    X(mm_palignr17, "palignr mm0, mm1, 17", K_INT)                                                 \
+    X(mm_pinsrw_m, "pinsrw mm0, [rsi], 1", K_INT)                                                  \
+    X(mm_movq_mm2, "movq mm3, mm0", K_INT)                                                         \
+    X(mm_movd_m, "movd mm1, [rsi]", K_INT)                                                         \
+    X(mm_pmulhrsw_m, "pmulhrsw mm0, [rsi]", K_INT)                                                 \
+    X(mm_psadbw_m, "psadbw mm1, [rsi]", K_INT)                                                     \
+    X(mm_packssdw_m, "packssdw mm1, [rsi]", K_INT)
 
 #define DEF_FORM(id, text, kind) ASM_RO(f_##id, text);
 FORMS(DEF_FORM)
@@ -626,7 +762,7 @@ static void runner_load(struct runner *r, const uint8_t *code, size_t len)
 static void run_host(struct runner *r, struct ctx *c, const uint8_t mem[MLEN])
 {
     memcpy(r->hdata + MOFF, mem, MLEN);
-    c->mem = (uint64_t)(uintptr_t)(r->hdata + MOFF);
+    c->mem = (uint64_t)(uintptr_t)(r->hdata + MOFF + c->skew);
     ((void (*)(struct ctx *))(void *)r->hostcode)(c);
 }
 
@@ -644,7 +780,7 @@ static struct hvp_cpu_exit run_guest(struct runner *r, struct ctx *c, const uint
     st.gpr[3] = c->g[1];
     st.gpr[1] = c->g[2];
     st.gpr[2] = c->g[3];
-    st.gpr[6] = st.gpr[7] = DATA + MOFF;
+    st.gpr[6] = st.gpr[7] = DATA + MOFF + c->skew;
     st.fpu.mxcsr = c->mxcsr;
     for (unsigned i = 0; i < 4; i++)
         memcpy(st.fpu.xmm[i], c->x[i], 16);
@@ -745,6 +881,74 @@ static void on_fpe(int sig, siginfo_t *si, void *uc_)
 }
 
 #define ITER_XM 1500
+
+/* ---- misaligned memory operands against the host: SIGSEGV there (#GP), #GP here ---- */
+
+static void on_segv(int sig, siginfo_t *si, void *uc_)
+{
+    (void)sig;
+    (void)si;
+    (void)uc_;
+    siglongjmp(fpe_jb, 2);
+}
+
+#define ITER_AL 200
+
+Test(sse, misaligned_operands_match_host, .timeout = 300)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    cr_assert_eq(sigaction(SIGSEGV, &sa, NULL), 0);
+    cr_assert_eq(sigaction(SIGBUS, &sa, NULL), 0);
+    struct runner r;
+    runner_init(&r);
+    uint64_t seed = 0x1234567887654321ull;
+    unsigned long total = 0, faults = 0, bad_forms = 0;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++) {
+        const struct form *fm = &forms[f];
+        size_t len = (size_t)(fm->end - fm->code);
+        runner_load(&r, fm->code, len);
+        for (unsigned it = 0; it < ITER_AL; it++) {
+            struct ctx in, h, g;
+            uint8_t mem[MLEN];
+            random_ctx(&seed, &in, mem, fm->kind);
+            in.skew = 1 + (unsigned)(rnd(&seed) % 15);
+            h = g = in;
+            volatile bool host_fault = false;
+            if (sigsetjmp(fpe_jb, 1) == 0) {
+                run_host(&r, &h, mem);
+            } else {
+                host_fault = true;
+                uint32_t def = 0x1f80;
+                __asm__ volatile("ldmxcsr %0\n\temms\n\tcld" : : "m"(def));
+            }
+            uint64_t rip;
+            struct hvp_cpu_exit ex = run_guest(&r, &g, mem, &rip);
+            total++;
+            bool ok;
+            if (host_fault) {
+                faults++;
+                ok = ex.reason == HVP_CPU_EXIT_EXCEPTION && ex.u.exception.vector == 13 &&
+                     rip == CODE && !memcmp(g.x, in.x, sizeof g.x) && g.mxcsr == in.mxcsr;
+            } else {
+                ok = ex.reason == HVP_CPU_EXIT_BUDGET && !memcmp(h.x, g.x, sizeof h.x) &&
+                     !memcmp(h.mm, g.mm, sizeof h.mm) && !memcmp(h.g, g.g, sizeof h.g) &&
+                     h.mxcsr == g.mxcsr;
+            }
+            if (!ok) {
+                fprintf(stderr, "%s: skew %u: host %s, hvp exit %u vector %u\n", fm->name, in.skew,
+                        host_fault ? "#GP" : "ok", ex.reason, ex.u.exception.vector);
+                bad_forms++;
+                break;
+            }
+        }
+    }
+    fprintf(stderr, "sse: %lu misaligned comparisons, %lu #GP on the host\n", total, faults);
+    runner_fini(&r);
+    cr_assert_eq(bad_forms, 0, "%lu forms differ from the host", bad_forms);
+}
 
 Test(sse, unmasked_exceptions_match_host, .timeout = 300)
 {
