@@ -255,10 +255,11 @@ extern void hvp_x87_ops(void);
 /* Host ST0/ST1 <- regs[0]/regs[1] (din of them), op, then regs[0]/regs[1]
  * <- host ST0/ST1 (dout of them); returns the host FSW after the op. */
 static uint16_t fast_run(uint8_t regs[20], uint8_t *mem, uint16_t cw, unsigned din, unsigned dout,
-                         unsigned k)
+                         unsigned k, uint64_t *rflags)
 {
     uintptr_t op = (uintptr_t)&hvp_x87_ops + 8u * k;
     uint16_t hcw = 0, sw = 0;
+    uint64_t fl;
     __asm__ volatile("fnstcw %[hcw]\n\t"
                      "fldcw %[cw]\n\t"
                      "fnclex\n\t"
@@ -272,6 +273,8 @@ static uint16_t fast_run(uint8_t regs[20], uint8_t *mem, uint16_t cw, unsigned d
                      "2:\n\t"
                      "sub $128, %%rsp\n\t" /* the call must not hit the red zone */
                      "call *%[op]\n\t"
+                     "pushfq\n\t"
+                     "pop %[fl]\n\t"
                      "add $128, %%rsp\n\t"
                      "fnstsw %[sw]\n\t"
                      "test %[dout], %[dout]\n\t"
@@ -282,10 +285,11 @@ static uint16_t fast_run(uint8_t regs[20], uint8_t *mem, uint16_t cw, unsigned d
                      "fstpt 10(%[r])\n"
                      "3:\n\t"
                      "fldcw %[hcw]"
-                     : [hcw] "+m"(hcw), [sw] "+m"(sw)
+                     : [hcw] "+m"(hcw), [sw] "+m"(sw), [fl] "=&r"(fl)
                      : [cw] "m"(cw), [din] "r"(din), [dout] "r"(dout), [r] "r"(regs), [op] "r"(op),
                        "S"(mem)
                      : "cc", "memory");
+    *rflags = fl;
     return sw;
 }
 
@@ -309,6 +313,8 @@ enum {
     FC_UNCOM,  /* FTST, FXAM of a valid register */
     FC_XTRACT, /* FXTRACT: pushes */
     FC_MOVE,   /* FLD ST(i), FXCH, FST/FSTP ST(i): plain C */
+    FC_COMI,   /* FCOMI/FUCOMI ST(i): RFLAGS */
+    FC_COMIP,  /* FCOMIP/FUCOMIP ST(i) */
 };
 
 /* din, dout, pops (-1 = push), C bits the host defines */
@@ -325,6 +331,7 @@ static const struct {
     [FC_UNARY] = {1, 1, 0, 0x0200}, [FC_MEMCOM] = {1, 1, 0, 0x4700},
     [FC_COMP] = {2, 1, 1, 0x4700},  [FC_UNC2] = {1, 1, 0, 0x0600},
     [FC_UNCOM] = {1, 1, 0, 0x4700}, [FC_XTRACT] = {1, 2, -1, 0x0200},
+    [FC_COMI] = {2, 2, 0, 0},       [FC_COMIP] = {2, 1, 1, 0},
 };
 
 static void st_pop(struct hvp_cpu_fpu *f)
@@ -399,21 +406,28 @@ static bool fast_try(struct hvp_cpu *cpu, const struct hvp_dinsn *d, uint8_t *bu
     uint8_t r[20];
     memcpy(r, f->st[0], 10);
     if (din >= 2) memcpy(r + 10, f->st[i], 10);
-    uint16_t hs = fast_run(r, buf, f->fcw, din, fast_tab[fc].dout, (unsigned)d->imm);
+    uint64_t hf;
+    uint16_t hs = fast_run(r, buf, f->fcw, din, fast_tab[fc].dout, (unsigned)d->imm, &hf);
     /* invalid operations may leave C bits as they were: let
      * the full-state path produce them (nothing has changed yet) */
     if (hs & 0x01) return false;
     if (d->aux & XK_STORE) hvp_wr_block(cpu, hvp_ea(cpu, d), buf, d->osz); /* may fault */
     const uint16_t cm = fast_tab[fc].cmask;
     f->fsw = (uint16_t)((f->fsw & ~cm) | (hs & cm) | (hs & 0x7f));
+    if (fc == FC_COMI || fc == FC_COMIP) {
+        hvp_flags_materialize(cpu);
+        cpu->rflags = (cpu->rflags & ~(uint64_t)HVP_ARITH) | (hf & (HVP_CF | HVP_PF | HVP_ZF));
+    }
     switch (fc) {
     case FC_BIN:
     case FC_COM:
+    case FC_COMI:
         memcpy(f->st[0], r, 10);
         memcpy(f->st[i], r + 10, 10);
         break;
     case FC_BINP:
     case FC_COMP:
+    case FC_COMIP:
         memcpy(f->st[i], r, 10);
         st_pop(f);
         break;
@@ -779,6 +793,8 @@ static unsigned fast_reg(unsigned esc, unsigned modrm)
         if (reg == 2 || reg == 3) return FC_MOVE;
         return rm && reg == 4 ? FC_COM : rm && reg == 5 ? FC_COMP : FC_NONE;
     case 2: return modrm == 0xe9 ? FC_COMPP : FC_NONE;
+    case 3: return (reg == 5 || reg == 6) && rm ? FC_COMI : FC_NONE;
+    case 7: return (reg == 5 || reg == 6) && rm ? FC_COMIP : FC_NONE;
     case 1:
         if (reg <= 1) return FC_MOVE;
         switch (modrm) {
