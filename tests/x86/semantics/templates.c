@@ -1423,8 +1423,10 @@ static void setup_state(struct gen *g)
     for (unsigned i = 0; i < 16; i++)
         xmmgen(r, fx + FX_XMM(i), 16);
     /* the data page: interesting integers */
+    /* (cheap: raw random bits, every 8th qword interesting; memory operands
+     * get an interesting value of their own when placed) */
     for (unsigned i = 0; i < SEM_DATA_SIZE; i += 8) {
-        uint64_t v = (sem_rand(r) & 3) ? rv(r) : sem_rand(r);
+        uint64_t v = (i & 63) ? sem_rand(r) : rv(r);
         memcpy(c->data + i, &v, 8);
     }
 }
@@ -1782,6 +1784,10 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         g.lin = ea;
         uint8_t *p = (t->spec & S_LEA) || g.away ? NULL : dptr(&g, ea);
         if (p && (t->rmk == K_XMM || t->rmk == K_MMX)) xmmgen(r, p, msz);
+        if (p && t->rmk == K_GPR && msz <= 8 && (sem_rand(r) & 3)) {
+            uint64_t v = rv(r);
+            memcpy(p, &v, msz);
+        }
         if (p) {
             if (t->spec & (S_DIV | S_IDIV)) memcpy(p, &imm, msz);
             if (t->spec & S_FPMEM) {
