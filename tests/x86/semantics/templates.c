@@ -1164,7 +1164,10 @@ bool sem_tmpl_strict(unsigned t)
 
 bool sem_tmpl_host_ok(unsigned t)
 {
-    return host_has(tt[t].isa);
+    static signed char known[I_COUNT]; /* CPUID traps in a VM: ask once per feature */
+    unsigned isa = tt[t].isa;
+    if (!known[isa]) known[isa] = host_has(isa) ? 1 : -1;
+    return known[isa] > 0;
 }
 
 /* ---- random values ---- */
