@@ -1227,3 +1227,18 @@ Test(sse, strlen_loop)
     cr_assert_eq(v.st.gpr[0], 777);
     vm_fini(&v);
 }
+
+ASM_RO(s_mmx_mf, "paddb mm0, mm1");
+
+Test(sse, mmx_pending_x87_exception_is_mf)
+{
+    struct vm v;
+    vm_init(&v, s_mmx_mf, s_mmx_mf_end);
+    v.st.fpu.fcw = 0x37e;           /* IE unmasked */
+    v.st.fpu.fsw = 0x0001 | 0x8080; /* IE pending: ES, B */
+    v.st.fpu.ftw = 0;
+    vm_run(&v, 1);
+    expect_exc(&v, 16);
+    cr_assert_eq(v.st.fpu.ftw, 0, "the x87 state is untouched");
+    vm_fini(&v);
+}
