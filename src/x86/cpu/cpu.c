@@ -382,7 +382,7 @@ static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
         bool mem = false;
         for (unsigned i = 0; i < xi->nops; i++)
             mem |= xi->ops[i].kind == HVP_X86_OPK_MEM;
-        bool explicit_hit = mem && a - hvp_ea(cpu, d) < 64;
+        bool stack_op = false;
         switch (xi->op) {
         case HVP_X86_OP_PUSH:
         case HVP_X86_OP_POP:
@@ -393,12 +393,13 @@ static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
         case HVP_X86_OP_PUSHF:
         case HVP_X86_OP_PUSHFQ:
         case HVP_X86_OP_POPF:
-        case HVP_X86_OP_POPFQ:
-            if (!explicit_hit) vec = 12;
-            break;
+        case HVP_X86_OP_POPFQ: stack_op = true; break;
         default: break;
         }
-        if (explicit_hit && xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_SS) vec = 12;
+        /* a stack instruction's explicit operand is told apart by its address
+         * (BT and friends may access far from the EA, but are not stack ops) */
+        bool explicit_op = mem && (!stack_op || a - hvp_ea(cpu, d) < 64);
+        if (explicit_op ? xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_SS : stack_op) vec = 12;
     }
     hvp_raise(cpu, vec, 0);
 }
