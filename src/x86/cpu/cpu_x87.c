@@ -16,7 +16,9 @@
  * ST(i), i >= 2, runs the ST(1) stub with physical registers top+1 and
  * top+i exchanged around it: the operation only touches its operands, so
  * the exchange is invisible. FCMOVcc gets the guest's CF/PF/ZF in RFLAGS,
- * FCOMI* hand RFLAGS back.
+ * FCOMI* hand RFLAGS back. That full-state path is the reference; a fast
+ * path (below) loads only the operands when every exception is masked and
+ * no stack fault can happen, and falls back to it otherwise.
  *
  * Control instructions (FLDCW, FNSTCW, FNSTSW, FNCLEX, FNINIT, FLDENV,
  * FNSTENV, FRSTOR, FNSAVE, FXSAVE, FXRSTOR) are plain C.
@@ -99,11 +101,6 @@ _Static_assert(sizeof(struct x87_img) == 108, "FNSAVE image");
 static inline unsigned fpu_top(const struct hvp_cpu_fpu *f)
 {
     return (f->fsw >> 11) & 7;
-}
-
-static inline bool fpu_pending(const struct hvp_cpu_fpu *f)
-{
-    return (f->fsw & ~f->fcw & 0x3f) != 0;
 }
 
 /* FSW with ES and B recomputed from the flags and the masks. */
@@ -674,9 +671,16 @@ HVP_HANDLER(h_frstor)
 /* FXSAVE/FXRSTOR: d->aux = 1 for the REX.W (64-bit FIP/FDP) layout. */
 #define MXCSR_MASK 0xffffu
 
+/* FXSAVE/FXRSTOR: #UD with CR0.EM, #NM with CR0.TS. */
+static inline void fx_enter(struct hvp_cpu *cpu)
+{
+    if (unlikely(cpu->st.cr0 & CR0_EM)) hvp_raise_ud(cpu);
+    x87_enter(cpu, false);
+}
+
 HVP_HANDLER(h_fxsave)
 {
-    x87_enter(cpu, false);
+    fx_enter(cpu);
     uint64_t ea = hvp_ea(cpu, d);
     if (ea & 15) hvp_raise_gp0(cpu);
     const struct hvp_cpu_fpu *f = &cpu->st.fpu;
@@ -710,7 +714,7 @@ HVP_HANDLER(h_fxsave)
 
 HVP_HANDLER(h_fxrstor)
 {
-    x87_enter(cpu, false);
+    fx_enter(cpu);
     uint64_t ea = hvp_ea(cpu, d);
     if (ea & 15) hvp_raise_gp0(cpu);
     uint8_t b[512]; /* the whole area is accessed */

@@ -601,6 +601,14 @@ Test(x87, nm_and_gp)
     struct hvp_cpu_exit ex = run_code(&v, p_fadd_i, p_fadd_e, &st, 1);
     expect_exc(&ex, 7);
     st = v.st0;
+    st.cr0 |= 4; /* EM: #NM for x87, #UD for FXSAVE */
+    ex = run_code(&v, p_fadd_i, p_fadd_e, &st, 1);
+    expect_exc(&ex, 7);
+    st = v.st0;
+    st.cr0 |= 4;
+    ex = run_code(&v, p_fxsave_i, p_fxsave_e, &st, 1);
+    expect_exc(&ex, 6);
+    st = v.st0;
     ex = run_code(&v, p_fxsave_i, p_fxsave_e, &st, 1); /* misaligned */
     expect_exc(&ex, 13);
     /* reserved MXCSR bits: #GP, nothing loaded */
