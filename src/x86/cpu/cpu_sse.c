@@ -181,10 +181,11 @@ static inline void src1(struct hvp_cpu *cpu, const struct hvp_dinsn *d, xmm_t *b
 
 /* #XM with the flags the host leaves: when a pre-computation exception
  * (IE, DE, ZE) is unmasked, only those are recorded.
- * Known deviation: with OE or UE unmasked the host rounds the result with
- * an unbounded exponent, so PE reflects that rounding, and an exact tiny
- * result raises UE; here PE and UE come from the masked computation (they
- * agree whenever the overflowing/underflowing result is inexact). */
+ * With OE or UE unmasked the host rounds with an unbounded exponent:
+ * post_exact() recomputes the flags for the basic operations; for the
+ * others (HADD/HSUB/ADDSUB, DPPS/DPPD) PE and UE come from the masked
+ * computation, which agrees whenever the over/underflowing result is
+ * inexact. */
 _Noreturn static void xm_raise(struct hvp_cpu *cpu, uint32_t g, uint32_t nf)
 {
     uint32_t pre = nf & (MX_IE | MX_DE | MX_ZE);
@@ -232,6 +233,28 @@ static inline void mx_end(struct hvp_cpu *cpu, uint32_t m)
 
 /* ---- floating point ---- */
 
+/* Unmasked overflow/underflow (OE or UE unmasked in the guest MXCSR): the
+ * host then rounds with an unbounded exponent, so PE tells whether that
+ * rounding was inexact and an exact tiny result still raises UE. For the
+ * basic operations post_exact() recomputes the flags lane by lane. */
+enum { PX_ADD, PX_SUB, PX_MUL, PX_DIV, PX_SQRT, PX_CVT };
+static uint32_t post_exact(struct hvp_cpu *cpu, unsigned kind, bool dbl, unsigned lanes,
+                           const xmm_t *a, const xmm_t *b, uint32_t m);
+
+#define FPX(name, insn, kind, dbl, lanes)                                                          \
+    HOST2(host_##name, insn)                                                                       \
+    OP(name)                                                                                       \
+    {                                                                                              \
+        (void)imm;                                                                                 \
+        xmm_t a0 = *a;                                                                             \
+        uint32_t m = mx_begin(cpu);                                                                \
+        host_##name(a, b, &m);                                                                     \
+        if (unlikely((cpu->st.fpu.mxcsr & 0xc00u) != 0xc00u))                                      \
+            m = post_exact(cpu, kind, dbl, lanes, &a0, b, m);                                      \
+        mx_end(cpu, m);                                                                            \
+    }                                                                                              \
+    H_X(name)
+
 #define FP(name, insn)                                                                             \
     HOST2(host_##name, insn)                                                                       \
     OP(name)                                                                                       \
@@ -243,22 +266,22 @@ static inline void mx_end(struct hvp_cpu *cpu, uint32_t m)
     }                                                                                              \
     H_X(name)
 
-FP(addps, "addps")
-FP(addpd, "addpd")
-FP(addss, "addss")
-FP(addsd, "addsd")
-FP(subps, "subps")
-FP(subpd, "subpd")
-FP(subss, "subss")
-FP(subsd, "subsd")
-FP(mulps, "mulps")
-FP(mulpd, "mulpd")
-FP(mulss, "mulss")
-FP(mulsd, "mulsd")
-FP(divps, "divps")
-FP(divpd, "divpd")
-FP(divss, "divss")
-FP(divsd, "divsd")
+FPX(addps, "addps", PX_ADD, false, 4)
+FPX(addpd, "addpd", PX_ADD, true, 2)
+FPX(addss, "addss", PX_ADD, false, 1)
+FPX(addsd, "addsd", PX_ADD, true, 1)
+FPX(subps, "subps", PX_SUB, false, 4)
+FPX(subpd, "subpd", PX_SUB, true, 2)
+FPX(subss, "subss", PX_SUB, false, 1)
+FPX(subsd, "subsd", PX_SUB, true, 1)
+FPX(mulps, "mulps", PX_MUL, false, 4)
+FPX(mulpd, "mulpd", PX_MUL, true, 2)
+FPX(mulss, "mulss", PX_MUL, false, 1)
+FPX(mulsd, "mulsd", PX_MUL, true, 1)
+FPX(divps, "divps", PX_DIV, false, 4)
+FPX(divpd, "divpd", PX_DIV, true, 2)
+FPX(divss, "divss", PX_DIV, false, 1)
+FPX(divsd, "divsd", PX_DIV, true, 1)
 FP(minps, "minps")
 FP(minpd, "minpd")
 FP(minss, "minss")
@@ -267,10 +290,10 @@ FP(maxps, "maxps")
 FP(maxpd, "maxpd")
 FP(maxss, "maxss")
 FP(maxsd, "maxsd")
-FP(sqrtps, "sqrtps")
-FP(sqrtpd, "sqrtpd")
-FP(sqrtss, "sqrtss")
-FP(sqrtsd, "sqrtsd")
+FPX(sqrtps, "sqrtps", PX_SQRT, false, 4)
+FPX(sqrtpd, "sqrtpd", PX_SQRT, true, 2)
+FPX(sqrtss, "sqrtss", PX_SQRT, false, 1)
+FPX(sqrtsd, "sqrtsd", PX_SQRT, true, 1)
 FP(rcpps, "rcpps")
 FP(rcpss, "rcpss")
 FP(rsqrtps, "rsqrtps")
@@ -282,15 +305,118 @@ FP(hsubpd, "hsubpd")
 FP(addsubps, "addsubps")
 FP(addsubpd, "addsubpd")
 FP(cvtps2pd, "cvtps2pd")
-FP(cvtpd2ps, "cvtpd2ps")
+FPX(cvtpd2ps, "cvtpd2ps", PX_CVT, false, 2)
 FP(cvtss2sd, "cvtss2sd")
-FP(cvtsd2ss, "cvtsd2ss")
+FPX(cvtsd2ss, "cvtsd2ss", PX_CVT, false, 1)
 FP(cvtdq2ps, "cvtdq2ps")
 FP(cvtps2dq, "cvtps2dq")
 FP(cvttps2dq, "cvttps2dq")
 FP(cvtdq2pd, "cvtdq2pd")
 FP(cvtpd2dq, "cvtpd2dq")
 FP(cvttpd2dq, "cvttpd2dq")
+
+/* The scalar operations post_exact() runs per lane (masked semantics). */
+HOST2(px_addss, "addss")
+HOST2(px_addsd, "addsd")
+HOST2(px_subss, "subss")
+HOST2(px_subsd, "subsd")
+HOST2(px_mulss, "mulss")
+HOST2(px_mulsd, "mulsd")
+HOST2(px_divss, "divss")
+HOST2(px_divsd, "divsd")
+HOST2(px_sqrtss, "sqrtss")
+HOST2(px_sqrtsd, "sqrtsd")
+HOST2(px_cvtsd2ss, "cvtsd2ss")
+
+/* x87 sequences: result of a op b (or op b) in ST0, rounded to the
+ * precision control with the x87's 15-bit exponent. */
+#define X87_SEQ(text)                                                                              \
+    __asm__ volatile("fnstenv %[env]\n\tfldcw %[cw]\n\tfnclex\n\t" text                            \
+                     "\n\tfstpt %[out]\n\tfnstsw %[sw]\n\tfldenv %[env]"                           \
+                     : [env] "=m"(env), [out] "=m"(out), [sw] "=m"(sw)                             \
+                     : [cw] "m"(cw), [a] "m"(va), [b] "m"(vb))
+
+/* Returns the x87 status word; out = the unbounded-exponent result. */
+static uint16_t x87_unbounded(unsigned kind, bool dbl, unsigned rc, const uint64_t *pa,
+                              const uint64_t *pb, uint8_t res[10])
+{
+    uint8_t env[28], out[10];
+    uint64_t va = *pa, vb = *pb;
+    uint16_t sw = 0, cw = (uint16_t)(0x7fu | ((dbl ? 2u : 0u) << 8) | (rc << 10));
+    switch (kind * 2 + dbl) {
+    case PX_ADD * 2: X87_SEQ("flds %[a]\n\tfadds %[b]"); break;
+    case PX_ADD * 2 + 1: X87_SEQ("fldl %[a]\n\tfaddl %[b]"); break;
+    case PX_SUB * 2: X87_SEQ("flds %[a]\n\tfsubs %[b]"); break;
+    case PX_SUB * 2 + 1: X87_SEQ("fldl %[a]\n\tfsubl %[b]"); break;
+    case PX_MUL * 2: X87_SEQ("flds %[a]\n\tfmuls %[b]"); break;
+    case PX_MUL * 2 + 1: X87_SEQ("fldl %[a]\n\tfmull %[b]"); break;
+    case PX_DIV * 2: X87_SEQ("flds %[a]\n\tfdivs %[b]"); break;
+    case PX_DIV * 2 + 1: X87_SEQ("fldl %[a]\n\tfdivl %[b]"); break;
+    case PX_SQRT * 2: X87_SEQ("flds %[b]\n\tfsqrt"); break;
+    case PX_SQRT * 2 + 1: X87_SEQ("fldl %[b]\n\tfsqrt"); break;
+    default: X87_SEQ("fldl %[b]\n\tfld1\n\tfmulp"); break; /* CVT: double -> float precision */
+    }
+    memcpy(res, out, 10);
+    return sw;
+}
+
+static uint64_t daz_lane(uint64_t v, bool wide)
+{
+    if (wide) return ((v >> 52) & 0x7ff) == 0 ? v & (1ull << 63) : v;
+    return ((v >> 23) & 0xff) == 0 ? v & 0x80000000u : v;
+}
+
+static uint32_t post_exact(struct hvp_cpu *cpu, unsigned kind, bool dbl, unsigned lanes,
+                           const xmm_t *a, const xmm_t *b, uint32_t m)
+{
+    uint32_t g = cpu->st.fpu.mxcsr, rc = (g >> 13) & 3, total = 0;
+    bool wide = dbl || kind == PX_CVT; /* input lanes are doubles */
+    unsigned w = wide ? 8 : 4;
+    for (unsigned i = 0; i < lanes; i++) {
+        xmm_t x = {0}, y = {0};
+        memcpy(&x, a->b + i * w, w);
+        memcpy(&y, b->b + i * w, w);
+        uint32_t ml = mx_begin(cpu);
+        switch (kind * 2 + dbl) {
+        case PX_ADD * 2: px_addss(&x, &y, &ml); break;
+        case PX_ADD * 2 + 1: px_addsd(&x, &y, &ml); break;
+        case PX_SUB * 2: px_subss(&x, &y, &ml); break;
+        case PX_SUB * 2 + 1: px_subsd(&x, &y, &ml); break;
+        case PX_MUL * 2: px_mulss(&x, &y, &ml); break;
+        case PX_MUL * 2 + 1: px_mulsd(&x, &y, &ml); break;
+        case PX_DIV * 2: px_divss(&x, &y, &ml); break;
+        case PX_DIV * 2 + 1: px_divsd(&x, &y, &ml); break;
+        case PX_SQRT * 2: px_sqrtss(&x, &y, &ml); break;
+        case PX_SQRT * 2 + 1: px_sqrtsd(&x, &y, &ml); break;
+        default: px_cvtsd2ss(&x, &y, &ml); break;
+        }
+        uint32_t fl = ml & 0x3f;
+        if (!(fl & (MX_IE | MX_ZE))) {
+            uint64_t va = 0, vb = 0;
+            memcpy(&va, a->b + i * w, w);
+            memcpy(&vb, b->b + i * w, w);
+            if (g & 0x40) { /* DAZ */
+                va = daz_lane(va, wide);
+                vb = daz_lane(vb, wide);
+            }
+            uint8_t r[10];
+            uint16_t sw = x87_unbounded(kind, dbl, rc, &va, &vb, r);
+            unsigned ex = ((unsigned)(r[9] & 0x7f) << 8) | r[8];
+            uint64_t mant;
+            memcpy(&mant, r, 8);
+            if (ex != 0x7fff && (ex || mant)) {
+                int e = (int)ex - 16383, emax = dbl ? 1023 : 127, emin = dbl ? -1022 : -126;
+                uint32_t pe = (sw & 0x20) ? MX_PE : 0;
+                if (e > emax && !(g & 0x400))
+                    fl = (fl & MX_DE) | MX_OE | pe;
+                else if (e < emin && !(g & 0x800))
+                    fl = (fl & MX_DE) | MX_UE | pe;
+            }
+        }
+        total |= fl;
+    }
+    return (m & ~0x3fu) | total;
+}
 
 /* With an 8-bit immediate: the value the instruction looks at (imm & maskv)
  * picks one of 16 asm instances. */
