@@ -698,3 +698,37 @@ Test(x87, long_double_programs)
     n += diff_program(k_misc_i, k_misc_e, k_misc_n, 2000, 14);
     fprintf(stderr, "x87 programs: %u random host comparisons\n", n);
 }
+
+/* ---- memory operands across pages; a faulting store changes nothing ---- */
+
+X87T(p_cross,
+     "fld tbyte ptr [rsi + 0xffa]\n fld1\n faddp st(1), st\n fstp tbyte ptr [rsi + 0xff8]");
+X87T(p_pf, "fld1\n fstp tbyte ptr [rsi + 0x1ffa]");
+
+Test(x87, page_crossing_and_faults)
+{
+    struct vm v;
+    vm_init(&v, p_cross_i, p_cross_e);
+    struct hvp_cpu_state st = v.st0;
+    long double x = 1234.5L, y;
+    memcpy(v.data + 0xffa, &x, 10);
+    struct hvp_cpu_exit ex = run_code(&v, p_cross_i, p_cross_e, &st, 4);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    memset(&y, 0, sizeof y);
+    memcpy(&y, v.data + 0xff8, 10);
+    cr_assert(y == 1235.5L);
+    cr_assert_eq(st.fpu.ftw, 0);
+    cr_assert_eq(st.fpu.fsw & 0x3800, 0);
+    cr_assert_eq(st.fpu.fdp, DATA + 0xff8);
+    /* the store's second page is not mapped: #PF, the stack keeps ST(0) */
+    st = v.st0;
+    ex = run_code(&v, p_pf_i, p_pf_e, &st, 0);
+    expect_exc(&ex, 14);
+    cr_assert_eq(ex.u.exception.cr2, DATA + 0x2000);
+    cr_assert_eq(st.rip, CODE + 2);
+    cr_assert_eq(st.fpu.fsw, 7u << 11);
+    cr_assert_eq(st.fpu.ftw, 0x80);
+    for (unsigned i = 0; i < 6; i++)
+        cr_assert_eq(v.data[0x1ffa + i], 0);
+    vm_fini(&v);
+}
