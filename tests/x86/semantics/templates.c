@@ -1719,6 +1719,13 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         uint64_t di = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x900);
         *gpr(&g, 6) = si;
         *gpr(&g, 7) = di;
+        if (!(sem_rand(r) & 3)) {
+            /* 32-bit address size: ESI/EDI/ECX only, the upper halves are ignored (and cleared) */
+            g.a32 = true;
+            *gpr(&g, 6) |= sem_rand(r) << 32;
+            *gpr(&g, 7) |= sem_rand(r) << 32;
+            if (t->spec & S_STRREP) *gpr(&g, 1) |= sem_rand(r) << 32;
+        }
         unsigned s = t->osz, len = n * s;
         bool down = c->in.rflags & FL_DF;
         uint64_t s0 = down ? si + s - len : si, d0 = down ? di + s - len : di;
@@ -1734,6 +1741,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
                 dptr(&g, d0)[sem_below(r, len)] ^= (uint8_t)(1 + sem_below(r, 255));
         }
     }
+    if ((t->spec & S_LOOP) && t->opc != 0xe3 && !(sem_rand(r) & 3)) g.a32 = true; /* ecx */
     if (t->spec & S_LOOP) {
         static const uint64_t v[] = {0, 1, 2, 0x100000000ull, 0xffffffffull, 0x100000001ull};
         if (sem_rand(r) & 1) *gpr(&g, 1) = v[sem_below(r, 6)];
@@ -1885,7 +1893,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
     bool lock = false;
     if (t->spec & S_LOCK) lock = g.mem ? (sem_rand(r) & 3) == 0 : (sem_rand(r) & 31) == 0;
     if (lock) eb(&e, 0xf0);
-    if (g.mem && g.a32) eb(&e, 0x67);
+    if (g.a32) eb(&e, 0x67);
     if (g.gs)
         eb(&e, 0x65);
     else if (g.mem && !(sem_rand(r) & 15))
