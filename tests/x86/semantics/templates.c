@@ -1717,6 +1717,7 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         }
         uint64_t si = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x900);
         uint64_t di = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x900);
+        if (!(sem_rand(r) & 7)) di = si + sem_below(r, 2 * t->osz + 1) - t->osz; /* overlapping */
         *gpr(&g, 6) = si;
         *gpr(&g, 7) = di;
         if (!(sem_rand(r) & 3)) {
