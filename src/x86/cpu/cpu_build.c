@@ -1388,8 +1388,13 @@ HVP_HANDLER(h_string)
                         if (e->tag_r != (src & HVP_PAGE_MASK)) hvp_rd8(cpu, src);
                         sp = (const uint8_t *)(uintptr_t)(src + e->addend);
                         if (dp > sp && dp < sp + bytes) {
-                            for (uint64_t i = 0; i < bytes; i++)
-                                dp[i] = sp[i];
+                            /* overlap: element by element, each read whole
+                             * before it is written (as the iterated form) */
+                            for (uint64_t i = 0; i < bytes; i += sz) {
+                                uint64_t e;
+                                memcpy(&e, sp + i, sz);
+                                memcpy(dp + i, &e, sz);
+                            }
                         } else {
                             memmove(dp, sp, bytes);
                         }
