@@ -3,7 +3,7 @@
 # prints figures and ratios against the named peer.
 set -uo pipefail
 build=${1:-build}
-for b in "$build"/bench/bench-*; do
+for b in "$build"/bench/bench-* "$build"/bench/*/bench-*; do
     [ -x "$b" ] || continue
     echo "== $(basename "$b")"
     "$b" || echo "(benchmark $(basename "$b") failed: exit $?)"

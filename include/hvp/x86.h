@@ -153,7 +153,8 @@ enum hvp_x86_map {
 /* Decoder results (negative returns of hvp_x86_decode). */
 #define HVP_X86_EINVALID 1   /* no such instruction or illegal form: #UD */
 #define HVP_X86_ETOOLONG 2   /* longer than 15 bytes: #GP(0) */
-#define HVP_X86_ETRUNCATED 3 /* ran out of bytes before the instruction ended */
+#define HVP_X86_ETRUNCATED 3 /* ran out of bytes before the instruction ended; never
+                                returned when 16 or more bytes were available */
 
 /* Feature sets, for CPUID checks and #UD on unimplemented features. */
 enum hvp_x86_isa {
