@@ -1,0 +1,125 @@
+; Guest programs for the platform conformance suite. Each is copied to
+; guest memory by the test: real-mode ones run with CS = 0x100 (base
+; 0x1000) and IP = 0, so offsets from the start label are their addresses;
+; an interrupt handler, where there is one, sits at offset 0x100. The
+; long-mode one runs at linear 0x1000 with identity paging.
+; Ports: 0x10..0x1f are "report a value" ports the tests check.
+
+section .rodata
+%macro guest 1
+global %1, %1_end
+%1:
+%endmacro
+%macro endguest 1
+%1_end:
+%endmacro
+
+bits 16
+; OUT, IN, OUT of what was read, HLT.
+guest g_io
+    mov al, 0x5a
+    out 0x10, al
+    in al, 0x20
+    out 0x21, al
+    hlt
+endguest g_io
+
+; MMIO around a hole at 0x4000 (RAM at 0x6000 holds 0x33).
+guest g_mmio
+    mov al, [0x6000]
+    out 0x10, al
+    mov al, [0x4000]
+    out 0x11, al
+    mov byte [0x4000], 0x77
+    hlt
+endguest g_mmio
+
+guest g_cpuid
+    mov eax, 0x40000000
+    cpuid
+    out 0x10, eax
+    mov eax, ebx
+    out 0x11, eax
+    hlt
+endguest g_cpuid
+
+guest g_msr
+    mov ecx, 0x40000100
+    rdmsr
+    out 0x10, eax
+    mov eax, edx
+    out 0x11, eax
+    mov eax, 0x11223344
+    mov edx, 0x55667788
+    wrmsr
+    mov ecx, 0x40000101        ; IgnoreWriteReadZero: reads 0 without an exit
+    mov eax, 0xdead
+    rdmsr
+    out 0x12, eax
+    hlt
+endguest g_msr
+
+guest g_int3
+    int3
+    hlt
+endguest g_int3
+
+guest g_spin
+    jmp $
+endguest g_spin
+
+guest g_dirty
+    mov byte [0x3000], 1
+    mov byte [0x5000], 2
+    hlt
+endguest g_dirty
+
+guest g_ud2
+    ud2
+endguest g_ud2
+
+; In-kernel APIC: enable it through DS (base FEE00000 set by the test),
+; report, then wait for the interrupt; the handler reports on 0x11.
+guest g_apic
+    mov dword [0xf0], 0x1ff
+    out 0x10, al
+    sti
+.wait:
+    hlt
+    jmp .wait
+    times 0x100 - ($ - g_apic) db 0x90
+    mov al, 0x40
+    out 0x11, al
+    hlt
+endguest g_apic
+
+; Interrupt window: IF off, report, IF on; the injected interrupt's handler
+; reports on 0x11.
+guest g_window
+    cli
+    out 0x10, al
+    sti
+    nop
+.wait:
+    hlt
+    jmp .wait
+    times 0x100 - ($ - g_window) db 0x90
+    mov al, 0x41
+    out 0x11, al
+    hlt
+endguest g_window
+
+bits 64
+guest g_long
+    mov rax, [rel .val]
+    out 0x10, eax
+    shr rax, 32
+    out 0x11, eax
+    mov eax, [dword 0x100000]  ; MMIO (no RAM there)
+    out 0x12, eax
+    mov dword [dword 0x100010], 0xcafe
+    hlt
+.val: dq 0x1122334455667788
+endguest g_long
+
+section .note.GNU-stack noalloc noexec nowrite progbits

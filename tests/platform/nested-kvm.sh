@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs a statically linked test program where /dev/kvm really exists: inside
+# a Debian kernel booted under QEMU's software emulation with an AMD CPU model
+# that offers SVM and NPT (-accel tcg -cpu EPYC). The guest loads kvm.ko and
+# kvm-amd.ko from the same linux-image package as its vmlinuz, runs the
+# program, prints its TAP output on the serial console and powers off.
+#
+#   nested-kvm.sh PROGRAM [CACHE_DIR]
+#
+# PROGRAM must be static (the initramfs holds busybox and nothing else).
+# CACHE_DIR (default: $HVP_NESTED_CACHE, else build/nested in the source
+# tree) keeps the kernel package fetched with `apt-get download` and its
+# extracted files between runs. Exit status: 0 all cases passed, 1 a case
+# failed or the guest did not report, 77 (with the reason) when
+# qemu-system-x86_64 or the kernel package is unavailable.
+set -euo pipefail
+
+prog=${1:?usage: nested-kvm.sh PROGRAM [CACHE_DIR]}
+here=$(cd "$(dirname "$0")" && pwd)
+cache=${2:-${HVP_NESTED_CACHE:-$here/../../build/nested}}
+skip() { echo "1..0 # SKIP $*"; exit 77; }
+
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed (Debian: qemu-system-x86)"
+bb=$(command -v busybox || true)
+[ -n "$bb" ] && file -L "$bb" 2>/dev/null | grep -q 'statically linked' || bb=/bin/busybox
+[ -x "$bb" ] || skip "busybox not installed (Debian: busybox-static)"
+[ -x "$prog" ] || { echo "nested-kvm.sh: $prog: not an executable" >&2; exit 1; }
+mkdir -p "$cache"
+
+# The kernel package: the one linux-image-amd64 depends on, fetched once.
+deb=$(ls "$cache"/linux-image-[0-9]*-amd64_*_amd64.deb 2>/dev/null | grep -v -e -cloud- -e -rt- | sort -V | tail -1 || true)
+if [ -z "$deb" ]; then
+    pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/ {print $2; exit}')
+    [ -n "$pkg" ] || skip "apt-cache knows no linux-image-amd64 (run apt-get update)"
+    (cd "$cache" && apt-get download "$pkg" >/dev/null 2>&1) || skip "apt-get download $pkg failed"
+    deb=$(ls "$cache"/"$pkg"_*.deb | tail -1)
+fi
+tree=$cache/$(basename "$deb" .deb)
+if [ ! -d "$tree/boot" ]; then
+    rm -rf "$tree.tmp" && mkdir -p "$tree.tmp"
+    dpkg-deb -x "$deb" "$tree.tmp" && mv "$tree.tmp" "$tree"
+fi
+kernel=$(ls "$tree"/boot/vmlinuz-* | head -1)
+moddir=$(ls -d "$tree"/lib/modules/* | head -1)
+
+# Modules by name, dependencies first (from each module's own depends= tag:
+# the package ships no modules.dep, depmod makes it at install time).
+order=()
+add_mod() {
+    local name=$1 f dep
+    for m in "${order[@]+"${order[@]}"}"; do [ "$(basename "$m" .ko)" = "$name" ] && return 0; done
+    f=$(find "$moddir/kernel" -name "$name.ko" -o -name "${name//-/_}.ko" | head -1)
+    [ -n "$f" ] || skip "module $name not in $(basename "$deb")"
+    for dep in $(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | tr ',' ' '); do add_mod "$dep"; done
+    order+=("$f")
+}
+add_mod kvm-amd
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+root=$work/root
+mkdir -p "$root"/{bin,lib,dev,proc,sys,tmp}
+cp "$bb" "$root/bin/busybox"
+cp "$prog" "$root/test"
+: >"$root/modules"
+for f in "${order[@]}"; do cp "$f" "$root/lib/"; echo "/lib/$(basename "$f")" >>"$root/modules"; done
+cat >"$root/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
+for m in $(cat /modules); do insmod "$m" || echo "HVP-NESTED: insmod $m failed"; done
+echo "HVP-NESTED: /dev/kvm $([ -e /dev/kvm ] && echo present || echo absent) after $(cut -d' ' -f1 /proc/uptime)s"
+echo HVP-NESTED-BEGIN
+/test; rc=$?
+echo "HVP-NESTED-END rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
+poweroff -f
+EOF
+chmod +x "$root/init"
+(cd "$root" && find . | "$bb" cpio -o -H newc 2>/dev/null | gzip -1) >"$work/initrd.gz"
+
+log=$work/console.log
+start=$(date +%s)
+timeout "${HVP_NESTED_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu EPYC -smp 1 -m 1G \
+    -nographic -no-reboot -nodefaults -serial stdio -monitor none \
+    -kernel "$kernel" -initrd "$work/initrd.gz" \
+    -append 'console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init' >"$log" 2>&1 || true
+end=$(date +%s)
+
+tr -d '\r' <"$log" | grep '^HVP-NESTED: ' || true
+# The program's own TAP, passed through for meson.
+tr -d '\r' <"$log" | sed -n '/^HVP-NESTED-BEGIN$/,/^HVP-NESTED-END/p' | sed '1d;$d'
+endline=$(tr -d '\r' <"$log" | grep '^HVP-NESTED-END' || true)
+echo "# nested run: $((end - start))s wall, guest ${endline##*uptime=}" >&2
+if [ -z "$endline" ]; then
+    echo "nested-kvm.sh: the guest did not report; console follows" >&2
+    tail -40 "$log" >&2
+    exit 1
+fi
+rc=${endline#*rc=}; rc=${rc%% *}
+exit "$rc"
