@@ -9,7 +9,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-
 static void noop(void *ctx, const char *msg)
 {
     (void)ctx, (void)msg;
@@ -19,8 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int fd = memfd_create("fuzz", MFD_CLOEXEC);
-    if (fd < 0)
-        return 0;
+    if (fd < 0) return 0;
     if (write(fd, data, size) != (ssize_t)size) {
         close(fd);
         return 0;

@@ -64,16 +64,14 @@ static void print_row(const struct row *r, int reps)
 static int run(const char *cmd)
 {
     int r = system(cmd);
-    if (r != 0)
-        fprintf(stderr, "bench-disk: command failed (%d): %s\n", r, cmd);
+    if (r != 0) fprintf(stderr, "bench-disk: command failed (%d): %s\n", r, cmd);
     return r;
 }
 
 static double timed(const char *cmd)
 {
     double t = now();
-    if (run(cmd))
-        return -1;
+    if (run(cmd)) return -1;
     return now() - t;
 }
 
@@ -97,8 +95,7 @@ static int rm_cb(const char *p, const struct stat *s, int f, struct FTW *w)
 static int make_raw(const char *path, uint64_t size)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     const size_t chunk = 1 << 20;
     uint8_t *buf = malloc(chunk);
     uint64_t s = 0x9e3779b97f4a7c15ull;
@@ -139,8 +136,7 @@ static double hvp_convert(const char *in, const char *out, enum hvp_disk_format 
         return -1;
     }
     struct hvp_disk_create_params p = {.format = f, .type = HVP_DISK_TYPE_DYNAMIC};
-    if (f == HVP_DISK_FMT_RAW)
-        p.type = HVP_DISK_TYPE_FIXED;
+    if (f == HVP_DISK_FMT_RAW) p.type = HVP_DISK_TYPE_FIXED;
     int r = hvp_disk_convert(d, out, &p, NULL, NULL, err, sizeof err);
     hvp_disk_close(d);
     if (r) {
@@ -182,19 +178,18 @@ static double hvp_random(const char *img, const uint64_t *off, int n, bool write
     return now() - t;
 }
 
-static double qemu_random(const char *fmt, const char *img, const uint64_t *off, int n,
-                          bool write, double startup)
+static double qemu_random(const char *fmt, const char *img, const uint64_t *off, int n, bool write,
+                          double startup)
 {
     const char *cmds = pth("cmds.txt");
     FILE *f = fopen(cmds, "w");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     for (int i = 0; i < n; i++)
         fprintf(f, "%s -q %llu 4k\n", write ? "write -P 0x5c" : "read", (unsigned long long)off[i]);
     fclose(f);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "qemu-io -t writeback -f %s %s '%s' < '%s' > /dev/null", fmt, write ? "" : "-r",
-             img, cmds);
+    snprintf(cmd, sizeof cmd, "qemu-io -t writeback -f %s %s '%s' < '%s' > /dev/null", fmt,
+             write ? "" : "-r", img, cmds);
     double t = timed(cmd);
     return t < 0 ? t : t - startup;
 }
@@ -209,10 +204,8 @@ int main(void)
     uint64_t size = (e ? strtoull(e, NULL, 0) : 1024) << 20;
     e = getenv("BENCH_DISK_REPS");
     int reps = e ? atoi(e) : 3;
-    if (reps < 1)
-        reps = 1;
-    if (reps > MAXREP)
-        reps = MAXREP;
+    if (reps < 1) reps = 1;
+    if (reps > MAXREP) reps = MAXREP;
     const char *t = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/hvp-bench-disk.XXXXXX", t && *t ? t : "/tmp");
     if (!mkdtemp(dir)) {
@@ -264,11 +257,11 @@ int main(void)
         for (int k = 0; k < 4; k++)
             print_row(&rows[k], reps);
         /* the outputs must agree */
-        snprintf(cmd, sizeof cmd, "qemu-img compare -q -f raw -F vpc '%s' '%s' && "
-                                  "qemu-img compare -q -f raw -F vhdx '%s' '%s'",
+        snprintf(cmd, sizeof cmd,
+                 "qemu-img compare -q -f raw -F vpc '%s' '%s' && "
+                 "qemu-img compare -q -f raw -F vhdx '%s' '%s'",
                  pth("in.raw"), pth("h.vhd"), pth("in.raw"), pth("h.vhdx"));
-        if (run(cmd))
-            printf("bench-disk: WARNING: hvp's images differ from the input\n");
+        if (run(cmd)) printf("bench-disk: WARNING: hvp's images differ from the input\n");
     }
     /* random 4 KiB I/O on the hvp-made images (qemu reads them too) */
     const int nread = 20000, nwrite = 5000;
@@ -280,14 +273,16 @@ int main(void)
     const char *fmts[2] = {"vpc", "vhdx"}, *imgs[2] = {"h.vhd", "h.vhdx"};
     for (int i = 0; i < reps && !failed; i++) {
         for (int k = 0; k < 2; k++) {
-            snprintf(cmd, sizeof cmd, "echo 'read -q 0 4k' | qemu-io -t writeback -r -f %s '%s' > /dev/null",
+            snprintf(cmd, sizeof cmd,
+                     "echo 'read -q 0 4k' | qemu-io -t writeback -r -f %s '%s' > /dev/null",
                      fmts[k], pth(imgs[k]));
             double startup = timed(cmd);
             failed |= (io[k].hvp[i] = hvp_random(pth(imgs[k]), ro, nread, false)) < 0;
-            failed |= (io[k].qemu[i] = qemu_random(fmts[k], pth(imgs[k]), ro, nread, false,
-                                                   startup)) < 0;
+            failed |=
+                (io[k].qemu[i] = qemu_random(fmts[k], pth(imgs[k]), ro, nread, false, startup)) < 0;
             /* writes: each tool on its own fresh copy */
-            snprintf(cmd, sizeof cmd, "cp --sparse=always '%s' '%s' && cp --sparse=always '%s' '%s' && sync",
+            snprintf(cmd, sizeof cmd,
+                     "cp --sparse=always '%s' '%s' && cp --sparse=always '%s' '%s' && sync",
                      pth(imgs[k]), pth("w1"), pth(imgs[k]), pth("w2"));
             failed |= run(cmd) != 0;
             failed |= (io[2 + k].hvp[i] = hvp_random(pth("w1"), wo, nwrite, true)) < 0;
@@ -301,7 +296,6 @@ int main(void)
     free(ro);
     free(wo);
     nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
-    if (failed)
-        printf("bench-disk: a run failed (see above)\n");
+    if (failed) printf("bench-disk: a run failed (see above)\n");
     return failed ? 1 : 0;
 }

@@ -59,12 +59,12 @@ struct hvp_disk_info {
     enum hvp_disk_type type;
     uint64_t virtual_size;
     uint64_t file_size;
-    uint64_t allocated; /* bytes of virtual disk stored in this file */
-    uint32_t block_size;        /* 0 for raw */
-    uint32_t logical_sector;    /* 512 */
-    uint32_t physical_sector;   /* 512 or 4096 */
-    uint8_t id[16];             /* VHD UniqueId, VHDX DataWriteGuid (RFC 4122 byte order) */
-    const char *parent_path;    /* resolved parent file, or NULL (valid while open) */
+    uint64_t allocated;       /* bytes of virtual disk stored in this file */
+    uint32_t block_size;      /* 0 for raw */
+    uint32_t logical_sector;  /* 512 */
+    uint32_t physical_sector; /* 512 or 4096 */
+    uint8_t id[16];           /* VHD UniqueId, VHDX DataWriteGuid (RFC 4122 byte order) */
+    const char *parent_path;  /* resolved parent file, or NULL (valid while open) */
 };
 
 /* Progress callback for long operations: done out of total (bytes). */
@@ -151,9 +151,9 @@ enum hvp_blk_op { HVP_BLK_READ, HVP_BLK_WRITE, HVP_BLK_FLUSH, HVP_BLK_DISCARD };
 
 struct hvp_blk_req {
     enum hvp_blk_op op;
-    uint64_t sector;   /* 512-byte sectors */
+    uint64_t sector; /* 512-byte sectors */
     uint32_t nsectors;
-    void *buf;         /* nsectors * 512 bytes for READ/WRITE */
+    void *buf; /* nsectors * 512 bytes for READ/WRITE */
     void (*cb)(struct hvp_blk_req *req, int result);
     void *opaque;
     struct hvp_blk_req *next_; /* private */

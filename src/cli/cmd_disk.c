@@ -36,11 +36,9 @@ struct progress {
 static void progress_cb(void *ctx, uint64_t done, uint64_t total)
 {
     struct progress *p = ctx;
-    if (!p->on || !total)
-        return;
+    if (!p->on || !total) return;
     int pct = (int)(done * 100 / total);
-    if (pct == p->last)
-        return;
+    if (pct == p->last) return;
     p->last = pct;
     char bar[41];
     int n = pct * 40 / 100;
@@ -48,8 +46,7 @@ static void progress_cb(void *ctx, uint64_t done, uint64_t total)
     memset(bar + n, ' ', (size_t)(40 - n));
     bar[40] = 0;
     fprintf(stderr, "\r[%s] %3d%%", bar, pct);
-    if (pct >= 100)
-        fputc('\n', stderr);
+    if (pct >= 100) fputc('\n', stderr);
     fflush(stderr);
 }
 
@@ -61,17 +58,14 @@ static void progress_init(struct progress *p, bool force)
 
 static void progress_end(struct progress *p)
 {
-    if (p->on && p->last >= 0 && p->last < 100)
-        fputc('\n', stderr);
+    if (p->on && p->last >= 0 && p->last < 100) fputc('\n', stderr);
 }
 
 static enum hvp_disk_format format_from_name(const char *path)
 {
     const char *dot = strrchr(path, '.');
-    if (dot && (!strcasecmp(dot, ".vhd") || !strcasecmp(dot, ".avhd")))
-        return HVP_DISK_FMT_VHD;
-    if (dot && (!strcasecmp(dot, ".vhdx") || !strcasecmp(dot, ".avhdx")))
-        return HVP_DISK_FMT_VHDX;
+    if (dot && (!strcasecmp(dot, ".vhd") || !strcasecmp(dot, ".avhd"))) return HVP_DISK_FMT_VHD;
+    if (dot && (!strcasecmp(dot, ".vhdx") || !strcasecmp(dot, ".avhdx"))) return HVP_DISK_FMT_VHDX;
     return HVP_DISK_FMT_RAW;
 }
 
@@ -101,10 +95,12 @@ enum { OPT_TYPE = 256, OPT_PARENT, OPT_BS, OPT_JSON, OPT_PROGRESS, OPT_REPAIR, O
 
 static int cmd_create(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"format", required_argument, NULL, 'f'},  {"type", required_argument, NULL, OPT_TYPE},
-        {"parent", required_argument, NULL, OPT_PARENT}, {"block-size", required_argument, NULL, OPT_BS},
-        {"help", no_argument, NULL, OPT_HELP},       {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"format", required_argument, NULL, 'f'},
+                                         {"type", required_argument, NULL, OPT_TYPE},
+                                         {"parent", required_argument, NULL, OPT_PARENT},
+                                         {"block-size", required_argument, NULL, OPT_BS},
+                                         {"help", no_argument, NULL, OPT_HELP},
+                                         {NULL, 0, NULL, 0}};
     struct hvp_disk_create_params p = {0};
     int c;
     while ((c = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
@@ -123,8 +119,7 @@ static int cmd_create(int argc, char **argv)
             break;
         case OPT_PARENT: p.parent = optarg; break;
         case OPT_BS:
-            if (parse_block_size(optarg, &p.block_size))
-                return 2;
+            if (parse_block_size(optarg, &p.block_size)) return 2;
             break;
         case OPT_HELP: disk_usage(stdout); return 0;
         default: disk_usage(stderr); return 2;
@@ -150,8 +145,7 @@ static int cmd_create(int argc, char **argv)
             char err[ERRLEN];
             struct hvp_disk_info pi;
             if (hvp_disk_open(p.parent, HVP_DISK_RDONLY, &par, err, sizeof err) == 0) {
-                if (hvp_disk_info(par, &pi) == 0)
-                    p.format = pi.format;
+                if (hvp_disk_info(par, &pi) == 0) p.format = pi.format;
                 hvp_disk_close(par);
             }
         }
@@ -238,8 +232,7 @@ static int cmd_info(int argc, char **argv)
                (unsigned long long)in.allocated, in.block_size);
         int k = 0;
         for (hvp_disk *p = hvp_disk_parent(d); p; p = hvp_disk_parent(p)) {
-            if (k++)
-                printf(", ");
+            if (k++) printf(", ");
             json_str(hvp_disk_path(p));
         }
         printf("]}\n");
@@ -253,8 +246,7 @@ static int cmd_info(int argc, char **argv)
                human(in.file_size, h1, sizeof h1));
         printf("allocated:      %llu (%s)\n", (unsigned long long)in.allocated,
                human(in.allocated, h1, sizeof h1));
-        if (in.block_size)
-            printf("block size:     %u\n", in.block_size);
+        if (in.block_size) printf("block size:     %u\n", in.block_size);
         if (hvp_disk_parent(d)) {
             printf("parent chain:   ");
             int k = 0;
@@ -293,8 +285,7 @@ static int cmd_convert(int argc, char **argv)
             }
             break;
         case OPT_BS:
-            if (parse_block_size(optarg, &p.block_size))
-                return 2;
+            if (parse_block_size(optarg, &p.block_size)) return 2;
             break;
         case 'p':
         case OPT_PROGRESS: prog = true; break;
@@ -307,8 +298,7 @@ static int cmd_convert(int argc, char **argv)
         return 2;
     }
     const char *in = argv[optind], *out = argv[optind + 1];
-    if (p.format == HVP_DISK_FMT_AUTO)
-        p.format = format_from_name(out);
+    if (p.format == HVP_DISK_FMT_AUTO) p.format = format_from_name(out);
     char err[ERRLEN];
     hvp_disk *d;
     int r = hvp_disk_open(in, HVP_DISK_RDONLY, &d, err, sizeof err);
@@ -462,8 +452,7 @@ static int cmd_merge(int argc, char **argv)
 {
     bool prog = false;
     int r = one_file_args(argc, argv, 1, "disk merge", &prog);
-    if (r >= 0)
-        return r;
+    if (r >= 0) return r;
     const char *file = argv[optind];
     char err[ERRLEN];
     struct progress pr;
@@ -481,8 +470,7 @@ static int cmd_compact(int argc, char **argv)
 {
     bool prog = false;
     int r = one_file_args(argc, argv, 1, "disk compact", &prog);
-    if (r >= 0)
-        return r;
+    if (r >= 0) return r;
     const char *file = argv[optind];
     char err[ERRLEN], h[64];
     struct progress pr;
@@ -502,8 +490,7 @@ static int cmd_resize(int argc, char **argv)
 {
     bool prog = false;
     int r = one_file_args(argc, argv, 2, "disk resize", &prog);
-    if (r >= 0)
-        return r;
+    if (r >= 0) return r;
     const char *file = argv[optind];
     uint64_t size;
     if (hvp_cli_parse_size(argv[optind + 1], &size)) {
@@ -528,7 +515,7 @@ int hvp_cmd_disk(int argc, char **argv)
         const char *name;
         int (*fn)(int, char **);
     } sub[] = {
-        {"create", cmd_create},   {"info", cmd_info},     {"convert", cmd_convert},
+        {"create", cmd_create},   {"info", cmd_info},       {"convert", cmd_convert},
         {"check", cmd_check},     {"compare", cmd_compare}, {"merge", cmd_merge},
         {"compact", cmd_compact}, {"resize", cmd_resize},
     };

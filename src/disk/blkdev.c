@@ -18,8 +18,7 @@ struct hvp_blkdev {
 static int run_req(hvp_blkdev *b, struct hvp_blk_req *q)
 {
     uint64_t sectors = b->d->size / 512;
-    if (q->op != HVP_BLK_FLUSH &&
-        (q->sector > sectors || q->nsectors > sectors - q->sector))
+    if (q->op != HVP_BLK_FLUSH && (q->sector > sectors || q->nsectors > sectors - q->sector))
         return -EINVAL;
     uint64_t off = q->sector * 512, len = (uint64_t)q->nsectors * 512;
     switch (q->op) {
@@ -38,18 +37,15 @@ static void *worker(void *arg)
     for (;;) {
         while (!b->stop && !b->head)
             pthread_cond_wait(&b->work, &b->mu);
-        if (!b->head)
-            break;
+        if (!b->head) break;
         struct hvp_blk_req *q = b->head;
         b->head = q->next_;
-        if (!b->head)
-            b->tail = NULL;
+        if (!b->head) b->tail = NULL;
         pthread_mutex_unlock(&b->mu);
         int r = run_req(b, q);
         q->cb(q, r);
         pthread_mutex_lock(&b->mu);
-        if (--b->inflight == 0)
-            pthread_cond_broadcast(&b->idle);
+        if (--b->inflight == 0) pthread_cond_broadcast(&b->idle);
     }
     pthread_mutex_unlock(&b->mu);
     return NULL;
@@ -58,8 +54,7 @@ static void *worker(void *arg)
 int hvp_blkdev_create(hvp_disk *d, unsigned queue_depth, unsigned threads, hvp_blkdev **out)
 {
     hvp_blkdev *b = calloc(1, sizeof *b);
-    if (!b)
-        return -ENOMEM;
+    if (!b) return -ENOMEM;
     b->d = d;
     b->qd = queue_depth ? queue_depth : 32;
     b->nthreads = threads ? threads : 4;
@@ -85,8 +80,7 @@ int hvp_blkdev_create(hvp_disk *d, unsigned queue_depth, unsigned threads, hvp_b
 
 int hvp_blkdev_submit(hvp_blkdev *b, struct hvp_blk_req *req)
 {
-    if (!req->cb)
-        return -EINVAL;
+    if (!req->cb) return -EINVAL;
     pthread_mutex_lock(&b->mu);
     if (b->stop || b->inflight >= b->qd) {
         pthread_mutex_unlock(&b->mu);
@@ -119,8 +113,7 @@ uint64_t hvp_blkdev_sectors(const hvp_blkdev *b)
 
 void hvp_blkdev_destroy(hvp_blkdev *b)
 {
-    if (!b)
-        return;
+    if (!b) return;
     hvp_blkdev_drain(b);
     pthread_mutex_lock(&b->mu);
     b->stop = true;

@@ -48,16 +48,13 @@ int hvp_disk_parse_format(const char *s, enum hvp_disk_format *out)
 
 static void set_err(char *err, size_t errlen, const char *msg)
 {
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
 }
 
 static void disk_free(struct hvp_disk *d)
 {
-    if (!d)
-        return;
-    if (d->fd >= 0)
-        close(d->fd);
+    if (!d) return;
+    if (d->fd >= 0) close(d->fd);
     for (int i = 0; i < d->pref.ncand; i++)
         free(d->pref.cand[i]);
     free(d->pref.name);
@@ -69,14 +66,12 @@ static void disk_free(struct hvp_disk *d)
 static int probe(struct hvp_disk *d, enum hvp_disk_format *fmt)
 {
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return disk_err(d, errno, "%s", strerror(errno));
+    if (fstat(d->fd, &st) < 0) return disk_err(d, errno, "%s", strerror(errno));
     uint8_t sig[8] = {0};
     uint64_t sz = (uint64_t)st.st_size;
     if (sz >= 8) {
         int r = disk_pread(d, sig, 8, 0);
-        if (r)
-            return r;
+        if (r) return r;
     }
     if (!memcmp(sig, "vhdxfile", 8)) {
         *fmt = HVP_DISK_FMT_VHDX;
@@ -88,8 +83,7 @@ static int probe(struct hvp_disk *d, enum hvp_disk_format *fmt)
     }
     if (sz >= 512 && sz % 512 == 0) {
         int r = disk_pread(d, sig, 8, sz - 512);
-        if (r)
-            return r;
+        if (r) return r;
         if (!memcmp(sig, "conectix", 8)) {
             *fmt = HVP_DISK_FMT_VHD;
             return 0;
@@ -107,16 +101,14 @@ static int open_parent(struct hvp_disk *d, int depth, const dev_t *devs, const i
     char *mismatch = NULL;
     for (int i = 0; i < pr->ncand; i++) {
         struct stat st;
-        if (stat(pr->cand[i], &st) < 0)
-            continue;
+        if (stat(pr->cand[i], &st) < 0) continue;
         found_any = true;
         struct hvp_disk *p = NULL;
         unsigned fl = HVP_DISK_RDONLY | (d->flags & HVP_DISK_NO_LOCK);
         int r = disk_open_ex(pr->cand[i], fl, &p, false, false, NULL, NULL, perr, sizeof perr,
                              depth + 1, devs, inos);
         if (r < 0) {
-            if (r == -ELOOP)
-                return disk_problem(d, "%s", perr) ? -ELOOP : 0;
+            if (r == -ELOOP) return disk_problem(d, "%s", perr) ? -ELOOP : 0;
             int e = disk_problem(d, "parent %s: %s", pr->cand[i], perr);
             return e ? r : 0;
         }
@@ -127,8 +119,7 @@ static int open_parent(struct hvp_disk *d, int depth, const dev_t *devs, const i
             return e;
         }
         if (memcmp(p->id, pr->linkage, 16)) {
-            if (!mismatch)
-                mismatch = strdup(pr->cand[i]);
+            if (!mismatch) mismatch = strdup(pr->cand[i]);
             hvp_disk_close(p);
             continue;
         }
@@ -219,20 +210,17 @@ int disk_open_ex(const char *path, unsigned flags, struct hvp_disk **out, bool c
 
     enum hvp_disk_format fmt = HVP_DISK_FMT_RAW;
     r = probe(d, &fmt);
-    if (r)
-        goto fail;
+    if (r) goto fail;
     d->format = fmt;
     switch (fmt) {
     case HVP_DISK_FMT_VHD: r = vhd_open(d); break;
     case HVP_DISK_FMT_VHDX: r = vhdx_open(d); break;
     default: r = raw_open(d); break;
     }
-    if (r)
-        goto fail_drv;
+    if (r) goto fail_drv;
     if (d->type == HVP_DISK_TYPE_DIFF && !(flags & HVP_DISK_NO_PARENT)) {
         r = open_parent(d, depth + 1, mydevs, myinos);
-        if (r)
-            goto fail_drv;
+        if (r) goto fail_drv;
     }
     *out = d;
     return 0;
@@ -243,8 +231,7 @@ fail_drv:
         d->drv->close(d);
         d->rdonly = ro;
     }
-    if (d->parent)
-        hvp_disk_close(d->parent);
+    if (d->parent) hvp_disk_close(d->parent);
 fail:
     set_err(err, errlen, d->err);
     disk_free(d);
@@ -258,24 +245,19 @@ int hvp_disk_open(const char *path, unsigned flags, hvp_disk **out, char *err, s
 
 int hvp_disk_close(hvp_disk *d)
 {
-    if (!d)
-        return 0;
+    if (!d) return 0;
     int r = 0;
     pthread_mutex_lock(&d->mu);
     /* a bulk-filled new file (convert) is left to the page cache, as cp and
      * qemu-img convert do; everything else is durable when close returns */
-    if (!d->rdonly && d->dirty && !(d->flags & DISK_BULK))
-        r = disk_sync(d);
-    if (!r && !d->rdonly && d->drv && d->drv->flush)
-        r = d->drv->flush(d);
+    if (!d->rdonly && d->dirty && !(d->flags & DISK_BULK)) r = disk_sync(d);
+    if (!r && !d->rdonly && d->drv && d->drv->flush) r = d->drv->flush(d);
     if (d->drv && d->drv->close) {
         int r2 = d->drv->close(d);
-        if (!r)
-            r = r2;
+        if (!r) r = r2;
     }
     pthread_mutex_unlock(&d->mu);
-    if (d->parent)
-        hvp_disk_close(d->parent);
+    if (d->parent) hvp_disk_close(d->parent);
     disk_free(d);
     return r;
 }
@@ -304,8 +286,7 @@ int hvp_disk_info(hvp_disk *d, struct hvp_disk_info *o)
 {
     memset(o, 0, sizeof *o);
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return disk_err(d, errno, "%s", strerror(errno));
+    if (fstat(d->fd, &st) < 0) return disk_err(d, errno, "%s", strerror(errno));
     o->format = d->format;
     o->type = d->type;
     o->virtual_size = d->size;
@@ -327,36 +308,30 @@ int disk_layer_status(struct hvp_disk *d, uint64_t off, uint64_t len, uint64_t *
     pthread_mutex_lock(&d->mu);
     int st = d->drv->map(d, off, len, &foff, run);
     pthread_mutex_unlock(&d->mu);
-    if (st > 0 && *run > len)
-        *run = len;
+    if (st > 0 && *run > len) *run = len;
     return st;
 }
 
 int disk_read_chain(struct hvp_disk *d, uint64_t off, void *buf, uint64_t len)
 {
     uint8_t *p = buf;
-    if (d->format == HVP_DISK_FMT_RAW)
-        return disk_pread(d, p, len, off);
+    if (d->format == HVP_DISK_FMT_RAW) return disk_pread(d, p, len, off);
     while (len) {
         uint64_t foff = 0, run = 0;
         pthread_mutex_lock(&d->mu);
         int st = d->drv->map(d, off, len, &foff, &run);
         pthread_mutex_unlock(&d->mu);
-        if (st < 0)
-            return st;
-        if (run == 0 || run > len)
-            run = len;
+        if (st < 0) return st;
+        if (run == 0 || run > len) run = len;
         if (st == MAP_DATA) {
             int r = disk_pread(d, p, run, foff);
-            if (r)
-                return r;
+            if (r) return r;
         } else if (st == MAP_PARENT && d->parent) {
             struct hvp_disk *par = d->parent;
             uint64_t n = off < par->size ? min_u64(run, par->size - off) : 0;
             if (n) {
                 int r = disk_read_chain(par, off, p, n);
-                if (r)
-                    return disk_err(d, -r, "parent %s: %s", par->path, par->err);
+                if (r) return disk_err(d, -r, "parent %s: %s", par->path, par->err);
             }
             memset(p + n, 0, run - n);
         } else {
@@ -379,49 +354,41 @@ int hvp_disk_read(hvp_disk *d, uint64_t off, void *buf, size_t len)
 
 static int write_locked(struct hvp_disk *d, uint64_t off, const uint8_t *p, uint64_t len)
 {
-    if (d->format == HVP_DISK_FMT_RAW)
-        return d->drv->write(d, off, p, len);
+    if (d->format == HVP_DISK_FMT_RAW) return d->drv->write(d, off, p, len);
     uint8_t sec[512];
     if (off % 512) {
         uint64_t s = off & ~511ull;
         uint64_t n = min_u64(len, s + 512 - off);
         int r = disk_read_chain(d, s, sec, 512);
-        if (r)
-            return r;
+        if (r) return r;
         memcpy(sec + (off - s), p, n);
         r = d->drv->write(d, s, sec, 512);
-        if (r)
-            return r;
+        if (r) return r;
         off += n, p += n, len -= n;
     }
     uint64_t mid = len & ~511ull;
     if (mid) {
         int r = d->drv->write(d, off, p, mid);
-        if (r)
-            return r;
+        if (r) return r;
         off += mid, p += mid, len -= mid;
     }
     if (len) {
         int r = disk_read_chain(d, off, sec, 512);
-        if (r)
-            return r;
+        if (r) return r;
         memcpy(sec, p, len);
         r = d->drv->write(d, off, sec, 512);
-        if (r)
-            return r;
+        if (r) return r;
     }
     return 0;
 }
 
 int hvp_disk_write(hvp_disk *d, uint64_t off, const void *buf, size_t len)
 {
-    if (d->rdonly)
-        return disk_err(d, EBADF, "opened read-only");
+    if (d->rdonly) return disk_err(d, EBADF, "opened read-only");
     if (off > d->size || len > d->size - off)
         return disk_err(d, EINVAL, "write beyond the end of the disk (offset %llu, %zu bytes)",
                         (unsigned long long)off, len);
-    if (!len)
-        return 0;
+    if (!len) return 0;
     pthread_mutex_lock(&d->mu);
     d->dirty = true;
     int r = write_locked(d, off, buf, len);
@@ -431,22 +398,18 @@ int hvp_disk_write(hvp_disk *d, uint64_t off, const void *buf, size_t len)
 
 int hvp_disk_flush(hvp_disk *d)
 {
-    if (d->rdonly)
-        return 0;
+    if (d->rdonly) return 0;
     pthread_mutex_lock(&d->mu);
     int r = disk_sync(d);
-    if (!r && d->drv->flush)
-        r = d->drv->flush(d);
-    if (!r)
-        d->dirty = false;
+    if (!r && d->drv->flush) r = d->drv->flush(d);
+    if (!r) d->dirty = false;
     pthread_mutex_unlock(&d->mu);
     return r;
 }
 
 int hvp_disk_discard(hvp_disk *d, uint64_t off, uint64_t len)
 {
-    if (d->rdonly)
-        return disk_err(d, EBADF, "opened read-only");
+    if (d->rdonly) return disk_err(d, EBADF, "opened read-only");
     if (off > d->size || len > d->size - off)
         return disk_err(d, EINVAL, "discard beyond the end of the disk");
     pthread_mutex_lock(&d->mu);
@@ -465,12 +428,9 @@ int hvp_disk_discard(hvp_disk *d, uint64_t off, uint64_t len)
             }
         goto out;
     }
-    if (off < a)
-        r = write_locked(d, off, zero, a - off);
-    if (!r)
-        r = d->drv->discard(d, a, b - a);
-    if (!r && b < off + len)
-        r = write_locked(d, b, zero, off + len - b);
+    if (off < a) r = write_locked(d, off, zero, a - off);
+    if (!r) r = d->drv->discard(d, a, b - a);
+    if (!r && b < off + len) r = write_locked(d, b, zero, off + len - b);
 out:
     pthread_mutex_unlock(&d->mu);
     return r;
@@ -478,43 +438,34 @@ out:
 
 int hvp_disk_block_status(hvp_disk *d, uint64_t off, uint64_t len, uint64_t *run)
 {
-    if (off >= d->size)
-        return disk_err(d, EINVAL, "status beyond the end of the disk");
+    if (off >= d->size) return disk_err(d, EINVAL, "status beyond the end of the disk");
     len = min_u64(len, d->size - off);
     uint64_t foff = 0;
     pthread_mutex_lock(&d->mu);
     int st = d->drv->map(d, off, len, &foff, run);
     pthread_mutex_unlock(&d->mu);
-    if (st < 0)
-        return st;
-    if (*run > len || *run == 0)
-        *run = len;
+    if (st < 0) return st;
+    if (*run > len || *run == 0) *run = len;
     if (st == MAP_DATA) {
-        if (d->format == HVP_DISK_FMT_RAW)
-            return HVP_DISK_STATUS_DATA;
+        if (d->format == HVP_DISK_FMT_RAW) return HVP_DISK_STATUS_DATA;
         /* a hole in the file (a sparse fixed image) reads as zeros */
         off_t data = lseek(d->fd, (off_t)foff, SEEK_DATA);
-        if (data < 0 && errno == ENXIO)
-            return HVP_DISK_STATUS_ZERO;
+        if (data < 0 && errno == ENXIO) return HVP_DISK_STATUS_ZERO;
         if (data > (off_t)foff) {
             *run = min_u64(*run, (uint64_t)data - foff);
             return HVP_DISK_STATUS_ZERO;
         }
         if (data == (off_t)foff) {
             off_t hole = lseek(d->fd, (off_t)foff, SEEK_HOLE);
-            if (hole > (off_t)foff)
-                *run = min_u64(*run, (uint64_t)hole - foff);
+            if (hole > (off_t)foff) *run = min_u64(*run, (uint64_t)hole - foff);
         }
         return HVP_DISK_STATUS_DATA;
     }
-    if (st == MAP_ZERO || !d->parent)
-        return HVP_DISK_STATUS_ZERO;
-    if (off >= d->parent->size)
-        return HVP_DISK_STATUS_ZERO;
+    if (st == MAP_ZERO || !d->parent) return HVP_DISK_STATUS_ZERO;
+    if (off >= d->parent->size) return HVP_DISK_STATUS_ZERO;
     uint64_t prun;
     int pst = hvp_disk_block_status(d->parent, off, min_u64(*run, d->parent->size - off), &prun);
-    if (pst < 0)
-        return disk_err(d, -pst, "parent %s: %s", d->parent->path, d->parent->err);
+    if (pst < 0) return disk_err(d, -pst, "parent %s: %s", d->parent->path, d->parent->err);
     *run = prun;
     return pst;
 }
@@ -529,10 +480,8 @@ static char *abs_path_new(const char *path)
     const char *base;
     if (slash) {
         size_t n = (size_t)(slash - path);
-        if (n == 0)
-            n = 1;
-        if (n >= sizeof dir)
-            return NULL;
+        if (n == 0) n = 1;
+        if (n >= sizeof dir) return NULL;
         memcpy(dir, path, n);
         dir[n] = 0;
         base = slash + 1;
@@ -540,11 +489,9 @@ static char *abs_path_new(const char *path)
         strcpy(dir, ".");
         base = path;
     }
-    if (!realpath(dir, rdir))
-        return NULL;
+    if (!realpath(dir, rdir)) return NULL;
     char *res = malloc(strlen(rdir) + strlen(base) + 2);
-    if (res)
-        sprintf(res, "%s%s%s", rdir, strcmp(rdir, "/") ? "/" : "", base);
+    if (res) sprintf(res, "%s%s%s", rdir, strcmp(rdir, "/") ? "/" : "", base);
     return res;
 }
 
@@ -568,8 +515,7 @@ int disk_create_common(const char *path, const struct hvp_disk_create_params *p,
         set_err(err, errlen, "no format given");
         return -EINVAL;
     }
-    if (p->parent)
-        a.type = HVP_DISK_TYPE_DIFF;
+    if (p->parent) a.type = HVP_DISK_TYPE_DIFF;
     if (a.type == HVP_DISK_TYPE_DIFF && !p->parent) {
         set_err(err, errlen, "a differencing disk needs a parent");
         return -EINVAL;
@@ -584,8 +530,7 @@ int disk_create_common(const char *path, const struct hvp_disk_create_params *p,
         char perr[1024];
         r = hvp_disk_open(p->parent, HVP_DISK_RDONLY, &a.parent, perr, sizeof perr);
         if (r) {
-            if (err)
-                snprintf(err, errlen, "parent %s: %s", p->parent, perr);
+            if (err) snprintf(err, errlen, "parent %s: %s", p->parent, perr);
             return r;
         }
         if (a.parent->format != p->format) {
@@ -650,8 +595,7 @@ int disk_create_common(const char *path, const struct hvp_disk_create_params *p,
     default: r = vhdx_create(&a, err, errlen); break;
     }
 out:
-    if (a.parent)
-        hvp_disk_close(a.parent);
+    if (a.parent) hvp_disk_close(a.parent);
     free(pabs);
     free(cabs);
     free(rel);

@@ -17,8 +17,9 @@
 
 /* Internal open flags. */
 #define DISK_KEEP_ID 0x100u /* writes keep the VHDX DataWriteGuid (rewrites) */
-#define DISK_BULK    0x200u /* a new file being filled (convert, rewrite): metadata is
-                               written in place without the log; durable at close */
+#define DISK_BULK                                                                                  \
+    0x200u /* a new file being filled (convert, rewrite): metadata is                              \
+              written in place without the log; durable at close */
 
 enum map_state { MAP_DATA = 1, MAP_ZERO = 2, MAP_PARENT = 3 };
 

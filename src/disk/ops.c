@@ -7,16 +7,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHUNK   (2 * MiB)
-#define ZUNIT   (64 * KiB)
+#define CHUNK (2 * MiB)
+#define ZUNIT (64 * KiB)
 
 int disk_create_common(const char *path, const struct hvp_disk_create_params *p, bool overwrite,
                        const struct disk_ident *ident, char *err, size_t errlen);
 
 static void seterr(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
 {
-    if (err && errlen)
-        snprintf(err, errlen, fmt, a, b);
+    if (err && errlen) snprintf(err, errlen, fmt, a, b);
 }
 
 int hvp_disk_check(const char *path, int repair, hvp_disk_problem_fn problem, void *ctx, char *err,
@@ -25,8 +24,7 @@ int hvp_disk_check(const char *path, int repair, hvp_disk_problem_fn problem, vo
     struct hvp_disk *d;
     int r = disk_open_ex(path, repair ? 0 : HVP_DISK_RDONLY, &d, true, repair, problem, ctx, err,
                          errlen, 0, NULL, NULL);
-    if (r)
-        return r;
+    if (r) return r;
     if (d->drv->check) {
         r = d->drv->check(d);
         if (r) {
@@ -44,10 +42,8 @@ int hvp_disk_check(const char *path, int repair, hvp_disk_problem_fn problem, vo
     if (repair && n) {
         r = disk_open_ex(path, HVP_DISK_RDONLY, &d, true, false, NULL, NULL, err, errlen, 0, NULL,
                          NULL);
-        if (r)
-            return r;
-        if (d->drv->check)
-            d->drv->check(d);
+        if (r) return r;
+        if (d->drv->check) d->drv->check(d);
         n = d->nproblems;
         hvp_disk_close(d);
     }
@@ -56,15 +52,14 @@ int hvp_disk_check(const char *path, int repair, hvp_disk_problem_fn problem, vo
 
 static void progress_call(hvp_disk_progress_fn fn, void *ctx, uint64_t done, uint64_t total)
 {
-    if (fn)
-        fn(ctx, done, total);
+    if (fn) fn(ctx, done, total);
 }
 
 /* Copies [0, min(size of in, size of out)) of in into out, skipping zeros.
  * layer_only: in is read without its parent, PARENT runs are skipped.
  * zero_over: zero runs are applied where out does not read as zero yet. */
-static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_only,
-                        bool zero_over, hvp_disk_progress_fn progress, void *ctx, char *err, size_t errlen)
+static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_only, bool zero_over,
+                        hvp_disk_progress_fn progress, void *ctx, char *err, size_t errlen)
 {
     uint64_t size = min_u64(in->size, out->size);
     uint8_t *buf = aligned_alloc(4096, CHUNK);
@@ -111,8 +106,7 @@ static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_on
             uint64_t j = i + n;
             while (j < run) {
                 uint64_t m = min_u64(ZUNIT, run - j);
-                if (buf_is_zero(buf + j, m) != z)
-                    break;
+                if (buf_is_zero(buf + j, m) != z) break;
                 j += m;
             }
             if (!z) {
@@ -120,22 +114,18 @@ static int copy_content(struct hvp_disk *in, struct hvp_disk *out, bool layer_on
             } else if (zero_over) {
                 /* zeros must replace what out shows there now (its own
                  * older data or its parent's) */
-                if (!pbuf)
-                    pbuf = aligned_alloc(4096, CHUNK);
+                if (!pbuf) pbuf = aligned_alloc(4096, CHUNK);
                 if (!pbuf) {
                     r = -ENOMEM;
                     break;
                 }
                 r = hvp_disk_read(out, off + i, pbuf, j - i);
-                if (!r && !buf_is_zero(pbuf, j - i))
-                    r = hvp_disk_discard(out, off + i, j - i);
+                if (!r && !buf_is_zero(pbuf, j - i)) r = hvp_disk_discard(out, off + i, j - i);
             }
-            if (r)
-                seterr(err, errlen, "%s: %s", out->path, out->err);
+            if (r) seterr(err, errlen, "%s: %s", out->path, out->err);
             i = j;
         }
-        if (r)
-            break;
+        if (r) break;
         off += run;
         progress_call(progress, ctx, off, size);
     }
@@ -164,11 +154,9 @@ int hvp_disk_convert(hvp_disk *in, const char *out, const struct hvp_disk_create
         return -EINVAL;
     }
     cp.size = in->size;
-    if (cp.format != HVP_DISK_FMT_RAW)
-        cp.size = round_up(cp.size, 512);
+    if (cp.format != HVP_DISK_FMT_RAW) cp.size = round_up(cp.size, 512);
     int r = disk_create_common(out, &cp, true, NULL, err, errlen);
-    if (r)
-        return r;
+    if (r) return r;
     struct hvp_disk *o;
     r = hvp_disk_open(out, DISK_BULK, &o, err, errlen);
     if (r) {
@@ -181,8 +169,7 @@ int hvp_disk_convert(hvp_disk *in, const char *out, const struct hvp_disk_create
         r = r2;
         seterr(err, errlen, "%s%s", "cannot finish the output", "");
     }
-    if (r)
-        unlink(out);
+    if (r) unlink(out);
     return r;
 }
 
@@ -192,12 +179,10 @@ static int find_nonzero(struct hvp_disk *d, uint64_t off, uint64_t end, uint8_t 
     while (off < end) {
         uint64_t run;
         int st = hvp_disk_block_status(d, off, min_u64(CHUNK, end - off), &run);
-        if (st < 0)
-            return st;
+        if (st < 0) return st;
         if (st == HVP_DISK_STATUS_DATA) {
             int r = hvp_disk_read(d, off, buf, run);
-            if (r)
-                return r;
+            if (r) return r;
             for (uint64_t i = 0; i < run; i++)
                 if (buf[i]) {
                     *where = off + i;
@@ -262,8 +247,7 @@ int hvp_disk_compare(hvp_disk *a, hvp_disk *b, uint64_t *where, hvp_disk_progres
     }
     struct hvp_disk *big = a->size > b->size ? a : b;
     r = find_nonzero(big, common, big->size, ba, where);
-    if (r < 0)
-        seterr(err, errlen, "%s: %s", big->path, big->err);
+    if (r < 0) seterr(err, errlen, "%s: %s", big->path, big->err);
 out:
     free(ba);
     free(bb);
@@ -275,8 +259,7 @@ int hvp_disk_merge(const char *child, hvp_disk_progress_fn progress, void *ctx, 
 {
     struct hvp_disk *c, *p;
     int r = hvp_disk_open(child, HVP_DISK_RDONLY, &c, err, errlen);
-    if (r)
-        return r;
+    if (r) return r;
     if (c->type != HVP_DISK_TYPE_DIFF || !c->parent) {
         hvp_disk_close(c);
         seterr(err, errlen, "%s%s", "not a differencing disk: nothing to merge into", "");
@@ -284,8 +267,7 @@ int hvp_disk_merge(const char *child, hvp_disk_progress_fn progress, void *ctx, 
     }
     char *ppath = strdup(c->parent->path);
     hvp_disk_close(c);
-    if (!ppath)
-        return -ENOMEM;
+    if (!ppath) return -ENOMEM;
     char perr[1024];
     r = hvp_disk_open(ppath, 0, &p, perr, sizeof perr);
     if (r) {
@@ -305,8 +287,7 @@ int hvp_disk_merge(const char *child, hvp_disk_progress_fn progress, void *ctx, 
         goto out;
     }
     r = copy_content(c, p, true, true, progress, ctx, err, errlen);
-    if (!r && (r = hvp_disk_flush(p)))
-        seterr(err, errlen, "parent %s: %s", ppath, p->err);
+    if (!r && (r = hvp_disk_flush(p))) seterr(err, errlen, "parent %s: %s", ppath, p->err);
 out:;
     int r2 = hvp_disk_close(p);
     if (!r && r2) {
@@ -337,11 +318,9 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
 {
     struct hvp_disk *d, *o = NULL;
     int r = hvp_disk_open(path, 0, &d, err, errlen);
-    if (r)
-        return r;
+    if (r) return r;
     char *tmp = NULL;
-    if (compact)
-        size = d->size;
+    if (compact) size = d->size;
     if (compact && (d->format == HVP_DISK_FMT_RAW || d->type == HVP_DISK_TYPE_FIXED)) {
         seterr(err, errlen, "%s%s", "only dynamic and differencing images can be compacted", "");
         r = -EINVAL;
@@ -384,8 +363,7 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
         r = d->drv->resize(d, size);
         pthread_mutex_unlock(&d->mu);
         if (r != -ENOTSUP) {
-            if (r)
-                seterr(err, errlen, "%s%s", d->err, "");
+            if (r) seterr(err, errlen, "%s%s", d->err, "");
             goto out;
         }
         r = 0; /* no room in the metadata: rewrite */
@@ -406,26 +384,22 @@ static int rewrite(const char *path, uint64_t size, bool compact, uint64_t *save
     }
     sprintf(tmp, "%s.hvp-tmp", path);
     r = disk_create_common(tmp, &cp, true, &id, err, errlen);
-    if (r)
-        goto out;
+    if (r) goto out;
     r = hvp_disk_open(tmp, HVP_DISK_NO_PARENT | DISK_KEEP_ID | DISK_BULK, &o, err, errlen);
-    if (r)
-        goto out_unlink;
+    if (r) goto out_unlink;
     if (d->type == HVP_DISK_TYPE_DIFF) {
         /* the new file needs the parent to tell which zeros matter */
         o->parent = d->parent;
     }
-    r = copy_content(d, o, d->type == HVP_DISK_TYPE_DIFF, d->type == HVP_DISK_TYPE_DIFF, progress, ctx, err, errlen);
+    r = copy_content(d, o, d->type == HVP_DISK_TYPE_DIFF, d->type == HVP_DISK_TYPE_DIFF, progress,
+                     ctx, err, errlen);
     /* durable before it replaces the original */
-    if (!r && (r = hvp_disk_flush(o)))
-        seterr(err, errlen, "%s: %s", tmp, o->err);
+    if (!r && (r = hvp_disk_flush(o))) seterr(err, errlen, "%s: %s", tmp, o->err);
     o->parent = NULL;
     int r2 = hvp_disk_close(o);
     o = NULL;
-    if (!r && r2)
-        r = r2;
-    if (r)
-        goto out_unlink;
+    if (!r && r2) r = r2;
+    if (r) goto out_unlink;
     struct stat s0, s1;
     if (saved && fstat(d->fd, &s0) == 0 && stat(tmp, &s1) == 0)
         *saved = s0.st_size > s1.st_size ? (uint64_t)(s0.st_size - s1.st_size) : 0;
@@ -446,8 +420,7 @@ out:
 int hvp_disk_compact(const char *path, uint64_t *saved, hvp_disk_progress_fn progress, void *ctx,
                      char *err, size_t errlen)
 {
-    if (saved)
-        *saved = 0;
+    if (saved) *saved = 0;
     struct stat st;
     if (stat(path, &st) < 0) {
         seterr(err, errlen, "%s%s", strerror(errno), "");
@@ -461,8 +434,7 @@ int hvp_disk_resize(const char *path, uint64_t size, hvp_disk_progress_fn progre
 {
     struct hvp_disk *d;
     int r = hvp_disk_open(path, HVP_DISK_RDONLY | HVP_DISK_NO_PARENT, &d, err, errlen);
-    if (r)
-        return r;
+    if (r) return r;
     enum hvp_disk_format f = d->format;
     hvp_disk_close(d);
     if (size == 0) {

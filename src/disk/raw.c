@@ -14,8 +14,7 @@ static int raw_map(struct hvp_disk *d, uint64_t off, uint64_t len, uint64_t *fof
     /* SEEK_DATA / SEEK_HOLE make convert and compare skip holes. */
     off_t data = lseek(d->fd, (off_t)off, SEEK_DATA);
     if (data < 0) {
-        if (errno == ENXIO)
-            return MAP_ZERO; /* a hole up to EOF */
+        if (errno == ENXIO) return MAP_ZERO; /* a hole up to EOF */
         return MAP_DATA;
     }
     if ((uint64_t)data > off) {
@@ -23,8 +22,7 @@ static int raw_map(struct hvp_disk *d, uint64_t off, uint64_t len, uint64_t *fof
         return MAP_ZERO;
     }
     off_t hole = lseek(d->fd, (off_t)off, SEEK_HOLE);
-    if (hole > (off_t)off)
-        *run = min_u64(len, (uint64_t)hole - off);
+    if (hole > (off_t)off) *run = min_u64(len, (uint64_t)hole - off);
     return MAP_DATA;
 }
 
@@ -41,8 +39,7 @@ static int raw_discard(struct hvp_disk *d, uint64_t off, uint64_t len)
     while (len) {
         uint64_t n = min_u64(len, sizeof zero);
         int r = disk_pwrite(d, zero, n, off);
-        if (r)
-            return r;
+        if (r) return r;
         off += n, len -= n;
     }
     return 0;
@@ -57,8 +54,7 @@ static int raw_close(struct hvp_disk *d)
 static uint64_t raw_allocated(struct hvp_disk *d)
 {
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return 0;
+    if (fstat(d->fd, &st) < 0) return 0;
     return min_u64((uint64_t)st.st_blocks * 512, (uint64_t)st.st_size);
 }
 
@@ -73,16 +69,14 @@ static const struct disk_driver raw_driver = {
 int raw_open(struct hvp_disk *d)
 {
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return disk_err(d, errno, "%s", strerror(errno));
+    if (fstat(d->fd, &st) < 0) return disk_err(d, errno, "%s", strerror(errno));
     d->drv = &raw_driver;
     d->format = HVP_DISK_FMT_RAW;
     d->type = HVP_DISK_TYPE_FIXED;
     d->size = (uint64_t)st.st_size;
     if (S_ISBLK(st.st_mode)) {
         off_t end = lseek(d->fd, 0, SEEK_END);
-        if (end > 0)
-            d->size = (uint64_t)end;
+        if (end > 0) d->size = (uint64_t)end;
     }
     return 0;
 }

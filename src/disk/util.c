@@ -31,8 +31,7 @@ int disk_problem(struct hvp_disk *d, const char *fmt, ...)
         return -EINVAL;
     }
     d->nproblems++;
-    if (d->problem_cb)
-        d->problem_cb(d->problem_ctx, msg);
+    if (d->problem_cb) d->problem_cb(d->problem_ctx, msg);
     return 0;
 }
 
@@ -42,8 +41,7 @@ int disk_pread(struct hvp_disk *d, void *buf, size_t len, uint64_t off)
     while (len) {
         ssize_t n = pread(d->fd, p, len, (off_t)off);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return disk_err(d, errno, "read at offset %llu: %s", (unsigned long long)off,
                             strerror(errno));
         }
@@ -60,13 +58,11 @@ int disk_pread(struct hvp_disk *d, void *buf, size_t len, uint64_t off)
 int disk_pwrite(struct hvp_disk *d, const void *buf, size_t len, uint64_t off)
 {
     const uint8_t *p = buf;
-    if (d->rdonly)
-        return disk_err(d, EBADF, "opened read-only");
+    if (d->rdonly) return disk_err(d, EBADF, "opened read-only");
     while (len) {
         ssize_t n = pwrite(d->fd, p, len, (off_t)off);
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
+            if (errno == EINTR) continue;
             return disk_err(d, errno, "write at offset %llu: %s", (unsigned long long)off,
                             strerror(errno));
         }
@@ -79,17 +75,14 @@ int disk_pwrite(struct hvp_disk *d, const void *buf, size_t len, uint64_t off)
 
 int disk_sync(struct hvp_disk *d)
 {
-    if (d->rdonly)
-        return 0;
-    if (fdatasync(d->fd) < 0)
-        return disk_err(d, errno, "flush: %s", strerror(errno));
+    if (d->rdonly) return 0;
+    if (fdatasync(d->fd) < 0) return disk_err(d, errno, "flush: %s", strerror(errno));
     return 0;
 }
 
 int disk_truncate(struct hvp_disk *d, uint64_t len)
 {
-    if (d->rdonly)
-        return disk_err(d, EBADF, "opened read-only");
+    if (d->rdonly) return disk_err(d, EBADF, "opened read-only");
     if (ftruncate(d->fd, (off_t)len) < 0)
         return disk_err(d, errno, "cannot extend the file: %s", strerror(errno));
     return 0;
@@ -99,7 +92,7 @@ int disk_truncate(struct hvp_disk *d, uint64_t len)
  * checksummed structures are metadata: at most a few hundred KiB per open). */
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
-                                                             size_t len)
+                                                            size_t len)
 {
     uint64_t c = crc;
     while (len >= 8) {
@@ -121,8 +114,7 @@ uint32_t crc32c(uint32_t crc, const void *buf, size_t len)
     const uint8_t *p = buf;
     crc = ~crc;
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("sse4.2"))
-        return ~crc32c_hw(crc, p, len);
+    if (__builtin_cpu_supports("sse4.2")) return ~crc32c_hw(crc, p, len);
 #endif
     while (len--) {
         crc ^= *p++;
@@ -172,15 +164,12 @@ void guid_to_ms(uint8_t ms[16], const uint8_t in[16])
 int guid_parse(const char *s, uint8_t out[16])
 {
     size_t n = strlen(s);
-    if (n == 38 && s[0] == '{' && s[37] == '}')
-        s++, n = 36;
-    if (n != 36)
-        return -1;
+    if (n == 38 && s[0] == '{' && s[37] == '}') s++, n = 36;
+    if (n != 36) return -1;
     int k = 0;
     for (size_t i = 0; i < 36; i++) {
         if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return -1;
+            if (s[i] != '-') return -1;
             continue;
         }
         int hi, lo;
@@ -193,8 +182,7 @@ int guid_parse(const char *s, uint8_t out[16])
              : c2 >= 'a' && c2 <= 'f' ? c2 - 'a' + 10
              : c2 >= 'A' && c2 <= 'F' ? c2 - 'A' + 10
                                       : -1;
-        if (hi < 0 || lo < 0)
-            return -1;
+        if (hi < 0 || lo < 0) return -1;
         out[k++] = (uint8_t)(hi << 4 | lo);
         i++;
     }
@@ -203,9 +191,8 @@ int guid_parse(const char *s, uint8_t out[16])
 
 void guid_format(char out[39], const uint8_t g[16])
 {
-    snprintf(out, 39,
-             "{%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X}", g[0],
-             g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13],
+    snprintf(out, 39, "{%02X%02X%02X%02X-%02X%02X-%02X%02X-%02X%02X-%02X%02X%02X%02X%02X%02X}",
+             g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13],
              g[14], g[15]);
 }
 
@@ -213,21 +200,18 @@ bool buf_is_zero(const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len && ((uintptr_t)p & 7)) {
-        if (*p)
-            return false;
+        if (*p) return false;
         p++, len--;
     }
     const uint64_t *q = (const uint64_t *)(const void *)p;
     while (len >= 64) {
-        if (q[0] | q[1] | q[2] | q[3] | q[4] | q[5] | q[6] | q[7])
-            return false;
+        if (q[0] | q[1] | q[2] | q[3] | q[4] | q[5] | q[6] | q[7]) return false;
         q += 8;
         len -= 64;
     }
     p = (const uint8_t *)q;
     while (len--)
-        if (*p++)
-            return false;
+        if (*p++) return false;
     return true;
 }
 
@@ -261,8 +245,7 @@ ssize_t utf8_to_utf16(const char *s, uint8_t *out, size_t outlen, bool le)
             u[0] = (uint16_t)c;
         }
         for (int i = 0; i < nu; i++) {
-            if (o + 2 > outlen)
-                return -1;
+            if (o + 2 > outlen) return -1;
             if (le)
                 wr_le16(out + o, u[i]);
             else
@@ -278,8 +261,7 @@ int utf16_to_utf8(const uint8_t *in, size_t inlen, bool le, char *out, size_t ou
     size_t o = 0;
     for (size_t i = 0; i + 1 < inlen; i += 2) {
         uint32_t c = le ? rd_le16(in + i) : rd_be16(in + i);
-        if (c == 0)
-            break;
+        if (c == 0) break;
         if (c >= 0xd800 && c < 0xdc00 && i + 3 < inlen) {
             uint32_t c2 = le ? rd_le16(in + i + 2) : rd_be16(in + i + 2);
             if (c2 >= 0xdc00 && c2 < 0xe000) {
@@ -299,13 +281,11 @@ int utf16_to_utf8(const uint8_t *in, size_t inlen, bool le, char *out, size_t ou
         else
             tmp[0] = (char)(0xf0 | c >> 18), tmp[1] = (char)(0x80 | ((c >> 12) & 0x3f)),
             tmp[2] = (char)(0x80 | ((c >> 6) & 0x3f)), tmp[3] = (char)(0x80 | (c & 0x3f)), n = 4;
-        if (o + (size_t)n + 1 > outlen)
-            return -1;
+        if (o + (size_t)n + 1 > outlen) return -1;
         memcpy(out + o, tmp, (size_t)n);
         o += (size_t)n;
     }
-    if (o + 1 > outlen)
-        return -1;
+    if (o + 1 > outlen) return -1;
     out[o] = 0;
     return (int)o;
 }
@@ -313,11 +293,9 @@ int utf16_to_utf8(const uint8_t *in, size_t inlen, bool le, char *out, size_t ou
 char *path_resolve_rel(const char *child_path, const char *rel)
 {
     char *r = strdup(rel);
-    if (!r)
-        return NULL;
+    if (!r) return NULL;
     for (char *p = r; *p; p++)
-        if (*p == '\\')
-            *p = '/';
+        if (*p == '\\') *p = '/';
     const char *q = r;
     while (q[0] == '.' && q[1] == '/')
         q += 2;
@@ -343,19 +321,15 @@ char *path_relative(const char *from, const char *target)
     /* common directory prefix */
     size_t common = 0;
     for (size_t i = 0; from[i] && from[i] == target[i]; i++)
-        if (from[i] == '/')
-            common = i + 1;
+        if (from[i] == '/') common = i + 1;
     int ups = 0;
     for (const char *p = from + common; *p; p++)
-        if (*p == '/')
-            ups++;
+        if (*p == '/') ups++;
     size_t n = (size_t)ups * 3 + strlen(target + common) + 3;
     char *res = malloc(n);
-    if (!res)
-        return NULL;
+    if (!res) return NULL;
     res[0] = 0;
-    if (!ups)
-        strcpy(res, "./");
+    if (!ups) strcpy(res, "./");
     for (int i = 0; i < ups; i++)
         strcat(res, "../");
     strcat(res, target + common);

@@ -39,8 +39,7 @@ static uint32_t vhd_checksum(const uint8_t *p, size_t len, size_t csum_off)
 {
     uint32_t s = 0;
     for (size_t i = 0; i < len; i++)
-        if (i < csum_off || i >= csum_off + 4)
-            s += p[i];
+        if (i < csum_off || i >= csum_off + 4) s += p[i];
     return ~s;
 }
 
@@ -48,8 +47,7 @@ static void vhd_chs(uint64_t size, uint16_t *cyl, uint8_t *heads, uint8_t *spt)
 {
     uint64_t t = size / 512;
     uint32_t s, h, cth;
-    if (t > 65535ull * 16 * 255)
-        t = 65535ull * 16 * 255;
+    if (t > 65535ull * 16 * 255) t = 65535ull * 16 * 255;
     if (t >= 65535ull * 16 * 63) {
         s = 255;
         h = 16;
@@ -58,8 +56,7 @@ static void vhd_chs(uint64_t size, uint16_t *cyl, uint8_t *heads, uint8_t *spt)
         s = 17;
         cth = (uint32_t)(t / 17);
         h = (cth + 1023) / 1024;
-        if (h < 4)
-            h = 4;
+        if (h < 4) h = 4;
         if (cth >= h * 1024 || h > 16) {
             s = 31;
             h = 16;
@@ -149,12 +146,10 @@ static int vhd_map(struct hvp_disk *d, uint64_t off, uint64_t len, uint64_t *fof
     if (blk >= v->entries || v->bat[blk] == VHD_UNALLOC)
         return d->type == HVP_DISK_TYPE_DIFF ? MAP_PARENT : MAP_ZERO;
     *foff = (uint64_t)v->bat[blk] * 512 + v->bitmap_size + in;
-    if (d->type != HVP_DISK_TYPE_DIFF)
-        return MAP_DATA;
+    if (d->type != HVP_DISK_TYPE_DIFF) return MAP_DATA;
     int r = 0;
     uint8_t *bm = get_bitmap(d, blk, &r);
-    if (!bm)
-        return r;
+    if (!bm) return r;
     uint64_t s = in / 512, end = (in + *run + 511) / 512;
     bool set = bm[s / 8] & (0x80 >> (s % 8));
     uint64_t e = s + 1;
@@ -170,19 +165,16 @@ static int write_footer_at(struct hvp_disk *d, uint64_t pos)
     return disk_pwrite(d, v->footer, 512, pos);
 }
 
-static int vhd_alloc(struct hvp_disk *d, uint32_t blk, uint64_t in, uint64_t n,
-                     const uint8_t *data)
+static int vhd_alloc(struct hvp_disk *d, uint32_t blk, uint64_t in, uint64_t n, const uint8_t *data)
 {
     struct vhd *v = d->priv;
     uint64_t bs = d->block_size;
     uint64_t pos = v->footer_off;
     uint64_t new_footer = pos + v->bitmap_size + bs;
     int r = write_footer_at(d, new_footer);
-    if (r)
-        return r;
+    if (r) return r;
     uint8_t *bm = calloc(1, v->bitmap_size);
-    if (!bm)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!bm) return disk_err(d, ENOMEM, "out of memory");
     if (d->type == HVP_DISK_TYPE_DIFF) {
         for (uint64_t s = in / 512; s < (in + n) / 512; s++)
             bm[s / 8] |= (uint8_t)(0x80 >> (s % 8));
@@ -194,8 +186,7 @@ static int vhd_alloc(struct hvp_disk *d, uint32_t blk, uint64_t in, uint64_t n,
         /* the old footer lay in the first bitmap sector only; the rest of the
          * new block is beyond the old end of file and reads as zeros */
     }
-    if (!r)
-        r = disk_pwrite(d, data, n, pos + v->bitmap_size + in);
+    if (!r) r = disk_pwrite(d, data, n, pos + v->bitmap_size + in);
     if (r) {
         free(bm);
         return r;
@@ -223,8 +214,7 @@ static int vhd_write(struct hvp_disk *d, uint64_t off, const void *buf, uint64_t
 {
     struct vhd *v = d->priv;
     const uint8_t *p = buf;
-    if (!is_dynamic(d))
-        return disk_pwrite(d, buf, len, off);
+    if (!is_dynamic(d)) return disk_pwrite(d, buf, len, off);
     uint64_t bs = d->block_size;
     while (len) {
         uint32_t blk = (uint32_t)(off / bs);
@@ -238,25 +228,21 @@ static int vhd_write(struct hvp_disk *d, uint64_t off, const void *buf, uint64_t
             r = disk_pwrite(d, p, n, base + v->bitmap_size + in);
             if (!r && d->type == HVP_DISK_TYPE_DIFF) {
                 uint8_t *bm = get_bitmap(d, blk, &r);
-                if (!bm)
-                    return r;
+                if (!bm) return r;
                 uint64_t s0 = in / 512, s1 = (in + n) / 512;
                 uint64_t lo = UINT64_MAX, hi = 0;
                 for (uint64_t s = s0; s < s1; s++) {
                     uint8_t m = (uint8_t)(0x80 >> (s % 8));
                     if (!(bm[s / 8] & m)) {
                         bm[s / 8] |= m;
-                        if (s / 8 < lo)
-                            lo = s / 8;
+                        if (s / 8 < lo) lo = s / 8;
                         hi = s / 8;
                     }
                 }
-                if (lo != UINT64_MAX)
-                    r = disk_pwrite(d, bm + lo, hi - lo + 1, base + lo);
+                if (lo != UINT64_MAX) r = disk_pwrite(d, bm + lo, hi - lo + 1, base + lo);
             }
         }
-        if (r)
-            return r;
+        if (r) return r;
         off += n, p += n, len -= n;
     }
     return 0;
@@ -266,8 +252,7 @@ static int write_zeros(struct hvp_disk *d, uint64_t off, uint64_t len)
 {
     uint64_t chunk = min_u64(len, 1 * MiB);
     uint8_t *z = calloc(1, chunk);
-    if (!z)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!z) return disk_err(d, ENOMEM, "out of memory");
     int r = 0;
     while (len && !r) {
         uint64_t n = min_u64(len, chunk);
@@ -282,13 +267,12 @@ static int vhd_discard(struct hvp_disk *d, uint64_t off, uint64_t len)
 {
     struct vhd *v = d->priv;
     if (!is_dynamic(d)) {
-        if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                      (off_t)len) == 0)
+        if (fallocate(d->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) ==
+            0)
             return 0;
         return write_zeros(d, off, len);
     }
-    if (d->type == HVP_DISK_TYPE_DIFF)
-        return write_zeros(d, off, len);
+    if (d->type == HVP_DISK_TYPE_DIFF) return write_zeros(d, off, len);
     uint64_t bs = d->block_size;
     while (len) {
         uint32_t blk = (uint32_t)(off / bs);
@@ -301,14 +285,12 @@ static int vhd_discard(struct hvp_disk *d, uint64_t off, uint64_t len)
                 uint8_t be[4];
                 wr_be32(be, VHD_UNALLOC);
                 r = disk_pwrite(d, be, 4, v->bat_off + (uint64_t)blk * 4);
-                if (!r)
-                    v->bat[blk] = VHD_UNALLOC;
+                if (!r) v->bat[blk] = VHD_UNALLOC;
             } else {
                 r = write_zeros(d, off, n);
             }
         }
-        if (r)
-            return r;
+        if (r) return r;
         off += n, len -= n;
     }
     return 0;
@@ -317,8 +299,7 @@ static int vhd_discard(struct hvp_disk *d, uint64_t off, uint64_t len)
 static int vhd_close(struct hvp_disk *d)
 {
     struct vhd *v = d->priv;
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (v->bitmaps)
         for (uint32_t i = 0; i < v->entries; i++)
             free(v->bitmaps[i]);
@@ -332,12 +313,10 @@ static int vhd_close(struct hvp_disk *d)
 static uint64_t vhd_allocated(struct hvp_disk *d)
 {
     struct vhd *v = d->priv;
-    if (!is_dynamic(d))
-        return d->size;
+    if (!is_dynamic(d)) return d->size;
     uint64_t n = 0;
     for (uint32_t i = 0; i < v->entries; i++)
-        if (v->bat[i] != VHD_UNALLOC)
-            n++;
+        if (v->bat[i] != VHD_UNALLOC) n++;
     return n * d->block_size;
 }
 
@@ -349,36 +328,28 @@ static int vhd_repair(struct hvp_disk *d)
     wr_be32(v->footer + 64, vhd_checksum(v->footer, 512, 64));
     if (!is_dynamic(d)) {
         r = disk_pwrite(d, v->footer, 512, d->size);
-        if (!r)
-            r = disk_truncate(d, d->size + 512);
+        if (!r) r = disk_truncate(d, d->size + 512);
         return r;
     }
     wr_be32(v->hdr + 36, vhd_checksum(v->hdr, 1024, 36));
     r = disk_pwrite(d, v->hdr, 1024, v->hdr_off);
-    if (r)
-        return r;
+    if (r) return r;
     uint8_t *bat = malloc((size_t)v->entries * 4);
-    if (!bat)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!bat) return disk_err(d, ENOMEM, "out of memory");
     for (uint32_t i = 0; i < v->entries; i++)
         wr_be32(bat + (size_t)i * 4, v->bat[i]);
     r = disk_pwrite(d, bat, (size_t)v->entries * 4, v->bat_off);
     free(bat);
-    if (!r)
-        r = disk_pwrite(d, v->footer, 512, 0);
-    if (!r)
-        r = disk_pwrite(d, v->footer, 512, v->footer_off);
-    if (!r)
-        r = disk_truncate(d, v->footer_off + 512);
-    if (!r)
-        r = disk_sync(d);
+    if (!r) r = disk_pwrite(d, v->footer, 512, 0);
+    if (!r) r = disk_pwrite(d, v->footer, 512, v->footer_off);
+    if (!r) r = disk_truncate(d, v->footer_off + 512);
+    if (!r) r = disk_sync(d);
     return r;
 }
 
 static int vhd_check(struct hvp_disk *d)
 {
-    if (d->repairing && d->nproblems)
-        return vhd_repair(d);
+    if (d->repairing && d->nproblems) return vhd_repair(d);
     return 0;
 }
 
@@ -415,20 +386,16 @@ static int vhd_resize(struct hvp_disk *d, uint64_t size)
         r = disk_pwrite(d, f, 512, size); /* new footer first */
         if (!r && size > old)
             r = zero_range(d, old, min_u64(512, size - old)); /* the old one is data now */
-        if (!r)
-            r = disk_truncate(d, size + 512);
-        if (!r)
-            r = disk_sync(d);
-        if (r)
-            return r;
+        if (!r) r = disk_truncate(d, size + 512);
+        if (!r) r = disk_sync(d);
+        if (r) return r;
         memcpy(v->footer, f, 512);
         d->size = size;
         v->footer_off = size;
         d->file_end = size;
         return 0;
     }
-    if (d->type == HVP_DISK_TYPE_DIFF)
-        return -ENOTSUP;
+    if (d->type == HVP_DISK_TYPE_DIFF) return -ENOTSUP;
     uint64_t bs = d->block_size;
     uint64_t need = (size + bs - 1) / bs;
     if (need > v->entries) {
@@ -439,29 +406,22 @@ static int vhd_resize(struct hvp_disk *d, uint64_t size)
                 limit = (uint64_t)v->bat[i] * 512;
         for (int i = 0; i < 8; i++) {
             uint64_t lo = rd_be64(v->hdr + 576 + i * 24 + 16);
-            if (rd_be32(v->hdr + 576 + i * 24) && lo > v->bat_off && lo < limit)
-                limit = lo;
+            if (rd_be32(v->hdr + 576 + i * 24) && lo > v->bat_off && lo < limit) limit = lo;
         }
-        if (v->hdr_off > v->bat_off && v->hdr_off < limit)
-            limit = v->hdr_off;
-        if (v->bat_off + need * 4 > limit || need * 4 > MAX_BAT_BYTES)
-            return -ENOTSUP;
+        if (v->hdr_off > v->bat_off && v->hdr_off < limit) limit = v->hdr_off;
+        if (v->bat_off + need * 4 > limit || need * 4 > MAX_BAT_BYTES) return -ENOTSUP;
         uint32_t *nb = realloc(v->bat, need * 4 + 1);
-        if (!nb)
-            return disk_err(d, ENOMEM, "out of memory");
+        if (!nb) return disk_err(d, ENOMEM, "out of memory");
         v->bat = nb;
         uint8_t *ff = malloc((need - v->entries) * 4);
-        if (!ff)
-            return disk_err(d, ENOMEM, "out of memory");
+        if (!ff) return disk_err(d, ENOMEM, "out of memory");
         memset(ff, 0xff, (need - v->entries) * 4);
         r = disk_pwrite(d, ff, (need - v->entries) * 4, v->bat_off + (uint64_t)v->entries * 4);
         free(ff);
-        if (r)
-            return r;
+        if (r) return r;
         if (v->bitmaps) {
             uint8_t **bm = realloc(v->bitmaps, need * sizeof *bm);
-            if (!bm)
-                return disk_err(d, ENOMEM, "out of memory");
+            if (!bm) return disk_err(d, ENOMEM, "out of memory");
             memset(bm + v->entries, 0, (need - v->entries) * sizeof *bm);
             v->bitmaps = bm;
         }
@@ -471,27 +431,22 @@ static int vhd_resize(struct hvp_disk *d, uint64_t size)
         wr_be32(v->hdr + 28, v->entries);
         wr_be32(v->hdr + 36, vhd_checksum(v->hdr, 1024, 36));
         r = disk_pwrite(d, v->hdr, 1024, v->hdr_off);
-        if (r)
-            return r;
+        if (r) return r;
     }
     /* the grown part of the old last block must read as zero */
     uint32_t last = (uint32_t)(old / bs);
     if (size > old && old % bs && last < v->entries && v->bat[last] != VHD_UNALLOC) {
         uint64_t end = min_u64((uint64_t)(last + 1) * bs, size);
         r = zero_range(d, (uint64_t)v->bat[last] * 512 + v->bitmap_size + old % bs, end - old);
-        if (r)
-            return r;
+        if (r) return r;
     }
     uint8_t f[512];
     memcpy(f, v->footer, 512);
     footer_set_size(f, size);
     r = disk_pwrite(d, f, 512, v->footer_off);
-    if (!r)
-        r = disk_pwrite(d, f, 512, 0);
-    if (!r)
-        r = disk_sync(d);
-    if (r)
-        return r;
+    if (!r) r = disk_pwrite(d, f, 512, 0);
+    if (!r) r = disk_sync(d);
+    if (r) return r;
     memcpy(v->footer, f, 512);
     d->size = size;
     return 0;
@@ -531,8 +486,7 @@ static int read_locators(struct hvp_disk *d, uint64_t fs, struct range *meta, in
         const uint8_t *e = v->hdr + 576 + i * 24;
         uint32_t code = rd_be32(e), len = rd_be32(e + 8);
         uint64_t off = rd_be64(e + 16);
-        if (code != PLAT_W2RU && code != PLAT_W2KU)
-            continue;
+        if (code != PLAT_W2RU && code != PLAT_W2KU) continue;
         if (len == 0 || len > MAX_LOCATOR_LEN || off > fs || len > fs - off) {
             int r = disk_problem(d, "parent locator %d lies outside the file", i);
             if (r) {
@@ -570,19 +524,16 @@ static int read_locators(struct hvp_disk *d, uint64_t fs, struct range *meta, in
             free(s);
     }
     struct disk_parent_ref *pr = &d->pref;
-    if (rel)
-        pr->cand[pr->ncand++] = path_resolve_rel(d->path, rel);
+    if (rel) pr->cand[pr->ncand++] = path_resolve_rel(d->path, rel);
     if (abs) {
         for (char *p = abs; *p; p++)
-            if (*p == '\\')
-                *p = '/';
+            if (*p == '\\') *p = '/';
         pr->cand[pr->ncand++] = strdup(abs);
     }
     char name[1100];
     if (utf16_to_utf8(v->hdr + 64, 512, false, name, sizeof name) > 0) {
         pr->name = strdup(name);
-        if (!rel && !abs)
-            pr->cand[pr->ncand++] = path_resolve_rel(d->path, name);
+        if (!rel && !abs) pr->cand[pr->ncand++] = path_resolve_rel(d->path, name);
     } else {
         pr->name = strdup(rel ? rel : abs ? abs : "(unnamed)");
     }
@@ -597,13 +548,11 @@ static int validate_bat(struct hvp_disk *d, struct range *meta, int nmeta)
     struct vhd *v = d->priv;
     uint64_t bs = d->block_size;
     struct range *blocks = malloc(sizeof *blocks * (v->entries ? v->entries : 1));
-    if (!blocks)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!blocks) return disk_err(d, ENOMEM, "out of memory");
     uint32_t nb = 0;
     int r = 0;
     for (uint32_t i = 0; i < v->entries && !r; i++) {
-        if (v->bat[i] == VHD_UNALLOC)
-            continue;
+        if (v->bat[i] == VHD_UNALLOC) continue;
         uint64_t start = (uint64_t)v->bat[i] * 512;
         uint64_t need = (uint64_t)i * bs < d->size ? min_u64(bs, d->size - (uint64_t)i * bs) : 0;
         uint64_t end = start + v->bitmap_size + round_up(need, 512);
@@ -615,8 +564,7 @@ static int validate_bat(struct hvp_disk *d, struct range *meta, int nmeta)
         }
         bool bad = false;
         for (int k = 0; k < nmeta; k++)
-            if (overlaps(start, end, meta[k].start, meta[k].end))
-                bad = true;
+            if (overlaps(start, end, meta[k].start, meta[k].end)) bad = true;
         if (bad) {
             r = disk_problem(d, "BAT entry %u overlaps the metadata (offset %llu)", i,
                              (unsigned long long)start);
@@ -641,12 +589,10 @@ static int validate_bat(struct hvp_disk *d, struct range *meta, int nmeta)
 int vhd_open(struct hvp_disk *d)
 {
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return disk_err(d, errno, "%s", strerror(errno));
+    if (fstat(d->fd, &st) < 0) return disk_err(d, errno, "%s", strerror(errno));
     uint64_t fs = (uint64_t)st.st_size;
     struct vhd *v = calloc(1, sizeof *v);
-    if (!v)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!v) return disk_err(d, ENOMEM, "out of memory");
     d->priv = v;
     d->drv = &vhd_driver;
     d->format = HVP_DISK_FMT_VHD;
@@ -658,23 +604,21 @@ int vhd_open(struct hvp_disk *d)
     bool have_copy = false;
     if (fs >= 512 + 1024) {
         r = disk_pread(d, copy, 512, 0);
-        if (r)
-            return r;
+        if (r) return r;
         have_copy = !memcmp(copy, "conectix", 8) &&
                     vhd_checksum(copy, 512, 64) == rd_be32(copy + 64) &&
                     (rd_be32(copy + 60) == VHD_TYPE_DYN || rd_be32(copy + 60) == VHD_TYPE_DIFF);
     }
     r = disk_pread(d, v->footer, 512, fs & ~511ull ? (fs & ~511ull) - 512 : 0);
-    if (r)
-        return r;
+    if (r) return r;
     v->footer_off = (fs & ~511ull) - 512;
     bool foot_ok = !memcmp(v->footer, "conectix", 8);
     if (!foot_ok) {
         if (!have_copy)
-            return disk_err(d, EINVAL, "no VHD footer (cookie \"conectix\") at the end of the file");
+            return disk_err(d, EINVAL,
+                            "no VHD footer (cookie \"conectix\") at the end of the file");
         r = disk_problem(d, "the footer at the end of the file is missing (file truncated?)");
-        if (r)
-            return r;
+        if (r) return r;
         memcpy(v->footer, copy, 512);
         v->footer_off = fs & ~511ull;
         v->footer_bad = true;
@@ -683,8 +627,7 @@ int vhd_open(struct hvp_disk *d)
         if (want != got) {
             r = disk_problem(d, "footer checksum is wrong (stored 0x%08x, computed 0x%08x)", got,
                              want);
-            if (r)
-                return r;
+            if (r) return r;
             if (have_copy) {
                 memcpy(v->footer, copy, 512);
             }
@@ -696,7 +639,7 @@ int vhd_open(struct hvp_disk *d)
     uint32_t type = rd_be32(v->footer + 60);
     if (type != VHD_TYPE_FIXED && type != VHD_TYPE_DYN && type != VHD_TYPE_DIFF)
         return disk_err(d, EINVAL, "unsupported VHD disk type %u", type);
-    d->type = type == VHD_TYPE_FIXED  ? HVP_DISK_TYPE_FIXED
+    d->type = type == VHD_TYPE_FIXED ? HVP_DISK_TYPE_FIXED
               : type == VHD_TYPE_DYN ? HVP_DISK_TYPE_DYNAMIC
                                      : HVP_DISK_TYPE_DIFF;
     memcpy(d->id, v->footer + 68, 16);
@@ -704,8 +647,7 @@ int vhd_open(struct hvp_disk *d)
     if (d->size % 512) {
         r = disk_problem(d, "virtual size %llu is not a multiple of 512",
                          (unsigned long long)d->size);
-        if (r)
-            return r;
+        if (r) return r;
         d->size &= ~511ull;
     }
     if (d->size > HVP_DISK_VHD_MAX)
@@ -713,24 +655,21 @@ int vhd_open(struct hvp_disk *d)
                         (unsigned long long)d->size);
     if (type == VHD_TYPE_FIXED) {
         if (d->size > v->footer_off)
-            return disk_err(d, EINVAL,
-                            "file is shorter than the virtual size %llu (truncated?)",
+            return disk_err(d, EINVAL, "file is shorter than the virtual size %llu (truncated?)",
                             (unsigned long long)d->size);
         d->file_end = v->footer_off;
         return 0;
     }
     if (have_copy && foot_ok && !v->footer_bad && memcmp(copy, v->footer, 512)) {
         r = disk_problem(d, "the footer copy at offset 0 differs from the footer at the end");
-        if (r)
-            return r;
+        if (r) return r;
     }
     v->hdr_off = rd_be64(v->footer + 16);
     if (v->hdr_off > fs || fs - v->hdr_off < 1024 || v->hdr_off % 512)
         return disk_err(d, EINVAL, "dynamic header offset %llu is outside the file",
                         (unsigned long long)v->hdr_off);
     r = disk_pread(d, v->hdr, 1024, v->hdr_off);
-    if (r)
-        return r;
+    if (r) return r;
     if (memcmp(v->hdr, "cxsparse", 8))
         return disk_err(d, EINVAL, "no dynamic header (cookie \"cxsparse\") at offset %llu",
                         (unsigned long long)v->hdr_off);
@@ -738,8 +677,7 @@ int vhd_open(struct hvp_disk *d)
     if (want != got) {
         r = disk_problem(d, "dynamic header checksum is wrong (stored 0x%08x, computed 0x%08x)",
                          got, want);
-        if (r)
-            return r;
+        if (r) return r;
     }
     v->bat_off = rd_be64(v->hdr + 16);
     v->entries = rd_be32(v->hdr + 28);
@@ -755,35 +693,32 @@ int vhd_open(struct hvp_disk *d)
                         (unsigned long long)need);
     if ((uint64_t)v->entries * 4 > MAX_BAT_BYTES || v->bat_off > fs ||
         (uint64_t)v->entries * 4 > fs - v->bat_off)
-        return disk_err(d, EINVAL, "BAT (%u entries at offset %llu) extends past the end of the file",
+        return disk_err(d, EINVAL,
+                        "BAT (%u entries at offset %llu) extends past the end of the file",
                         v->entries, (unsigned long long)v->bat_off);
     v->bat = malloc((size_t)v->entries * 4 + 1);
-    if (!v->bat)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!v->bat) return disk_err(d, ENOMEM, "out of memory");
     r = disk_pread(d, v->bat, (size_t)v->entries * 4, v->bat_off);
-    if (r)
-        return r;
+    if (r) return r;
     for (uint32_t i = 0; i < v->entries; i++)
         v->bat[i] = rd_be32(&v->bat[i]);
     struct range meta[12];
     int nmeta = 0;
     meta[nmeta++] = (struct range){0, 512, 0};
     meta[nmeta++] = (struct range){v->hdr_off, v->hdr_off + 1024, 0};
-    meta[nmeta++] = (struct range){v->bat_off, v->bat_off + round_up((uint64_t)v->entries * 4, 512), 0};
+    meta[nmeta++] =
+        (struct range){v->bat_off, v->bat_off + round_up((uint64_t)v->entries * 4, 512), 0};
     if (type == VHD_TYPE_DIFF) {
         r = read_locators(d, fs, meta, &nmeta);
-        if (r)
-            return r;
+        if (r) return r;
     }
     uint64_t meta_end = 0;
     for (int k = 0; k < nmeta; k++)
-        if (meta[k].end > meta_end)
-            meta_end = meta[k].end;
+        if (meta[k].end > meta_end) meta_end = meta[k].end;
     if (v->footer_off < meta_end)
         return disk_err(d, EINVAL, "file ends inside its metadata (truncated?)");
     r = validate_bat(d, meta, nmeta);
-    if (r)
-        return r;
+    if (r) return r;
     d->file_end = v->footer_off;
     return 0;
 }
@@ -801,8 +736,7 @@ int vhd_create(const struct disk_create_args *a, char *err, size_t errlen)
     struct hvp_disk tmp = {.fd = -1};
     struct hvp_disk *d = &tmp;
     uint32_t bs = a->block_size ? a->block_size : 2 * MiB;
-    if (a->type != HVP_DISK_TYPE_FIXED &&
-        (!is_pow2(bs) || bs < 512 || bs > MAX_BLOCK)) {
+    if (a->type != HVP_DISK_TYPE_FIXED && (!is_pow2(bs) || bs < 512 || bs > MAX_BLOCK)) {
         snprintf(err, errlen, "block size %u is not a power of two between 512 and 256 MiB", bs);
         return -EINVAL;
     }
@@ -834,8 +768,7 @@ int vhd_create(const struct disk_create_args *a, char *err, size_t errlen)
     uint8_t *buf = NULL;
     if (type == VHD_TYPE_FIXED) {
         r = disk_truncate(d, a->size);
-        if (!r)
-            r = disk_pwrite(d, footer, 512, a->size);
+        if (!r) r = disk_pwrite(d, footer, 512, a->size);
         goto out;
     }
     uint64_t bat_off = 1536, bat_len = round_up(entries * 4, 512);
@@ -864,8 +797,7 @@ int vhd_create(const struct disk_create_args *a, char *err, size_t errlen)
         char relw[4096];
         snprintf(relw, sizeof relw, "%s", a->parent_rel);
         for (char *p = relw; *p; p++)
-            if (*p == '/')
-                *p = '\\';
+            if (*p == '/') *p = '\\';
         const char *paths[2] = {relw, a->parent_abs};
         const uint32_t codes[2] = {PLAT_W2RU, PLAT_W2KU};
         for (int i = 0; i < 2; i++) {
@@ -892,22 +824,17 @@ int vhd_create(const struct disk_create_args *a, char *err, size_t errlen)
     }
     memset(buf, 0xff, bat_len);
     r = disk_pwrite(d, footer, 512, 0);
-    if (!r)
-        r = disk_pwrite(d, hdr, 1024, 512);
-    if (!r)
-        r = disk_pwrite(d, buf, bat_len, bat_off);
+    if (!r) r = disk_pwrite(d, hdr, 1024, 512);
+    if (!r) r = disk_pwrite(d, buf, bat_len, bat_off);
     for (int i = 0; i < 2 && !r; i++)
         if (loc_len[i]) {
             uint8_t *e = hdr + 576 + i * 24;
             r = disk_pwrite(d, loc_buf[i], loc_len[i], rd_be64(e + 16));
         }
-    if (!r)
-        r = disk_pwrite(d, footer, 512, pos);
-    if (!r)
-        r = disk_truncate(d, pos + 512);
+    if (!r) r = disk_pwrite(d, footer, 512, pos);
+    if (!r) r = disk_truncate(d, pos + 512);
 out:
-    if (!r && fsync(d->fd) < 0)
-        r = disk_err(d, errno, "flush: %s", strerror(errno));
+    if (!r && fsync(d->fd) < 0) r = disk_err(d, errno, "flush: %s", strerror(errno));
     free(buf);
     close(d->fd);
     if (r) {

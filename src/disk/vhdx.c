@@ -14,15 +14,15 @@
 
 #define KEEP_ID DISK_KEEP_ID
 
-#define HDR1_OFF  (64 * KiB)
-#define HDR2_OFF  (128 * KiB)
-#define RT1_OFF   (192 * KiB)
-#define RT2_OFF   (256 * KiB)
-#define RT_SIZE   (64 * KiB)
-#define SB_SIZE   (1 * MiB)
-#define MAX_BLOCK (256u << 20)
-#define MAX_LOG   (256ull << 20)
-#define MAX_TX    64
+#define HDR1_OFF         (64 * KiB)
+#define HDR2_OFF         (128 * KiB)
+#define RT1_OFF          (192 * KiB)
+#define RT2_OFF          (256 * KiB)
+#define RT_SIZE          (64 * KiB)
+#define SB_SIZE          (1 * MiB)
+#define MAX_BLOCK        (256u << 20)
+#define MAX_LOG          (256ull << 20)
+#define MAX_TX           64
 #define HVP_DISK_CREATOR "0.1"
 
 enum {
@@ -121,10 +121,8 @@ static int header_update(struct hvp_disk *d)
         int slot = 1 - v->cur_slot;
         header_build(h, v->seq + 1, v->fwg, v->dwg, v->lg, v->log_off, v->log_len);
         int r = disk_pwrite(d, h, 4096, slot ? HDR2_OFF : HDR1_OFF);
-        if (!r && i == 0)
-            r = disk_sync(d);
-        if (r)
-            return r;
+        if (!r && i == 0) r = disk_sync(d);
+        if (r) return r;
         v->seq++;
         v->cur_slot = slot;
     }
@@ -134,8 +132,7 @@ static int header_update(struct hvp_disk *d)
 static int session_begin(struct hvp_disk *d)
 {
     struct vhdx *v = d->priv;
-    if (v->session)
-        return 0;
+    if (v->session) return 0;
     if (d->flags & DISK_BULK) {
         v->session = true;
         return 0;
@@ -151,8 +148,7 @@ static int session_begin(struct hvp_disk *d)
     uuid_generate_v4(g);
     guid_to_ms(v->lg, g);
     int r = header_update(d);
-    if (r)
-        return r;
+    if (r) return r;
     v->session = true;
     v->log_seq = 1;
     return 0;
@@ -170,11 +166,9 @@ static int tx_add(struct hvp_disk *d, uint64_t off, const void *src)
         }
     if (!v->tx) {
         v->tx = malloc(sizeof *v->tx * MAX_TX);
-        if (!v->tx)
-            return disk_err(d, ENOMEM, "out of memory");
+        if (!v->tx) return disk_err(d, ENOMEM, "out of memory");
     }
-    if (v->ntx == MAX_TX)
-        return -EAGAIN;
+    if (v->ntx == MAX_TX) return -EAGAIN;
     v->tx[v->ntx].off = off;
     memcpy(v->tx[v->ntx].data, src, 4096);
     v->ntx++;
@@ -192,11 +186,9 @@ static void bat_sector(const struct vhdx *v, uint64_t idx, uint64_t *off, uint8_
 static int tx_commit(struct hvp_disk *d)
 {
     struct vhdx *v = d->priv;
-    if (!v->ntx)
-        return 0;
+    if (!v->ntx) return 0;
     int r = session_begin(d);
-    if (r)
-        return r;
+    if (r) return r;
     if (d->flags & DISK_BULK) {
         for (int i = 0; i < v->ntx && !r; i++)
             r = disk_pwrite(d, v->tx[i].data, 4096, v->tx[i].off);
@@ -206,11 +198,9 @@ static int tx_commit(struct hvp_disk *d)
     uint32_t n = (uint32_t)v->ntx;
     uint32_t hdr_secs = (uint32_t)((64 + 32 * (uint64_t)n + 4095) / 4096);
     uint64_t len = (uint64_t)(hdr_secs + n) * 4096;
-    if (len > v->log_len)
-        return disk_err(d, ENOSPC, "log too small for a metadata update");
+    if (len > v->log_len) return disk_err(d, ENOSPC, "log too small for a metadata update");
     uint8_t *e = calloc(1, len);
-    if (!e)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!e) return disk_err(d, ENOMEM, "out of memory");
     uint64_t seq = v->log_seq++;
     memcpy(e, "loge", 4);
     wr_le32(e + 8, (uint32_t)len);
@@ -237,12 +227,10 @@ static int tx_commit(struct hvp_disk *d)
     wr_le32(e + 4, crc32c(0, e, len));
     r = disk_pwrite(d, e, len, v->log_off);
     free(e);
-    if (!r)
-        r = disk_sync(d);
+    if (!r) r = disk_sync(d);
     for (int i = 0; i < v->ntx && !r; i++)
         r = disk_pwrite(d, v->tx[i].data, 4096, v->tx[i].off);
-    if (!r)
-        r = disk_sync(d);
+    if (!r) r = disk_sync(d);
     v->ntx = 0;
     return r;
 }
@@ -256,8 +244,7 @@ static int tx_add_bat(struct hvp_disk *d, uint64_t idx)
     int r = tx_add(d, off, sec);
     if (r == -EAGAIN) {
         r = tx_commit(d);
-        if (!r)
-            r = tx_add(d, off, sec);
+        if (!r) r = tx_add(d, off, sec);
     }
     return r;
 }
@@ -272,16 +259,12 @@ static bool log_entry_valid(const uint8_t *log, uint64_t loglen, uint64_t pos, c
                             struct log_entry *le, uint8_t **out)
 {
     const uint8_t *h = log + pos;
-    if (memcmp(h, "loge", 4))
-        return false;
+    if (memcmp(h, "loge", 4)) return false;
     uint64_t len = rd_le32(h + 8);
-    if (len < 4096 || len % 4096 || len > loglen)
-        return false;
-    if (memcmp(h + 32, lg, 16))
-        return false;
+    if (len < 4096 || len % 4096 || len > loglen) return false;
+    if (memcmp(h + 32, lg, 16)) return false;
     uint8_t *e = malloc(len);
-    if (!e)
-        return false;
+    if (!e) return false;
     for (uint64_t i = 0; i < len; i += 4096)
         memcpy(e + i, log + (pos + i) % loglen, 4096);
     uint32_t stored = rd_le32(e + 4);
@@ -292,8 +275,7 @@ static bool log_entry_valid(const uint8_t *log, uint64_t loglen, uint64_t pos, c
     uint32_t n = rd_le32(e + 24);
     uint32_t tail = rd_le32(e + 12);
     uint64_t hdr_secs = (64 + 32 * (uint64_t)n + 4095) / 4096;
-    if (!ok || seq == 0 || tail % 4096 || tail >= loglen || hdr_secs * 4096 > len)
-        ok = false;
+    if (!ok || seq == 0 || tail % 4096 || tail >= loglen || hdr_secs * 4096 > len) ok = false;
     uint64_t ndata = 0;
     for (uint32_t i = 0; ok && i < n; i++) {
         const uint8_t *ds = e + 64 + (uint64_t)i * 32;
@@ -315,8 +297,7 @@ static bool log_entry_valid(const uint8_t *log, uint64_t loglen, uint64_t pos, c
             ok = false;
         }
     }
-    if (ok && (hdr_secs + ndata) * 4096 != len)
-        ok = false;
+    if (ok && (hdr_secs + ndata) * 4096 != len) ok = false;
     if (!ok) {
         free(e);
         return false;
@@ -361,8 +342,7 @@ static int log_apply_entry(struct hvp_disk *d, const uint8_t *e, uint64_t last)
                     r = disk_pwrite(d, z, min_u64(sizeof z, nb - o), off + o);
             }
         }
-        if (r)
-            return r;
+        if (r) return r;
     }
     return 0;
 }
@@ -372,8 +352,7 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
     struct vhdx *v = d->priv;
     uint64_t ll = v->log_len;
     uint8_t *log = malloc(ll);
-    if (!log)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!log) return disk_err(d, ENOMEM, "out of memory");
     int r = disk_pread(d, log, ll, v->log_off);
     if (r) {
         free(log);
@@ -410,8 +389,7 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
         for (uint64_t i = 0; i < nent; i++)
             if (bufs[i] && all[i].seq < below && all[i].seq > hi)
                 hi = all[i].seq, best = all[i], have = true;
-        if (!have)
-            break;
+        if (!have) break;
         below = best.seq;
         uint64_t pos = best.tail;
         norder = 0;
@@ -419,8 +397,7 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
         uint64_t prev = 0;
         for (int steps = 0; steps < 64; steps++) {
             struct log_entry *le = bufs[pos / 4096] ? &all[pos / 4096] : NULL;
-            if (!le || (prev && le->seq != prev + 1) || le->seq > best.seq)
-                break;
+            if (!le || (prev && le->seq != prev + 1) || le->seq > best.seq) break;
             order[norder++] = pos / 4096;
             prev = le->seq;
             if (le->pos == best.pos) {
@@ -429,8 +406,7 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
             }
             pos = (pos + le->len) % ll;
         }
-        if (ok)
-            break;
+        if (ok) break;
     }
     if (have && (best.last > fs + (16ull << 30) || best.flushed > best.last)) {
         r = disk_err(d, EINVAL, "the log's file offsets are invalid");
@@ -442,8 +418,7 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
         } else {
             for (int i = 0; i < norder && !r; i++)
                 r = log_apply_entry(d, bufs[order[i]], best.last);
-            if (!r && fs < best.last)
-                r = disk_truncate(d, best.last);
+            if (!r && fs < best.last) r = disk_truncate(d, best.last);
         }
     }
     for (uint64_t i = 0; i < nent; i++)
@@ -451,11 +426,9 @@ static int log_replay(struct hvp_disk *d, uint64_t fs)
     free(bufs);
     free(all);
     free(log);
-    if (r)
-        return r;
+    if (r) return r;
     r = disk_sync(d);
-    if (r)
-        return r;
+    if (r) return r;
     memset(v->lg, 0, 16);
     return header_update(d);
 }
@@ -472,11 +445,9 @@ static uint8_t *get_sbm(struct hvp_disk *d, uint64_t chunk, bool create, int *er
             return NULL;
         }
     }
-    if (v->sbm[chunk])
-        return v->sbm[chunk];
+    if (v->sbm[chunk]) return v->sbm[chunk];
     uint64_t e = v->bat[sb_idx(v, chunk)];
-    if ((e & 7) != PB_FULLY && !create)
-        return NULL;
+    if ((e & 7) != PB_FULLY && !create) return NULL;
     uint8_t *b = calloc(1, SB_SIZE);
     if (!b) {
         *err = disk_err(d, ENOMEM, "out of memory");
@@ -508,8 +479,7 @@ static int vhdx_map(struct hvp_disk *d, uint64_t off, uint64_t len, uint64_t *fo
         int r = 0;
         uint64_t chunk = blk / v->cr;
         uint8_t *bm = get_sbm(d, chunk, false, &r);
-        if (!bm)
-            return r ? r : MAP_PARENT;
+        if (!bm) return r ? r : MAP_PARENT;
         uint64_t s = (blk % v->cr) * (bs / 512) + in / 512;
         uint64_t end = s + (*run + 511) / 512;
         bool set = bm[s / 8] & (1u << (s % 8));
@@ -528,8 +498,7 @@ static int alloc_space(struct hvp_disk *d, uint64_t len, uint64_t *off)
 {
     uint64_t o = round_up(d->file_end, MiB);
     int r = disk_truncate(d, o + len);
-    if (r)
-        return r;
+    if (r) return r;
     d->file_end = o + len;
     *off = o;
     return 0;
@@ -544,23 +513,19 @@ static int set_bits(struct hvp_disk *d, uint64_t blk, uint64_t in, uint64_t n)
     if ((v->bat[sbi] & 7) != PB_FULLY) {
         uint64_t o;
         r = alloc_space(d, SB_SIZE, &o);
-        if (r)
-            return r;
+        if (r) return r;
         v->bat[sbi] = o | PB_FULLY;
         r = tx_add_bat(d, sbi);
-        if (r)
-            return r;
+        if (r) return r;
     }
     uint8_t *bm = get_sbm(d, chunk, true, &r);
-    if (!bm)
-        return r;
+    if (!bm) return r;
     uint64_t s0 = (blk % v->cr) * (d->block_size / 512) + in / 512, s1 = s0 + n / 512;
     uint64_t lo = UINT64_MAX, hi = 0;
     for (uint64_t s = s0; s < s1; s++) {
         if (!(bm[s / 8] & (1u << (s % 8)))) {
             bm[s / 8] |= (uint8_t)(1u << (s % 8));
-            if (lo == UINT64_MAX)
-                lo = s / 8 / 4096;
+            if (lo == UINT64_MAX) lo = s / 8 / 4096;
             hi = s / 8 / 4096;
         }
     }
@@ -569,8 +534,7 @@ static int set_bits(struct hvp_disk *d, uint64_t blk, uint64_t in, uint64_t n)
         r = tx_add(d, base + sec * 4096, bm + sec * 4096);
         if (r == -EAGAIN) {
             r = tx_commit(d);
-            if (!r)
-                r = tx_add(d, base + sec * 4096, bm + sec * 4096);
+            if (!r) r = tx_add(d, base + sec * 4096, bm + sec * 4096);
         }
     }
     return r;
@@ -590,15 +554,12 @@ static int vhdx_write(struct hvp_disk *d, uint64_t off, const void *buf, uint64_
         unsigned st = e & 7;
         if (st == PB_FULLY || st == PB_PARTIAL) {
             r = disk_pwrite(d, p, n, (e & ~0xFFFFFull) + in);
-            if (!r && st == PB_PARTIAL)
-                r = set_bits(d, blk, in, n);
+            if (!r && st == PB_PARTIAL) r = set_bits(d, blk, in, n);
         } else {
             uint64_t o;
             r = alloc_space(d, bs, &o);
-            if (!r)
-                r = disk_pwrite(d, p, n, o + in);
-            if (r)
-                break;
+            if (!r) r = disk_pwrite(d, p, n, o + in);
+            if (r) break;
             bool whole = in == 0 && (n == bs || off + n >= d->size);
             if (d->type == HVP_DISK_TYPE_DIFF && st == PB_NOT_PRESENT && !whole) {
                 v->bat[idx] = o | PB_PARTIAL;
@@ -606,8 +567,7 @@ static int vhdx_write(struct hvp_disk *d, uint64_t off, const void *buf, uint64_
             } else {
                 v->bat[idx] = o | PB_FULLY;
             }
-            if (!r)
-                r = tx_add_bat(d, idx);
+            if (!r) r = tx_add_bat(d, idx);
         }
         off += n, p += n, len -= n;
     }
@@ -641,8 +601,7 @@ static int vhdx_discard(struct hvp_disk *d, uint64_t off, uint64_t len)
             /* punched */
         } else if (st == PB_FULLY || st == PB_PARTIAL ||
                    (d->type == HVP_DISK_TYPE_DIFF && st == PB_NOT_PRESENT)) {
-            if (!z && !(z = calloc(1, MiB)))
-                r = disk_err(d, ENOMEM, "out of memory");
+            if (!z && !(z = calloc(1, MiB))) r = disk_err(d, ENOMEM, "out of memory");
             for (uint64_t o = 0; !r && o < n; o += MiB) {
                 r = vhdx_write(d, off + o, z, min_u64(MiB, n - o));
             }
@@ -665,8 +624,7 @@ static int vhdx_flush(struct hvp_disk *d)
 static int vhdx_close(struct hvp_disk *d)
 {
     struct vhdx *v = d->priv;
-    if (!v)
-        return 0;
+    if (!v) return 0;
     int r = 0;
     if (v->session && !d->rdonly && !(d->flags & DISK_BULK)) {
         /* metadata is already in place and durable; the header's flush
@@ -691,8 +649,7 @@ static uint64_t vhdx_allocated(struct hvp_disk *d)
     uint64_t n = 0;
     for (uint64_t b = 0; b < v->data_blocks; b++) {
         unsigned st = v->bat[bat_idx(v, b)] & 7;
-        if (st == PB_FULLY || st == PB_PARTIAL)
-            n++;
+        if (st == PB_FULLY || st == PB_PARTIAL) n++;
     }
     return n * d->block_size;
 }
@@ -700,30 +657,25 @@ static uint64_t vhdx_allocated(struct hvp_disk *d)
 static int vhdx_check(struct hvp_disk *d)
 {
     struct vhdx *v = d->priv;
-    if (!d->repairing || !d->nproblems || d->rdonly)
-        return 0;
+    if (!d->repairing || !d->nproblems || d->rdonly) return 0;
     /* rewrite the sanitized BAT through the log, and both headers */
     for (uint64_t i = 0; i < v->nentries; i += 512) {
         int r = tx_add_bat(d, i);
-        if (r)
-            return r;
+        if (r) return r;
     }
     int r = tx_commit(d);
-    if (!r)
-        r = header_update(d);
+    if (!r) r = header_update(d);
     return r;
 }
 
 static int vhdx_resize(struct hvp_disk *d, uint64_t size)
 {
     struct vhdx *v = d->priv;
-    if (d->type == HVP_DISK_TYPE_DIFF)
-        return -ENOTSUP;
+    if (d->type == HVP_DISK_TYPE_DIFF) return -ENOTSUP;
     uint64_t bs = d->block_size, old = d->size;
     uint64_t db = (size + bs - 1) / bs;
     uint64_t ne = db + (db - 1) / v->cr;
-    if (ne * 8 > v->bat_len)
-        return -ENOTSUP;
+    if (ne * 8 > v->bat_len) return -ENOTSUP;
     int r;
     /* the grown part of the old last block must read as zero */
     uint64_t lastb = old / bs;
@@ -735,13 +687,11 @@ static int vhdx_resize(struct hvp_disk *d, uint64_t size)
             r = 0;
             for (uint64_t o = old; o < end && !r; o += sizeof z)
                 r = disk_pwrite(d, z, min_u64(sizeof z, end - o), (e & ~0xFFFFFull) + o % bs);
-            if (r)
-                return r;
+            if (r) return r;
         }
     }
     uint64_t *nb = malloc(ne * 8);
-    if (!nb)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!nb) return disk_err(d, ENOMEM, "out of memory");
     memset(nb, 0, ne * 8);
     memcpy(nb, v->bat, min_u64(ne, v->nentries) * 8);
     uint64_t *oldbat = v->bat;
@@ -763,30 +713,25 @@ static int vhdx_resize(struct hvp_disk *d, uint64_t size)
         bool changed = false;
         for (uint64_t k = i; k < i + n; k++) {
             uint64_t a = k < oldn ? oldbat[k] : 0, b = k < ne ? nb[k] : 0;
-            if (a != b || (k >= oldn) != (k >= ne))
-                changed = true;
+            if (a != b || (k >= oldn) != (k >= ne)) changed = true;
         }
         if (changed && i < ne)
             r = tx_add_bat(d, i);
         else if (changed) {
             uint8_t sec[4096] = {0};
             r = tx_add(d, v->bat_off + i * 8, sec);
-            if (r == -EAGAIN && !(r = tx_commit(d)))
-                r = tx_add(d, v->bat_off + i * 8, sec);
+            if (r == -EAGAIN && !(r = tx_commit(d))) r = tx_add(d, v->bat_off + i * 8, sec);
         }
     }
     uint8_t sec[4096];
     uint64_t so = v->vsize_off & ~4095ull;
-    if (!r)
-        r = disk_pread(d, sec, 4096, so);
+    if (!r) r = disk_pread(d, sec, 4096, so);
     if (!r) {
         wr_le64(sec + (v->vsize_off - so), size);
         r = tx_add(d, so, sec);
-        if (r == -EAGAIN && !(r = tx_commit(d)))
-            r = tx_add(d, so, sec);
+        if (r == -EAGAIN && !(r = tx_commit(d))) r = tx_add(d, so, sec);
     }
-    if (!r)
-        r = tx_commit(d);
+    if (!r) r = tx_commit(d);
     if (r) {
         v->ntx = 0;
         free(nb);
@@ -816,23 +761,19 @@ static const struct disk_driver vhdx_driver = {
 
 static bool header_valid(const uint8_t *h)
 {
-    if (memcmp(h, "head", 4))
-        return false;
+    if (memcmp(h, "head", 4)) return false;
     uint8_t t[4096];
     memcpy(t, h, 4096);
     wr_le32(t + 4, 0);
-    if (crc32c(0, t, 4096) != rd_le32(h + 4))
-        return false;
+    if (crc32c(0, t, 4096) != rd_le32(h + 4)) return false;
     return rd_le16(h + 66) == 1;
 }
 
 static bool region_valid(const uint8_t *rt)
 {
-    if (memcmp(rt, "regi", 4))
-        return false;
+    if (memcmp(rt, "regi", 4)) return false;
     uint8_t *t = malloc(RT_SIZE);
-    if (!t)
-        return false;
+    if (!t) return false;
     memcpy(t, rt, RT_SIZE);
     wr_le32(t + 4, 0);
     bool ok = crc32c(0, t, RT_SIZE) == rd_le32(rt + 4) && rd_le32(rt + 8) <= 2047;
@@ -889,16 +830,13 @@ static int parse_locator(struct hvp_disk *d, const uint8_t *it, uint32_t len)
             vol = strdup(val);
         }
     }
-    if (!r && !have_link)
-        r = disk_problem(d, "parent locator has no parent_linkage");
+    if (!r && !have_link) r = disk_problem(d, "parent locator has no parent_linkage");
     struct disk_parent_ref *pr = &d->pref;
     if (!r) {
-        if (rel)
-            pr->cand[pr->ncand++] = path_resolve_rel(d->path, rel);
+        if (rel) pr->cand[pr->ncand++] = path_resolve_rel(d->path, rel);
         if (abs) {
             for (char *p = abs; *p; p++)
-                if (*p == '\\')
-                    *p = '/';
+                if (*p == '\\') *p = '/';
             pr->cand[pr->ncand++] = strdup(abs);
         }
         pr->name = strdup(rel ? rel : abs ? abs : vol ? vol : "(no path)");
@@ -913,11 +851,9 @@ static int read_metadata(struct hvp_disk *d, uint64_t fs)
 {
     struct vhdx *v = d->priv;
     uint8_t *m = malloc(64 * KiB);
-    if (!m)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!m) return disk_err(d, ENOMEM, "out of memory");
     int r = disk_pread(d, m, 64 * KiB, v->meta_off);
-    if (r)
-        goto out;
+    if (r) goto out;
     if (memcmp(m, "metadata", 8)) {
         r = disk_err(d, EINVAL, "metadata table signature is missing");
         goto out;
@@ -932,8 +868,7 @@ static int read_metadata(struct hvp_disk *d, uint64_t fs)
     for (uint16_t i = 0; i < cnt; i++) {
         const uint8_t *e = m + 32 + i * 32;
         uint32_t io = rd_le32(e + 16), il = rd_le32(e + 20), fl = rd_le32(e + 24);
-        if (il == 0)
-            continue;
+        if (il == 0) continue;
         if (io < 64 * KiB || (uint64_t)io + il > v->meta_len || il > MiB) {
             r = disk_err(d, EINVAL, "metadata item %u lies outside the metadata region", i);
             goto out;
@@ -962,8 +897,7 @@ static int read_metadata(struct hvp_disk *d, uint64_t fs)
             uint32_t lss = rd_le32(it);
             have_lss = true;
             if (lss != 512)
-                r = disk_err(d, ENOTSUP, "logical sector size %u is not supported (only 512)",
-                             lss);
+                r = disk_err(d, ENOTSUP, "logical sector size %u is not supported (only 512)", lss);
         } else if (!memcmp(e, G_PSS, 16) && il >= 4) {
             uint32_t pss = rd_le32(it);
             if (pss != 512 && pss != 4096)
@@ -976,13 +910,13 @@ static int read_metadata(struct hvp_disk *d, uint64_t fs)
             r = disk_err(d, ENOTSUP, "unknown required metadata item %u", i);
         }
         free(it);
-        if (r)
-            goto out;
+        if (r) goto out;
     }
     if (!have_fp || !have_size || !have_lss) {
         r = disk_err(d, EINVAL, "required metadata (%s) is missing",
-                     !have_fp ? "file parameters" : !have_size ? "virtual disk size"
-                                                             : "logical sector size");
+                     !have_fp     ? "file parameters"
+                     : !have_size ? "virtual disk size"
+                                  : "logical sector size");
         goto out;
     }
     uint32_t bs = d->block_size;
@@ -1016,18 +950,15 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
     v->cr = (uint32_t)((1ull << 23) * 512 / bs);
     v->data_blocks = (d->size + bs - 1) / bs;
     v->nchunks = (v->data_blocks + v->cr - 1) / v->cr;
-    v->nentries = d->type == HVP_DISK_TYPE_DIFF
-                      ? v->nchunks * (v->cr + 1)
-                      : v->data_blocks + (v->data_blocks - 1) / v->cr;
+    v->nentries = d->type == HVP_DISK_TYPE_DIFF ? v->nchunks * (v->cr + 1)
+                                                : v->data_blocks + (v->data_blocks - 1) / v->cr;
     if (v->nentries * 8 > v->bat_len)
         return disk_err(d, EINVAL, "BAT region (%llu bytes) is too small for %llu entries",
                         (unsigned long long)v->bat_len, (unsigned long long)v->nentries);
     v->bat = malloc(v->nentries * 8);
-    if (!v->bat)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!v->bat) return disk_err(d, ENOMEM, "out of memory");
     int r = disk_pread(d, v->bat, v->nentries * 8, v->bat_off);
-    if (r)
-        return r;
+    if (r) return r;
     for (uint64_t i = 0; i < v->nentries; i++)
         v->bat[i] = rd_le64(&v->bat[i]);
     struct rng fixed[4] = {
@@ -1037,8 +968,7 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
         {v->meta_off, v->meta_off + v->meta_len, 0},
     };
     struct rng *used = malloc(sizeof *used * (v->nentries + 1));
-    if (!used)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!used) return disk_err(d, ENOMEM, "out of memory");
     uint64_t nu = 0;
     for (uint64_t i = 0; i < v->nentries && !r; i++) {
         uint64_t e = v->bat[i];
@@ -1046,16 +976,14 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
         bool is_sb = (i % (v->cr + 1)) == v->cr;
         uint64_t blen;
         if (is_sb) {
-            if (st == 0)
-                continue;
+            if (st == 0) continue;
             if (st != PB_FULLY) {
                 r = disk_problem(d, "BAT entry %llu: invalid sector-bitmap state %u",
                                  (unsigned long long)i, st);
                 v->bat[i] = 0;
                 continue;
             }
-            if (d->type != HVP_DISK_TYPE_DIFF)
-                continue; /* ignored outside differencing disks */
+            if (d->type != HVP_DISK_TYPE_DIFF) continue; /* ignored outside differencing disks */
             blen = SB_SIZE;
         } else {
             uint64_t blk = i - i / (v->cr + 1);
@@ -1069,10 +997,8 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
                 v->bat[i] = PB_ZERO;
                 continue;
             }
-            if (st != PB_FULLY && st != PB_PARTIAL)
-                continue;
-            if (blk >= v->data_blocks)
-                continue;
+            if (st != PB_FULLY && st != PB_PARTIAL) continue;
+            if (blk >= v->data_blocks) continue;
             blen = min_u64(bs, d->size - blk * bs);
         }
         uint64_t o = e & ~0xFFFFFull;
@@ -1084,8 +1010,7 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
         }
         bool bad = false;
         for (int k = 0; k < 4; k++)
-            if (o < fixed[k].e && fixed[k].s < o + blen)
-                bad = true;
+            if (o < fixed[k].e && fixed[k].s < o + blen) bad = true;
         if (bad) {
             r = disk_problem(d, "BAT entry %llu overlaps the metadata (offset %llu)",
                              (unsigned long long)i, (unsigned long long)o);
@@ -1111,12 +1036,10 @@ static int read_bat(struct hvp_disk *d, uint64_t fs)
 int vhdx_open(struct hvp_disk *d)
 {
     struct stat st;
-    if (fstat(d->fd, &st) < 0)
-        return disk_err(d, errno, "%s", strerror(errno));
+    if (fstat(d->fd, &st) < 0) return disk_err(d, errno, "%s", strerror(errno));
     uint64_t fs = (uint64_t)st.st_size;
     struct vhdx *v = calloc(1, sizeof *v);
-    if (!v)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!v) return disk_err(d, ENOMEM, "out of memory");
     d->priv = v;
     d->drv = &vhdx_driver;
     d->format = HVP_DISK_FMT_VHDX;
@@ -1125,20 +1048,16 @@ int vhdx_open(struct hvp_disk *d)
                         (unsigned long long)fs);
     uint8_t h[2][4096];
     int r = disk_pread(d, h[0], 4096, HDR1_OFF);
-    if (!r)
-        r = disk_pread(d, h[1], 4096, HDR2_OFF);
-    if (r)
-        return r;
+    if (!r) r = disk_pread(d, h[1], 4096, HDR2_OFF);
+    if (r) return r;
     bool ok0 = header_valid(h[0]), ok1 = header_valid(h[1]);
     if (!ok0 && !ok1)
         return disk_err(d, EINVAL, "both VHDX headers are damaged (bad signature or checksum)");
     int cur = !ok0 ? 1 : !ok1 ? 0 : rd_le64(h[1] + 8) > rd_le64(h[0] + 8) ? 1 : 0;
     if (!ok0 || !ok1) {
         if (d->checking) {
-            r = disk_problem(d, "VHDX header %d is damaged (the other copy is used)",
-                             ok0 ? 2 : 1);
-            if (r)
-                return r;
+            r = disk_problem(d, "VHDX header %d is damaged (the other copy is used)", ok0 ? 2 : 1);
+            if (r) return r;
         }
     }
     const uint8_t *hh = h[cur];
@@ -1162,30 +1081,23 @@ int vhdx_open(struct hvp_disk *d)
                                 "the log must be replayed, which needs a read-write open (run "
                                 "'hvp disk check --repair')");
             r = disk_problem(d, "the log holds updates that must be replayed");
-            if (r)
-                return r;
+            if (r) return r;
         } else {
             if (d->checking) {
                 r = disk_problem(d, "the log holds updates that must be replayed (replayed)");
-                if (r)
-                    return r;
+                if (r) return r;
             }
             r = log_replay(d, fs);
-            if (r)
-                return r;
-            if (fstat(d->fd, &st) == 0)
-                fs = (uint64_t)st.st_size;
+            if (r) return r;
+            if (fstat(d->fd, &st) == 0) fs = (uint64_t)st.st_size;
         }
     }
     uint8_t *rt = malloc(RT_SIZE);
-    if (!rt)
-        return disk_err(d, ENOMEM, "out of memory");
+    if (!rt) return disk_err(d, ENOMEM, "out of memory");
     r = disk_pread(d, rt, RT_SIZE, RT1_OFF);
     if (!r && !region_valid(rt)) {
-        if (d->checking)
-            r = disk_problem(d, "region table 1 is damaged (the copy is used)");
-        if (!r)
-            r = disk_pread(d, rt, RT_SIZE, RT2_OFF);
+        if (d->checking) r = disk_problem(d, "region table 1 is damaged (the copy is used)");
+        if (!r) r = disk_pread(d, rt, RT_SIZE, RT2_OFF);
         if (!r && !region_valid(rt))
             r = disk_err(d, EINVAL, "both region tables are damaged (bad signature or checksum)");
     }
@@ -1197,8 +1109,7 @@ int vhdx_open(struct hvp_disk *d)
         uint32_t len = rd_le32(e + 24), fl = rd_le32(e + 28);
         bool bat = !memcmp(e, G_BAT, 16), meta = !memcmp(e, G_META, 16);
         if (!bat && !meta) {
-            if (fl & 1)
-                r = disk_err(d, ENOTSUP, "unknown required region %u", i);
+            if (fl & 1) r = disk_err(d, ENOTSUP, "unknown required region %u", i);
             continue;
         }
         if (off % MiB || len % MiB || len == 0 || off < MiB || off > fs || len > fs - off) {
@@ -1212,8 +1123,7 @@ int vhdx_open(struct hvp_disk *d)
             v->meta_off = off, v->meta_len = len, have_meta = true;
     }
     free(rt);
-    if (r)
-        return r;
+    if (r) return r;
     if (!have_bat || !have_meta)
         return disk_err(d, EINVAL, "the region table has no %s region",
                         have_bat ? "metadata" : "BAT");
@@ -1225,11 +1135,9 @@ int vhdx_open(struct hvp_disk *d)
             if (regs[a].s < regs[b].e && regs[b].s < regs[a].e)
                 return disk_err(d, EINVAL, "the log, BAT and metadata regions overlap");
     r = read_metadata(d, fs);
-    if (r)
-        return r;
+    if (r) return r;
     r = read_bat(d, fs);
-    if (r)
-        return r;
+    if (r) return r;
     d->file_end = round_up(fs, MiB);
     return 0;
 }
@@ -1247,14 +1155,12 @@ void vhdx_get_ident(struct hvp_disk *d, struct disk_ident *id)
 static size_t put_kv(uint8_t *item, size_t *pos, uint8_t *entry, const char *k, const char *val)
 {
     ssize_t kl = utf8_to_utf16(k, item + *pos, 4096, true);
-    if (kl <= 0)
-        return 0;
+    if (kl <= 0) return 0;
     wr_le32(entry, (uint32_t)*pos);
     wr_le16(entry + 8, (uint16_t)kl);
     *pos += (size_t)kl;
     ssize_t vl = utf8_to_utf16(val, item + *pos, 4096, true);
-    if (vl <= 0)
-        return 0;
+    if (vl <= 0) return 0;
     wr_le32(entry + 4, (uint32_t)*pos);
     wr_le16(entry + 10, (uint16_t)vl);
     *pos += (size_t)vl;
@@ -1274,8 +1180,8 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
     uint64_t cr = (1ull << 23) * 512 / bs;
     uint64_t nblocks = (a->size + bs - 1) / bs;
     uint64_t nchunks = (nblocks + cr - 1) / cr;
-    uint64_t nentries = a->type == HVP_DISK_TYPE_DIFF ? nchunks * (cr + 1)
-                                                      : nblocks + (nblocks - 1) / cr;
+    uint64_t nentries =
+        a->type == HVP_DISK_TYPE_DIFF ? nchunks * (cr + 1) : nblocks + (nblocks - 1) / cr;
     uint64_t log_off = 1 * MiB, log_len = 1 * MiB;
     uint64_t meta_off = 2 * MiB, meta_len = 1 * MiB;
     uint64_t bat_off = 3 * MiB, bat_len = round_up(nentries * 8, MiB);
@@ -1309,11 +1215,9 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
     guid_to_ms(dwg, g);
     uint8_t h[4096];
     header_build(h, 1, fwg, dwg, lg, log_off, (uint32_t)log_len);
-    if (!r)
-        r = disk_pwrite(d, h, 4096, HDR1_OFF);
+    if (!r) r = disk_pwrite(d, h, 4096, HDR1_OFF);
     header_build(h, 2, fwg, dwg, lg, log_off, (uint32_t)log_len);
-    if (!r)
-        r = disk_pwrite(d, h, 4096, HDR2_OFF);
+    if (!r) r = disk_pwrite(d, h, 4096, HDR2_OFF);
     /* region tables */
     memset(buf, 0, RT_SIZE);
     memcpy(buf, "regi", 4);
@@ -1327,10 +1231,8 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
     wr_le32(buf + 72, (uint32_t)meta_len);
     wr_le32(buf + 76, 1);
     wr_le32(buf + 4, crc32c(0, buf, RT_SIZE));
-    if (!r)
-        r = disk_pwrite(d, buf, RT_SIZE, RT1_OFF);
-    if (!r)
-        r = disk_pwrite(d, buf, RT_SIZE, RT2_OFF);
+    if (!r) r = disk_pwrite(d, buf, RT_SIZE, RT1_OFF);
+    if (!r) r = disk_pwrite(d, buf, RT_SIZE, RT2_OFF);
     /* metadata */
     memset(buf, 0, MiB);
     memcpy(buf, "metadata", 8);
@@ -1341,8 +1243,8 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
         uint32_t off, len, flags;
     } items[6];
     wr_le32(it, (uint32_t)bs);
-    wr_le32(it + 4, (a->type == HVP_DISK_TYPE_FIXED ? 1u : 0u) |
-                        (a->type == HVP_DISK_TYPE_DIFF ? 2u : 0u));
+    wr_le32(it + 4,
+            (a->type == HVP_DISK_TYPE_FIXED ? 1u : 0u) | (a->type == HVP_DISK_TYPE_DIFF ? 2u : 0u));
     items[ne++] = (typeof(items[0])){G_FILEPARAM, 64 * KiB, 8, 4};
     wr_le64(it + 8, a->size);
     items[ne++] = (typeof(items[0])){G_VSIZE, 64 * KiB + 8, 8, 6};
@@ -1366,12 +1268,10 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
         guid_format(link, a->parent->id);
         snprintf(relw, sizeof relw, "%s", a->parent_rel);
         for (char *p = relw; *p; p++)
-            if (*p == '/')
-                *p = '\\';
+            if (*p == '/') *p = '\\';
         if (!put_kv(pl, &pos, pl + 20, "parent_linkage", link) ||
             !put_kv(pl, &pos, pl + 32, "relative_path", relw) ||
-            !put_kv(pl, &pos, pl + 44, "absolute_win32_path", a->parent_abs) ||
-            pos > 60 * KiB) {
+            !put_kv(pl, &pos, pl + 44, "absolute_win32_path", a->parent_abs) || pos > 60 * KiB) {
             r = disk_err(d, ENAMETOOLONG, "parent path too long");
         }
         items[ne++] = (typeof(items[0])){G_PLOC, 64 * KiB + 64, (uint32_t)pos, 4};
@@ -1384,22 +1284,17 @@ int vhdx_create(const struct disk_create_args *a, char *err, size_t errlen)
         wr_le32(e + 20, items[i].len);
         wr_le32(e + 24, items[i].flags);
     }
-    if (!r)
-        r = disk_pwrite(d, buf, MiB, meta_off);
+    if (!r) r = disk_pwrite(d, buf, MiB, meta_off);
     /* BAT */
     bat = calloc(1, bat_len);
-    if (!bat && !r)
-        r = disk_err(d, ENOMEM, "out of memory");
+    if (!bat && !r) r = disk_err(d, ENOMEM, "out of memory");
     if (!r && a->type == HVP_DISK_TYPE_FIXED)
         for (uint64_t b = 0; b < nblocks; b++)
             wr_le64(bat + (b + b / cr) * 8, (data_off + b * bs) | PB_FULLY);
-    if (!r)
-        r = disk_pwrite(d, bat, bat_len, bat_off);
+    if (!r) r = disk_pwrite(d, bat, bat_len, bat_off);
     uint64_t end = data_off + (a->type == HVP_DISK_TYPE_FIXED ? nblocks * bs : 0);
-    if (!r)
-        r = disk_truncate(d, end);
-    if (!r && fsync(d->fd) < 0)
-        r = disk_err(d, errno, "flush: %s", strerror(errno));
+    if (!r) r = disk_truncate(d, end);
+    if (!r && fsync(d->fd) < 0) r = disk_err(d, errno, "flush: %s", strerror(errno));
     free(buf);
     free(bat);
     close(d->fd);

@@ -54,15 +54,13 @@ static void slot_write(uint64_t seed, uint64_t i, uint64_t nslots, uint64_t *off
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return 2;
+    if (argc < 2) return 2;
     const char *cmd = argv[1];
     bool dirty = !strcmp(cmd, "dirty");
     if ((dirty || !strcmp(cmd, "randwrite")) && argc == 7) {
         hvp_disk *d = open_or_die(argv[2], 0);
         int ref = open(argv[3], O_RDWR);
-        if (ref < 0)
-            return 2;
+        if (ref < 0) return 2;
         uint64_t s = strtoull(argv[4], NULL, 0) | 1;
         long n = atol(argv[5]);
         uint64_t maxlen = strtoull(argv[6], NULL, 0);
@@ -70,14 +68,12 @@ int main(int argc, char **argv)
         uint8_t *buf = malloc(maxlen);
         for (long i = 0; i < n; i++) {
             uint64_t len = 1 + rng_next(&s) % maxlen;
-            if (len > size)
-                len = size;
+            if (len > size) len = size;
             uint64_t off = rng_next(&s) % (size - len + 1);
             if (rng_next(&s) % 4 == 0) { /* sector aligned */
                 off &= ~511ull;
                 len = (len + 511) & ~511ull;
-                if (off + len > size)
-                    len = size - off;
+                if (off + len > size) len = size - off;
             }
             uint8_t pat = (uint8_t)rng_next(&s);
             for (uint64_t k = 0; k < len; k++)
@@ -86,19 +82,16 @@ int main(int argc, char **argv)
                 fprintf(stderr, "disk_tool: write: %s\n", hvp_disk_error(d));
                 return 1;
             }
-            if (pwrite(ref, buf, len, (off_t)off) != (ssize_t)len)
-                return 2;
+            if (pwrite(ref, buf, len, (off_t)off) != (ssize_t)len) return 2;
         }
         free(buf);
         close(ref);
         if (dirty) {
             /* flushed but never closed: a VHDX keeps its log active */
-            if (hvp_disk_flush(d))
-                return 1;
+            if (hvp_disk_flush(d)) return 1;
             _exit(0);
         }
-        if (hvp_disk_close(d))
-            return 1;
+        if (hvp_disk_close(d)) return 1;
         return 0;
     }
     if (!strcmp(cmd, "discard") && argc == 6) {
@@ -110,8 +103,7 @@ int main(int argc, char **argv)
             return 1;
         }
         uint8_t *z = calloc(1, len);
-        if (pwrite(ref, z, len, (off_t)off) != (ssize_t)len)
-            return 2;
+        if (pwrite(ref, z, len, (off_t)off) != (ssize_t)len) return 2;
         free(z);
         close(ref);
         return hvp_disk_close(d) ? 1 : 0;
@@ -164,8 +156,7 @@ int main(int argc, char **argv)
                 bad = 1;
             }
         }
-        if (hvp_disk_close(d))
-            return 1;
+        if (hvp_disk_close(d)) return 1;
         return bad;
     }
     fprintf(stderr, "disk_tool: bad arguments\n");

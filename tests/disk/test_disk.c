@@ -58,7 +58,10 @@ static uint64_t rnd(uint64_t *s)
 static void mk(const char *name, enum hvp_disk_format f, enum hvp_disk_type t, uint64_t size,
                uint32_t bs, const char *parent)
 {
-    struct hvp_disk_create_params p = {.format = f, .type = t, .size = size, .block_size = bs,
+    struct hvp_disk_create_params p = {.format = f,
+                                       .type = t,
+                                       .size = size,
+                                       .block_size = bs,
                                        .parent = parent ? pth(parent) : NULL};
     char err[1024] = "";
     int r = hvp_disk_create(pth(name), &p, err, sizeof err);
@@ -78,13 +81,13 @@ static int open_err(const char *name, unsigned flags, char *err, size_t n)
 {
     hvp_disk *d = NULL;
     int r = hvp_disk_open(pth(name), flags, &d, err, n);
-    if (r == 0)
-        hvp_disk_close(d);
+    if (r == 0) hvp_disk_close(d);
     return r;
 }
 
 /* random writes (some unaligned) to d and ref */
-static void scribble(hvp_disk *d, uint8_t *ref, uint64_t size, uint64_t seed, int n, uint64_t maxlen)
+static void scribble(hvp_disk *d, uint8_t *ref, uint64_t size, uint64_t seed, int n,
+                     uint64_t maxlen)
 {
     uint8_t *buf = malloc(maxlen);
     uint64_t s = seed | 1;
@@ -93,8 +96,7 @@ static void scribble(hvp_disk *d, uint8_t *ref, uint64_t size, uint64_t seed, in
         if (i % 3 == 0) {
             off &= ~511ull;
             len = (len + 511) & ~511ull;
-            if (off + len > size)
-                len = size - off;
+            if (off + len > size) len = size - off;
         }
         for (uint64_t k = 0; k < len; k++)
             buf[k] = (uint8_t)(rnd(&s) | 1);
@@ -274,8 +276,7 @@ static uint32_t vhd_sum(const uint8_t *p, size_t n, size_t skip)
 {
     uint32_t s = 0;
     for (size_t i = 0; i < n; i++)
-        if (i < skip || i >= skip + 4)
-            s += p[i];
+        if (i < skip || i >= skip + 4) s += p[i];
     return ~s;
 }
 
@@ -501,15 +502,12 @@ Test(disk, vhdx_log_replay_after_crash)
     if (pid == 0) {
         hvp_disk *d;
         char err[256];
-        if (hvp_disk_open(pth("c.vhdx"), 0, &d, err, sizeof err))
-            _exit(3);
+        if (hvp_disk_open(pth("c.vhdx"), 0, &d, err, sizeof err)) _exit(3);
         uint8_t b[4096];
         memset(b, 0xc3, sizeof b);
         for (int i = 0; i < 4; i++)
-            if (hvp_disk_write(d, (uint64_t)i * 1048576 + 4096, b, sizeof b))
-                _exit(4);
-        if (hvp_disk_flush(d))
-            _exit(5);
+            if (hvp_disk_write(d, (uint64_t)i * 1048576 + 4096, b, sizeof b)) _exit(4);
+        if (hvp_disk_flush(d)) _exit(5);
         _exit(0); /* "crash": the log stays active */
     }
     int st;
@@ -541,8 +539,7 @@ static void qcb(struct hvp_blk_req *q, int r)
     struct qctx *c = q->opaque;
     pthread_mutex_lock(&c->mu);
     c->done++;
-    if (r)
-        c->failed++;
+    if (r) c->failed++;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -560,8 +557,12 @@ Test(disk, blkdev_queue)
     struct qctx c = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
     for (int i = 0; i < N; i++) {
         memset(bufs[i], i + 1, 4096);
-        reqs[i] = (struct hvp_blk_req){.op = HVP_BLK_WRITE, .sector = (uint64_t)(i * 37 % N) * 64,
-                                       .nsectors = 8, .buf = bufs[i], .cb = qcb, .opaque = &c};
+        reqs[i] = (struct hvp_blk_req){.op = HVP_BLK_WRITE,
+                                       .sector = (uint64_t)(i * 37 % N) * 64,
+                                       .nsectors = 8,
+                                       .buf = bufs[i],
+                                       .cb = qcb,
+                                       .opaque = &c};
         while (hvp_blkdev_submit(b, &reqs[i]) == -EAGAIN)
             usleep(100);
     }
@@ -581,8 +582,12 @@ Test(disk, blkdev_queue)
     for (int i = 0; i < N; i++)
         cr_assert_eq(memcmp(bufs[i], back[i], 4096), 0, "request %d read back differs", i);
     /* out of range */
-    struct hvp_blk_req bad = {.op = HVP_BLK_READ, .sector = size / 512, .nsectors = 1,
-                              .buf = back[0], .cb = qcb, .opaque = &c};
+    struct hvp_blk_req bad = {.op = HVP_BLK_READ,
+                              .sector = size / 512,
+                              .nsectors = 1,
+                              .buf = back[0],
+                              .cb = qcb,
+                              .opaque = &c};
     cr_assert_eq(hvp_blkdev_submit(b, &bad), 0);
     hvp_blkdev_destroy(b);
     cr_assert_eq(c.failed, 1);
