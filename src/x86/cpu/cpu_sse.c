@@ -182,10 +182,9 @@ static inline void src1(struct hvp_cpu *cpu, const struct hvp_dinsn *d, xmm_t *b
 /* #XM with the flags the host leaves: when a pre-computation exception
  * (IE, DE, ZE) is unmasked, only those are recorded.
  * With OE or UE unmasked the host rounds with an unbounded exponent:
- * post_exact() recomputes the flags for the basic operations; for the
- * others (HADD/HSUB/ADDSUB, DPPS/DPPD) PE and UE come from the masked
- * computation, which agrees whenever the over/underflowing result is
- * inexact. */
+ * post_exact() recomputes the flags for the basic operations; for
+ * DPPS/DPPD PE and UE come from the masked computation, which agrees
+ * whenever the over/underflowing result is inexact. */
 _Noreturn static void xm_raise(struct hvp_cpu *cpu, uint32_t g, uint32_t nf)
 {
     uint32_t pre = nf & (MX_IE | MX_DE | MX_ZE);
@@ -237,7 +236,7 @@ static inline void mx_end(struct hvp_cpu *cpu, uint32_t m)
  * host then rounds with an unbounded exponent, so PE tells whether that
  * rounding was inexact and an exact tiny result still raises UE. For the
  * basic operations post_exact() recomputes the flags lane by lane. */
-enum { PX_ADD, PX_SUB, PX_MUL, PX_DIV, PX_SQRT, PX_CVT };
+enum { PX_ADD, PX_SUB, PX_MUL, PX_DIV, PX_SQRT, PX_CVT, PX_HADD, PX_HSUB, PX_ADDSUB };
 static uint32_t post_exact(struct hvp_cpu *cpu, unsigned kind, bool dbl, unsigned lanes,
                            const xmm_t *a, const xmm_t *b, uint32_t m);
 
@@ -298,12 +297,12 @@ FP(rcpps, "rcpps")
 FP(rcpss, "rcpss")
 FP(rsqrtps, "rsqrtps")
 FP(rsqrtss, "rsqrtss")
-FP(haddps, "haddps")
-FP(haddpd, "haddpd")
-FP(hsubps, "hsubps")
-FP(hsubpd, "hsubpd")
-FP(addsubps, "addsubps")
-FP(addsubpd, "addsubpd")
+FPX(haddps, "haddps", PX_HADD, false, 4)
+FPX(haddpd, "haddpd", PX_HADD, true, 2)
+FPX(hsubps, "hsubps", PX_HSUB, false, 4)
+FPX(hsubpd, "hsubpd", PX_HSUB, true, 2)
+FPX(addsubps, "addsubps", PX_ADDSUB, false, 4)
+FPX(addsubpd, "addsubpd", PX_ADDSUB, true, 2)
 FP(cvtps2pd, "cvtps2pd")
 FPX(cvtpd2ps, "cvtpd2ps", PX_CVT, false, 2)
 FP(cvtss2sd, "cvtss2sd")
@@ -373,11 +372,23 @@ static uint32_t post_exact(struct hvp_cpu *cpu, unsigned kind, bool dbl, unsigne
     bool wide = dbl || kind == PX_CVT; /* input lanes are doubles */
     unsigned w = wide ? 8 : 4;
     for (unsigned i = 0; i < lanes; i++) {
+        /* the lane's operands and operation */
+        const xmm_t *pa = a, *pb = b;
+        unsigned ia = i, ib = i, k = kind;
+        if (kind == PX_HADD || kind == PX_HSUB) {
+            unsigned half = lanes / 2, j = i % half;
+            pa = pb = i < half ? a : b;
+            ia = 2 * j;
+            ib = 2 * j + 1;
+            k = kind == PX_HADD ? PX_ADD : PX_SUB;
+        } else if (kind == PX_ADDSUB) {
+            k = (i & 1) ? PX_ADD : PX_SUB;
+        }
         xmm_t x = {0}, y = {0};
-        memcpy(&x, a->b + i * w, w);
-        memcpy(&y, b->b + i * w, w);
+        memcpy(&x, pa->b + ia * w, w);
+        memcpy(&y, pb->b + ib * w, w);
         uint32_t ml = mx_begin(cpu);
-        switch (kind * 2 + dbl) {
+        switch (k * 2 + dbl) {
         case PX_ADD * 2: px_addss(&x, &y, &ml); break;
         case PX_ADD * 2 + 1: px_addsd(&x, &y, &ml); break;
         case PX_SUB * 2: px_subss(&x, &y, &ml); break;
@@ -393,14 +404,14 @@ static uint32_t post_exact(struct hvp_cpu *cpu, unsigned kind, bool dbl, unsigne
         uint32_t fl = ml & 0x3f;
         if (!(fl & (MX_IE | MX_ZE))) {
             uint64_t va = 0, vb = 0;
-            memcpy(&va, a->b + i * w, w);
-            memcpy(&vb, b->b + i * w, w);
+            memcpy(&va, pa->b + ia * w, w);
+            memcpy(&vb, pb->b + ib * w, w);
             if (g & 0x40) { /* DAZ */
                 va = daz_lane(va, wide);
                 vb = daz_lane(vb, wide);
             }
             uint8_t r[10];
-            uint16_t sw = x87_unbounded(kind, dbl, rc, &va, &vb, r);
+            uint16_t sw = x87_unbounded(k, dbl, rc, &va, &vb, r);
             unsigned ex = ((unsigned)(r[9] & 0x7f) << 8) | r[8];
             uint64_t mant;
             memcpy(&mant, r, 8);

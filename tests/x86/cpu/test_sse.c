@@ -884,8 +884,8 @@ static void on_fpe(int sig, siginfo_t *si, void *uc_)
 
 static bool post_exact_form(const char *name)
 {
-    static const char *const pre[] = {"add", "sub", "mul", "div", "sqrt", "cvtsd2ss", "cvtpd2ps"};
-    if (!strncmp(name, "addsub", 6)) return false;
+    static const char *const pre[] = {"add",  "sub",  "mul",      "div",     "sqrt",
+                                      "hadd", "hsub", "cvtsd2ss", "cvtpd2ps"};
     for (size_t i = 0; i < sizeof pre / sizeof pre[0]; i++)
         if (!strncmp(name, pre[i], strlen(pre[i]))) return true;
     return false;
