@@ -93,6 +93,7 @@ _Static_assert(sizeof(struct x87_img) == 108, "FNSAVE image");
 #define FSW_ES  0x0080u
 #define FSW_B   0x8000u
 #define FSW_TOP 0x3800u
+#define CR0_MP  0x2u
 #define CR0_EM  0x4u
 #define CR0_TS  0x8u
 #define X87_MF  16
@@ -750,6 +751,17 @@ HVP_HANDLER(h_fxrstor)
     return NEXT(cpu, d);
 }
 
+/* WAIT/FWAIT: #NM only with CR0.MP and TS both set; #MF when pending. */
+HVP_HANDLER(h_fwait)
+{
+    if (unlikely((cpu->st.cr0 & (CR0_MP | CR0_TS)) == (CR0_MP | CR0_TS)))
+        hvp_raise(cpu, X87_NM, -1);
+    struct hvp_cpu_fpu *f = &cpu->st.fpu;
+    f->fsw = fsw_norm(f->fsw, f->fcw);
+    if (unlikely(f->fsw & FSW_ES)) hvp_raise(cpu, X87_MF, -1);
+    return NEXT(cpu, d);
+}
+
 HVP_HANDLER(h_x87_ud)
 {
     (void)d;
@@ -857,6 +869,10 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         }
         d->aux = xi->op == HVP_X86_OP_FXSAVE64 || xi->op == HVP_X86_OP_FXRSTOR64;
         d->fn = xi->op == HVP_X86_OP_FXSAVE || xi->op == HVP_X86_OP_FXSAVE64 ? h_fxsave : h_fxrstor;
+        return HVP_B_OK;
+    case HVP_X86_OP_FWAIT: /* reaches here once the integer builder stops taking it */
+        hvp_build_common(cpu, xi, d);
+        d->fn = h_fwait;
         return HVP_B_OK;
     default: break;
     }
