@@ -167,6 +167,11 @@ struct form {
     X(andnpd, "andnpd xmm0, xmm1", K_INT)                                                          \
     X(orps, "orps xmm0, xmm1", K_INT)                                                              \
     X(xorpd, "xorpd xmm0, xmm1", K_INT)                                                            \
+    X(andnps, "andnps xmm0, xmm1", K_INT)                                                          \
+    X(andpd, "andpd xmm0, [rsi]", K_INT)                                                           \
+    X(orpd, "orpd xmm0, xmm1", K_INT)                                                              \
+    X(xorps, "xorps xmm0, xmm0", K_INT)                                                            \
+    X(clflush, "clflush [rsi]", K_INT)                                                             \
     X(pcmpeqb, "pcmpeqb xmm0, xmm1", K_INT)                                                        \
     X(pcmpeqw, "pcmpeqw xmm0, xmm1", K_INT)                                                        \
     X(pcmpeqd, "pcmpeqd xmm0, xmm1", K_INT)                                                        \
