@@ -1718,6 +1718,14 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
         uint64_t si = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x900);
         uint64_t di = SEM_DATA_ADDR + 0x100 + sem_below(r, 0x900);
         if (!(sem_rand(r) & 7)) di = si + sem_below(r, 2 * t->osz + 1) - t->osz; /* overlapping */
+        if ((t->spec & S_STRREP) && n > 1 && !(sem_rand(r) & 15)) {
+            /* runs off the end of the data page after some elements: #PF with RCX/RSI/RDI
+             * updated for the elements done */
+            uint64_t *p = (sem_rand(r) & 1) ? &si : &di;
+            *p = SEM_DATA_ADDR + SEM_DATA_SIZE - t->osz * (1 + sem_below(r, n - 1));
+            if (c->in.rflags & FL_DF) *p = SEM_DATA_ADDR + t->osz * sem_below(r, n - 1);
+            if (!(sem_rand(r) & 3)) *p += 1 + sem_below(r, t->osz); /* an element straddles */
+        }
         *gpr(&g, 6) = si;
         *gpr(&g, 7) = di;
         if (!(sem_rand(r) & 3)) {
@@ -1784,8 +1792,12 @@ void sem_tmpl_gen(unsigned ti, uint64_t seed, uint64_t k, struct sem_case *c, st
             ea += 1 + sem_below(r, al - 1); /* misaligned: #GP */
         if (!(t->spec & S_LEA) && g.mform <= 4 && !(sem_rand(r) % 48)) {
             /* sometimes a bad address: non-canonical (#GP, #SS via rsp/rbp) or unmapped (#PF) */
-            if (!g.a32 && g.mform <= 3 && (sem_rand(r) & 1))
+            unsigned how = sem_rand(r) % 3;
+            if (!g.a32 && g.mform <= 3 && how == 0)
                 ea = 0x0000800000000000ull | (sem_rand(r) & 0x00007ffffffff000ull) | (ea & 0xfff);
+            else if (how == 1 && msz >= 2)
+                ea = SEM_DATA_ADDR + SEM_DATA_SIZE - 1 -
+                     sem_below(r, msz - 1); /* straddles the end */
             else
                 ea = SEM_DATA_ADDR + 0x10000 + (ea & 0xfff);
             g.away = true;
