@@ -42,6 +42,7 @@ struct kvm_part {
     uint64_t slots[MAX_SLOTS / 64];
     int nslots;
     struct kvm_cpuid2 *cpuid;
+    struct kvm_vcpu_priv *parked[HVP_MAX_VCPUS]; /* destroyed vCPUs: KVM keeps their ids */
     bool irqchip;
     bool clock_saved;
     struct kvm_clock_data clock;
@@ -341,11 +342,23 @@ fail:
     return r;
 }
 
+static void free_vcpu_priv(struct hvp_partition *p, struct kvm_vcpu_priv *k)
+{
+    if (k->run)
+        munmap(k->run, SYS(p->h)->run_size);
+    if (k->fd >= 0)
+        close(k->fd);
+    free(k);
+}
+
 static void kvm_partition_destroy(struct hvp_partition *p)
 {
     struct kvm_part *k = PART(p);
     if (!k)
         return;
+    for (uint32_t i = 0; i < HVP_MAX_VCPUS; i++)
+        if (k->parked[i])
+            free_vcpu_priv(p, k->parked[i]);
     close(k->vm);
     free(k->cpuid);
     free(k);
@@ -485,22 +498,41 @@ static int vcpu_set_cpuid(struct hvp_vcpu *v)
     return r;
 }
 
+/* KVM cannot delete a vCPU: its fd is parked and taken again when the
+ * index is created anew. */
 static void kvm_vcpu_destroy(struct hvp_vcpu *v)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
     if (!k)
         return;
-    if (k->run)
-        munmap(k->run, SYS(v->p->h)->run_size);
-    if (k->fd >= 0)
-        close(k->fd);
-    free(k);
+    if (k->fd >= 0 && k->run)
+        PART(v->p)->parked[v->index] = k;
+    else
+        free_vcpu_priv(v->p, k);
     v->priv = NULL;
 }
 
+static int kvm_vcpu_reset(struct hvp_vcpu *v);
+
 static int kvm_vcpu_create(struct hvp_vcpu *v)
 {
-    struct kvm_vcpu_priv *k = calloc(1, sizeof(*k));
+    struct kvm_vcpu_priv *k = PART(v->p)->parked[v->index];
+    if (k) {
+        PART(v->p)->parked[v->index] = NULL;
+        k->thread_ready = false;
+        atomic_store(&k->cancel, 0);
+        k->run->immediate_exit = 0;
+        v->priv = k;
+        int r = kvm_vcpu_reset(v);
+        if (r == 0)
+            r = set_guest_debug(v);
+        if (r < 0) {
+            free_vcpu_priv(v->p, k);
+            v->priv = NULL;
+        }
+        return r;
+    }
+    k = calloc(1, sizeof(*k));
     if (!k)
         return hvp__verr(v, -ENOMEM, "kvm: out of memory");
     v->priv = k;
@@ -508,7 +540,9 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
     int r;
     if (k->fd < 0) {
         r = kerr(v->err, "KVM_CREATE_VCPU");
-        goto fail;
+        free(k);
+        v->priv = NULL;
+        return r;
     }
     k->run = mmap(NULL, SYS(v->p->h)->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->fd, 0);
     if (k->run == MAP_FAILED) {
@@ -520,7 +554,8 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
         goto fail;
     return 0;
 fail:
-    kvm_vcpu_destroy(v);
+    free_vcpu_priv(v->p, k);
+    v->priv = NULL;
     return r;
 }
 
@@ -558,7 +593,7 @@ struct regset {
     unsigned have, dirty;
     struct kvm_regs regs;
     struct kvm_sregs sregs;
-    struct kvm_fpu fpu;
+    struct kvm_xsave xsave; /* x87/SSE state: the legacy (FXSAVE) area */
     struct kvm_debugregs dbg;
     struct kvm_xcrs xcrs;
     struct kvm_vcpu_events ev;
@@ -601,6 +636,69 @@ static unsigned group_of(uint32_t n)
     return G_MSRS;
 }
 
+/* x87/SSE registers in the FXSAVE layout at the start of the XSAVE area.
+ * KVM_SET_FPU would not mark the state present in the XSAVE header (the
+ * guest could then see init values) and ignores MXCSR; XSAVE does both. */
+#define FX_FCW 0
+#define FX_FSW 2
+#define FX_FTW 4
+#define FX_FOP 6
+#define FX_FIP 8
+#define FX_FDP 16
+#define FX_MXCSR 24
+#define FX_MXCSR_MASK 28
+#define FX_ST 32
+#define FX_XMM 160
+#define XSTATE_BV 512
+
+static void fx_get(const __u32 *region, uint32_t nm, union hvp_reg_value *o)
+{
+    const uint8_t *fx = (const uint8_t *)region;
+    if (nm < HVP_REG_FPMMX0)
+        memcpy(&o->reg128, fx + FX_XMM + 16 * (nm - HVP_REG_XMM0), 16);
+    else if (nm < HVP_REG_FP_CONTROL_STATUS) {
+        uint16_t es;
+        memcpy(&o->fp.mantissa, fx + FX_ST + 16 * (nm - HVP_REG_FPMMX0), 8);
+        memcpy(&es, fx + FX_ST + 16 * (nm - HVP_REG_FPMMX0) + 8, 2);
+        o->fp.exponent_sign = es;
+    } else if (nm == HVP_REG_FP_CONTROL_STATUS) {
+        memcpy(&o->fp_control_status.fcw, fx + FX_FCW, 2);
+        memcpy(&o->fp_control_status.fsw, fx + FX_FSW, 2);
+        o->fp_control_status.ftw = fx[FX_FTW];
+        memcpy(&o->fp_control_status.last_opcode, fx + FX_FOP, 2);
+        memcpy(&o->fp_control_status.last_ip, fx + FX_FIP, 8);
+    } else {
+        memcpy(&o->xmm_control_status.last_dp, fx + FX_FDP, 8);
+        memcpy(&o->xmm_control_status.mxcsr, fx + FX_MXCSR, 4);
+        memcpy(&o->xmm_control_status.mxcsr_mask, fx + FX_MXCSR_MASK, 4);
+    }
+}
+
+static void fx_set(__u32 *region, uint32_t nm, const union hvp_reg_value *o)
+{
+    uint8_t *fx = (uint8_t *)region;
+    uint64_t bv;
+    memcpy(&bv, fx + XSTATE_BV, 8);
+    bv |= 3; /* x87 and SSE state present */
+    memcpy(fx + XSTATE_BV, &bv, 8);
+    if (nm < HVP_REG_FPMMX0)
+        memcpy(fx + FX_XMM + 16 * (nm - HVP_REG_XMM0), &o->reg128, 16);
+    else if (nm < HVP_REG_FP_CONTROL_STATUS) {
+        uint16_t es = (uint16_t)o->fp.exponent_sign;
+        memcpy(fx + FX_ST + 16 * (nm - HVP_REG_FPMMX0), &o->fp.mantissa, 8);
+        memcpy(fx + FX_ST + 16 * (nm - HVP_REG_FPMMX0) + 8, &es, 2);
+    } else if (nm == HVP_REG_FP_CONTROL_STATUS) {
+        memcpy(fx + FX_FCW, &o->fp_control_status.fcw, 2);
+        memcpy(fx + FX_FSW, &o->fp_control_status.fsw, 2);
+        fx[FX_FTW] = o->fp_control_status.ftw;
+        memcpy(fx + FX_FOP, &o->fp_control_status.last_opcode, 2);
+        memcpy(fx + FX_FIP, &o->fp_control_status.last_ip, 8);
+    } else {
+        memcpy(fx + FX_FDP, &o->xmm_control_status.last_dp, 8);
+        memcpy(fx + FX_MXCSR, &o->xmm_control_status.mxcsr, 4);
+    }
+}
+
 static int load(struct hvp_vcpu *v, struct regset *s, unsigned g)
 {
     int fd = VCPU(v)->fd;
@@ -609,8 +707,8 @@ static int load(struct hvp_vcpu *v, struct regset *s, unsigned g)
         return kerr(v->err, "KVM_GET_REGS");
     if (need & G_SREGS && ioctl(fd, KVM_GET_SREGS, &s->sregs) < 0)
         return kerr(v->err, "KVM_GET_SREGS");
-    if (need & G_FPU && ioctl(fd, KVM_GET_FPU, &s->fpu) < 0)
-        return kerr(v->err, "KVM_GET_FPU");
+    if (need & G_FPU && ioctl(fd, KVM_GET_XSAVE, &s->xsave) < 0)
+        return kerr(v->err, "KVM_GET_XSAVE");
     if (need & G_DEBUG && ioctl(fd, KVM_GET_DEBUGREGS, &s->dbg) < 0)
         return kerr(v->err, "KVM_GET_DEBUGREGS");
     if (need & G_XCRS && ioctl(fd, KVM_GET_XCRS, &s->xcrs) < 0)
@@ -768,24 +866,7 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
                     o->reg64 = s.xcrs.xcrs[j].value;
             break;
         case G_FPU:
-            if (nm < HVP_REG_FPMMX0)
-                memcpy(&o->reg128, s.fpu.xmm[nm - HVP_REG_XMM0], 16);
-            else if (nm < HVP_REG_FP_CONTROL_STATUS) {
-                memcpy(&o->fp.mantissa, s.fpu.fpr[nm - HVP_REG_FPMMX0], 8);
-                uint16_t es;
-                memcpy(&es, &s.fpu.fpr[nm - HVP_REG_FPMMX0][8], 2);
-                o->fp.exponent_sign = es;
-            } else if (nm == HVP_REG_FP_CONTROL_STATUS) {
-                o->fp_control_status.fcw = s.fpu.fcw;
-                o->fp_control_status.fsw = s.fpu.fsw;
-                o->fp_control_status.ftw = s.fpu.ftwx;
-                o->fp_control_status.last_opcode = s.fpu.last_opcode;
-                o->fp_control_status.last_ip = s.fpu.last_ip;
-            } else {
-                o->xmm_control_status.last_dp = s.fpu.last_dp;
-                o->xmm_control_status.mxcsr = s.fpu.mxcsr;
-                o->xmm_control_status.mxcsr_mask = 0xffff;
-            }
+            fx_get(s.xsave.region, nm, o);
             break;
         case G_EVENTS:
             if (nm == HVP_REG_PENDING_INTERRUPTION) {
@@ -892,22 +973,7 @@ static int kvm_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
             s.xcrs.xcrs[0].value = o->reg64;
             break;
         case G_FPU:
-            if (nm < HVP_REG_FPMMX0)
-                memcpy(s.fpu.xmm[nm - HVP_REG_XMM0], &o->reg128, 16);
-            else if (nm < HVP_REG_FP_CONTROL_STATUS) {
-                uint16_t es = (uint16_t)o->fp.exponent_sign;
-                memcpy(s.fpu.fpr[nm - HVP_REG_FPMMX0], &o->fp.mantissa, 8);
-                memcpy(&s.fpu.fpr[nm - HVP_REG_FPMMX0][8], &es, 2);
-            } else if (nm == HVP_REG_FP_CONTROL_STATUS) {
-                s.fpu.fcw = o->fp_control_status.fcw;
-                s.fpu.fsw = o->fp_control_status.fsw;
-                s.fpu.ftwx = o->fp_control_status.ftw;
-                s.fpu.last_opcode = o->fp_control_status.last_opcode;
-                s.fpu.last_ip = o->fp_control_status.last_ip;
-            } else {
-                s.fpu.last_dp = o->xmm_control_status.last_dp;
-                s.fpu.mxcsr = o->xmm_control_status.mxcsr;
-            }
+            fx_set(s.xsave.region, nm, o);
             break;
         case G_EVENTS:
             if (nm == HVP_REG_PENDING_INTERRUPTION) {
@@ -950,8 +1016,8 @@ static int kvm_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
         r = kerr(v->err, "KVM_SET_SREGS");
     else if (g & G_REGS && ioctl(fd, KVM_SET_REGS, &s.regs) < 0)
         r = kerr(v->err, "KVM_SET_REGS");
-    else if (g & G_FPU && ioctl(fd, KVM_SET_FPU, &s.fpu) < 0)
-        r = kerr(v->err, "KVM_SET_FPU");
+    else if (g & G_FPU && ioctl(fd, KVM_SET_XSAVE, &s.xsave) < 0)
+        r = kerr(v->err, "KVM_SET_XSAVE");
     else if (g & G_DEBUG && ioctl(fd, KVM_SET_DEBUGREGS, &s.dbg) < 0)
         r = kerr(v->err, "KVM_SET_DEBUGREGS");
     else if (g & G_XCRS && ioctl(fd, KVM_SET_XCRS, &s.xcrs) < 0)

@@ -29,6 +29,7 @@ GUEST(g_cpuid);
 GUEST(g_msr);
 GUEST(g_int3);
 GUEST(g_spin);
+GUEST(g_trap);
 GUEST(g_dirty);
 GUEST(g_ud2);
 GUEST(g_apic);
@@ -522,10 +523,29 @@ static int c_msr(struct t *t)
     return PASS;
 }
 
-static int c_exception(struct t *t)
+/* QEMU's TCG, which runs the nested-KVM tests, does not apply SVM's
+ * exception intercepts to INT3 (a software interrupt there); hardware does. */
+static bool under_qemu_tcg(void)
+{
+    uint32_t a = 0x40000000, b, c, d;
+    __asm__ volatile("cpuid" : "+a"(a), "=b"(b), "=c"(c), "=d"(d));
+    return b == 0x54474354 && c == 0x43544743 && d == 0x47435447; /* "TCGTCGTCGTCG" */
+}
+
+static int c_exception_bp(struct t *t)
 {
     struct props pr = {.ext_exits = HVP_EXTENDED_EXIT_EXCEPTION, .exc_bitmap = 1u << 3};
     SETUP(make(t, &pr));
+    uint64_t bad = 1u << 6;
+    uint64_t caps = 0;
+    hvp_get_capability(t->h, HVP_CAP_EXCEPTION_EXIT_BITMAP, &caps, 8, NULL);
+    if (!(caps & bad))
+        CHECK(hvp_partition_set_property(t->p, HVP_PROP_EXCEPTION_EXIT_BITMAP, &bad, 8) == -EOPNOTSUPP,
+              "an exception bitmap beyond the capability is accepted");
+    if (strcmp(t->backend, "kvm") == 0 && under_qemu_tcg())
+        return snprintf(t->why, sizeof(t->why),
+                        "INT3 under QEMU TCG's SVM never hits the #BP intercept (emulation gap)"),
+               SKIP;
     SETUP(real_mode(t, g_int3, g_int3_end));
     struct hvp_exit x;
     RUN(&x);
@@ -533,12 +553,33 @@ static int c_exception(struct t *t)
           "expected Exception #BP, got %s vector %u", hvp_exit_name(x.reason), x.exception.vector);
     CHECK(x.exception.instruction_bytes[0] == 0xcc, "the exception's instruction byte is 0x%x",
           x.exception.instruction_bytes[0]);
-    uint64_t bad = 1u << 6;
-    uint64_t caps = 0;
-    hvp_get_capability(t->h, HVP_CAP_EXCEPTION_EXIT_BITMAP, &caps, 8, NULL);
-    if (!(caps & bad))
-        CHECK(hvp_partition_set_property(t->p, HVP_PROP_EXCEPTION_EXIT_BITMAP, &bad, 8) == -EOPNOTSUPP,
-              "an exception bitmap beyond the capability is accepted");
+    return PASS;
+}
+
+static int c_exception_db(struct t *t)
+{
+    struct props pr = {.ext_exits = HVP_EXTENDED_EXIT_EXCEPTION, .exc_bitmap = 1u << 1};
+    SETUP(make(t, &pr));
+    SETUP(real_mode(t, g_trap, g_trap_end));
+    uint32_t n = HVP_REG_RFLAGS;
+    union hvp_reg_value fl = {.reg64 = 0x102}; /* TF */
+    VOK(hvp_vcpu_set_registers(t->v, &n, 1, &fl));
+    struct hvp_exit x;
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_EXCEPTION && x.exception.vector == 1,
+          "expected Exception #DB, got %s vector %u", hvp_exit_name(x.reason), x.exception.vector);
+    CHECK(x.exception.parameter & 0x4000, "DR6 0x%llx lacks BS (single step)",
+          (unsigned long long)x.exception.parameter);
+    CHECK(x.vp.rip == 1, "the #DB trap is at RIP 0x%llx, expected 1 (after the NOP)",
+          (unsigned long long)x.vp.rip);
+    /* Without the bit the guest's own handler gets it: no exit. */
+    uint64_t none = 0;
+    POK(hvp_partition_set_property(t->p, HVP_PROP_EXCEPTION_EXIT_BITMAP, &none, 8));
+    uint32_t names[2] = {HVP_REG_RFLAGS, HVP_REG_RIP};
+    union hvp_reg_value v[2] = {{.reg64 = 2}, {.reg64 = 1}};
+    VOK(hvp_vcpu_set_registers(t->v, names, 2, v));
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_HALT, "after clearing the bitmap: %s", hvp_exit_name(x.reason));
     return PASS;
 }
 
@@ -791,8 +832,8 @@ static int c_registers(struct t *t)
     R64(HVP_REG_APIC_BASE, 0xfee00900);
     R64(HVP_REG_PAT, 0x0007040600070406ull);
     R64(HVP_REG_SYSENTER_CS, 0x10);
-    R64(HVP_REG_SYSENTER_EIP, 0xffffffff81000000ull);
-    R64(HVP_REG_SYSENTER_ESP, 0xffffffff81001000ull);
+    R64(HVP_REG_SYSENTER_EIP, 0x81000000); /* 32 bits: AMD keeps no more */
+    R64(HVP_REG_SYSENTER_ESP, 0x81001000);
     R64(HVP_REG_STAR, 0x0023001000000000ull);
     R64(HVP_REG_LSTAR, 0xffffffff81002000ull);
     R64(HVP_REG_CSTAR, 0xffffffff81003000ull);
@@ -943,6 +984,7 @@ static int c_state(struct t *t)
     uint8_t *xs = calloc(1, w);
     VOK(hvp_vcpu_get_xsave(t->v, xs, w, &w));
     memset(xs + 160, 0x5c, 16); /* XMM0 in the legacy area */
+    xs[512] |= 2;               /* XSTATE_BV: SSE state present */
     VOK(hvp_vcpu_set_xsave(t->v, xs, w));
     free(xs);
     uint32_t n = HVP_REG_XMM0;
@@ -1003,7 +1045,8 @@ static const struct tcase cases[] = {
     {"mmio", c_mmio},
     {"cpuid", c_cpuid},
     {"msr", c_msr},
-    {"exception", c_exception},
+    {"exception-bp", c_exception_bp},
+    {"exception-db", c_exception_db},
     {"triple-fault", c_triple_fault},
     {"cancel", c_cancel},
     {"dirty", c_dirty},

@@ -64,6 +64,13 @@ guest g_int3
     hlt
 endguest g_int3
 
+; Single-step: with RFLAGS.TF the first NOP traps (#DB).
+guest g_trap
+    nop
+    nop
+    hlt
+endguest g_trap
+
 guest g_spin
     jmp $
 endguest g_spin
