@@ -8,7 +8,7 @@ what=${1:-build}
 
 build_pkgs=(gcc make meson ninja-build pkg-config)
 test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev)
-run_pkgs=()
+run_pkgs=(busybox-static binutils)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
