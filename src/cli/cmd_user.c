@@ -146,6 +146,7 @@ int hvp_cmd_user(int argc, char **argv)
     /* EPIPE comes back to the guest as its own SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
     struct hvp_user_result res;
+    pid_t me = getpid(); /* a guest fork() forks hvp: the children stay quiet */
     double t0 = now();
     ret = hvp_user_run(u, &res);
     double wall = now() - t0;
@@ -155,7 +156,7 @@ int hvp_cmd_user(int argc, char **argv)
         return 2;
     }
     fflush(stdout);
-    if (stats) {
+    if (stats && getpid() == me) {
         struct hvp_cpu_stats s;
         hvp_cpu_get_stats(hvp_user_cpu(u), &s);
         fprintf(stderr, "hvp: user: %llu instructions in %.3f s: %.1f MIPS\n",

@@ -53,6 +53,10 @@ struct hvp_user {
     struct sigact sig[65];
     uint64_t altstack[3]; /* ss_sp, ss_flags, ss_size */
     uint64_t tid_address;
+    bool exec_done;      /* execve replaced the image: registers are fresh */
+    int vfork_fd;        /* vfork child: closed at execve, wakes the parent */
+    int children[64];    /* pids forked by this guest: kill() may reach them */
+    unsigned nchildren;
     char exe[4096]; /* absolute path of the program, for /proc/self/exe */
     /* FPU state saved at signal delivery, restored by rt_sigreturn. */
     struct hvp_cpu_fpu *fpsave;
@@ -89,6 +93,15 @@ void *mem_clamp(const struct hvp_user *u, uint64_t g, uint64_t *len, unsigned pr
 /* Host pointer to a NUL-terminated readable guest string (at most max
  * bytes before the NUL), else NULL. */
 const char *mem_str(const struct hvp_user *u, uint64_t g, size_t max);
+
+/* Empties the guest address space (execve). */
+int mem_reset(struct hvp_user *u);
+
+/* loader.c: loads path into the (empty) address space and builds the stack;
+ * with replace, empties the current one first, once the file is known to be
+ * loadable (*committed: the old image is gone). */
+int loader_load(struct hvp_user *u, const char *path, int argc, char *const *argv,
+                char *const *envp, bool replace, bool *committed);
 
 /* syscall.c: handles the SYSCALL exit in st. */
 void sys_dispatch(struct hvp_user *u, struct hvp_cpu_state *st);

@@ -282,20 +282,22 @@ static int build_stack(struct hvp_user *u, const char *path, int argc, char *con
     return 0;
 }
 
-int hvp_user_load(struct hvp_user *u, const char *path, int argc, char *const *argv,
-                  char *const *envp)
+int loader_load(struct hvp_user *u, const char *path, int argc, char *const *argv,
+                char *const *envp, bool replace, bool *committed)
 {
-    if (u->loaded)
-        return user_fail(u, -EBUSY, "a program is already loaded");
-    if (argc < 0 || (argc && !argv))
-        return user_fail(u, -EINVAL, "bad arguments");
+    *committed = false;
     uint8_t *d = NULL;
     size_t n = 0;
     int ret = read_file(u, path, &d, &n);
     if (ret < 0)
         return ret;
-    uint64_t bias, phdr;
+    uint64_t bias = 0, phdr = 0;
     ret = check_elf(u, d, n, &bias, &phdr);
+    if (ret == 0 && replace) {
+        /* The point of no return of execve: the old image goes. */
+        *committed = true;
+        ret = mem_reset(u);
+    }
     if (ret == 0)
         ret = load_segments(u, d, bias);
     if (ret == 0) {
@@ -306,8 +308,25 @@ int hvp_user_load(struct hvp_user *u, const char *path, int argc, char *const *a
     free(d);
     if (ret < 0)
         return ret;
-    if (!realpath(path, u->exe))
+    char real[sizeof(u->exe)];
+    if (realpath(path, real))
+        memcpy(u->exe, real, sizeof(real));
+    else
         u->exe[0] = 0;
+    return 0;
+}
+
+int hvp_user_load(struct hvp_user *u, const char *path, int argc, char *const *argv,
+                  char *const *envp)
+{
+    if (u->loaded)
+        return user_fail(u, -EBUSY, "a program is already loaded");
+    if (argc < 0 || (argc && !argv))
+        return user_fail(u, -EINVAL, "bad arguments");
+    bool committed;
+    int ret = loader_load(u, path, argc, argv, envp, false, &committed);
+    if (ret < 0)
+        return ret;
     u->loaded = true;
     return 0;
 }

@@ -229,3 +229,15 @@ int mem_protect(struct hvp_user *u, uint64_t start, uint64_t len, unsigned prot)
         return -ENOMEM;
     return set_range(u, start, start + len, (int)prot);
 }
+
+int mem_reset(struct hvp_user *u)
+{
+    int ret = 0;
+    if (u->nregions) {
+        uint64_t a = u->regions[0].start, b = u->regions[u->nregions - 1].end;
+        ret = mem_unmap(u, a, b - a);
+    }
+    u->nregions = 0;
+    u->brk_start = u->brk_cur = 0;
+    return ret;
+}

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -65,7 +67,7 @@ static const struct sysdesc sysdescs[] = {
     S(109, setpgid, 2, 0),      S(110, getppid, 0, 0),     S(111, getpgrp, 0, 0),
     S(112, setsid, 0, 0),       S(115, getgroups, 2, 0),   S(118, getresuid, 3, 0),
     S(120, getresgid, 3, 0),    S(121, getpgid, 1, 0),     S(124, getsid, 1, 0),
-    S(131, sigaltstack, 2, 0),  S(137, statfs, 2, 1),      S(138, fstatfs, 2, 0),
+    S(130, rt_sigsuspend, 2, 0), S(131, sigaltstack, 2, 0),  S(137, statfs, 2, 1),      S(138, fstatfs, 2, 0),
     S(157, prctl, 5, 0),        S(158, arch_prctl, 2, 0),   S(186, gettid, 0, 0),      S(200, tkill, 2, 0),
     S(201, time, 1, 0),         S(202, futex, 6, 0),       S(204, sched_getaffinity, 3, 0),
     S(217, getdents64, 3, 0),   S(218, set_tid_address, 1, 0), S(221, fadvise64, 4, 0),
@@ -487,8 +489,13 @@ static int64_t sys_sigaltstack(struct hvp_user *u, const uint64_t *a)
 /* kill/tkill/tgkill: only to itself. */
 static int64_t sys_kill_self(struct hvp_user *u, struct hvp_cpu_state *st, int64_t pid, int sig)
 {
-    if (pid != 0 && pid != u->pid)
+    if (pid != 0 && pid != u->pid) {
+        /* Another process: only the guest's own children. */
+        for (unsigned i = 0; i < u->nchildren; i++)
+            if (u->children[i] == pid)
+                return host_ret(syscall(SYS_kill, (long)pid, (long)sig));
         return -EPERM;
+    }
     if (sig < 0 || sig > 64)
         return -EINVAL;
     if (sig == 0)
@@ -500,6 +507,201 @@ static int64_t sys_kill_self(struct hvp_user *u, struct hvp_cpu_state *st, int64
     u->res.exception = false;
     sys_signal(u, st, sig);
     return 0;
+}
+
+/* ---- processes ---- */
+
+/* fork, vfork and clone without threads: a host fork() of the whole hvp
+ * process, whose private guest memory is then copied on write. */
+static int64_t sys_clone(struct hvp_user *u, struct hvp_cpu_state *st, uint64_t flags,
+                         uint64_t newsp, uint64_t ptid, uint64_t ctid, uint64_t tls)
+{
+    const uint64_t allowed = CSIGNAL | CLONE_VM | CLONE_VFORK | CLONE_PARENT_SETTID |
+                             CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID | CLONE_SETTLS;
+    if (flags & ~allowed || ((flags & CLONE_VM) && !(flags & CLONE_VFORK)))
+        return -ENOSYS; /* threads */
+    if (((flags & CLONE_PARENT_SETTID) && !mem_ptr(u, ptid, 4, W_)) ||
+        ((flags & (CLONE_CHILD_SETTID | CLONE_CHILD_CLEARTID)) && !mem_ptr(u, ctid, 4, W_)))
+        return -EFAULT;
+    int vp[2] = {-1, -1};
+    if ((flags & CLONE_VFORK) && pipe2(vp, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        if (vp[0] >= 0)
+            close(vp[0]), close(vp[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        u->pid = getpid();
+        u->nchildren = 0;
+        if (vp[0] >= 0) {
+            close(vp[0]);
+            /* out of the way of the guest's own small fd numbers */
+            u->vfork_fd = fcntl(vp[1], F_DUPFD_CLOEXEC, 900);
+            close(vp[1]);
+        }
+        if (newsp)
+            st->gpr[RSP] = newsp;
+        if (flags & CLONE_SETTLS)
+            st->seg[4].base = tls;
+        int32_t me = u->pid;
+        if (flags & CLONE_CHILD_SETTID)
+            memcpy(mem_ptr(u, ctid, 4, W_), &me, 4);
+        if (flags & CLONE_PARENT_SETTID)
+            memcpy(mem_ptr(u, ptid, 4, W_), &me, 4);
+        if (flags & CLONE_CHILD_CLEARTID)
+            u->tid_address = ctid;
+        return 0;
+    }
+    if (u->nchildren < sizeof(u->children) / sizeof(u->children[0]))
+        u->children[u->nchildren++] = pid;
+    if (flags & CLONE_PARENT_SETTID) {
+        int32_t c = pid;
+        memcpy(mem_ptr(u, ptid, 4, W_), &c, 4);
+    }
+    if (vp[0] >= 0) {
+        /* vfork: the parent waits until the child execs or exits. */
+        close(vp[1]);
+        char c;
+        while (read(vp[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        close(vp[0]);
+    }
+    return pid;
+}
+
+/* Copies a guest string vector to the host (the guest memory is about to
+ * go). Returns the count, or -errno. */
+static int64_t copy_vec(struct hvp_user *u, uint64_t g, char ***out)
+{
+    *out = NULL;
+    size_t n = 0, cap = 0;
+    char **v = NULL;
+    for (;; n++) {
+        uint64_t *pp = g ? mem_ptr(u, g + n * 8, 8, R_) : NULL;
+        if (g && !pp)
+            goto fault;
+        uint64_t p = g ? *pp : 0;
+        if (n + 1 >= cap) {
+            cap = cap ? cap * 2 : 16;
+            if (cap > 1 << 17)
+                goto big;
+            char **nv = realloc(v, cap * sizeof(*v));
+            if (!nv)
+                goto nomem;
+            v = nv;
+        }
+        if (!p) {
+            v[n] = NULL;
+            *out = v;
+            return (int64_t)n;
+        }
+        const char *s = mem_str(u, p, 1 << 17);
+        if (!s)
+            goto fault;
+        if (!(v[n] = strdup(s)))
+            goto nomem;
+    }
+    int e;
+fault:
+    e = -EFAULT;
+    goto out;
+big:
+    e = -E2BIG;
+    goto out;
+nomem:
+    e = -ENOMEM;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+    return e;
+}
+
+static void free_vec(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* execve of a static executable: a new image in this same hvp_user. */
+static int64_t sys_execve(struct hvp_user *u, struct hvp_cpu_state *st, const uint64_t *a)
+{
+    PATH(a[0], gpath);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", !strcmp(gpath, "/proc/self/exe") && u->exe[0] ? u->exe : gpath);
+    char **argv, **envp;
+    int64_t argc = copy_vec(u, a[1], &argv);
+    if (argc < 0)
+        return argc;
+    int64_t envc = copy_vec(u, a[2], &envp);
+    if (envc < 0) {
+        free_vec(argv);
+        return envc;
+    }
+    bool committed;
+    int ret = loader_load(u, path, (int)argc, argv, envp, true, &committed);
+    free_vec(argv);
+    free_vec(envp);
+    if (ret < 0) {
+        if (committed)
+            end_signal(u, SIGSEGV); /* as Linux, past the point of no return */
+        return ret;
+    }
+    for (int s = 1; s <= 64; s++)
+        if (u->sig[s].handler != 1 /* SIG_IGN stays */)
+            memset(&u->sig[s], 0, sizeof(u->sig[s]));
+    u->altstack[0] = u->altstack[2] = 0;
+    u->altstack[1] = SS_DISABLE;
+    u->nfpsave = 0;
+    u->tid_address = 0;
+    memset(st->gpr, 0, sizeof(st->gpr));
+    st->gpr[RSP] = u->sp;
+    st->rip = u->entry;
+    st->rflags = 0x202;
+    st->seg[4].base = st->seg[5].base = 0;
+    memset(&st->fpu, 0, sizeof(st->fpu));
+    st->fpu.fcw = 0x37f;
+    st->fpu.mxcsr = 0x1f80;
+    u->exec_done = true;
+    if (u->vfork_fd >= 0) {
+        close(u->vfork_fd);
+        u->vfork_fd = -1;
+    }
+    return 0;
+}
+
+/* rt_sigsuspend: what the guest can wait for is its children (SIGCHLD);
+ * the host has no handlers of ours, so other signals act on hvp itself. */
+static int64_t sys_rt_sigsuspend(struct hvp_user *u, struct hvp_cpu_state *st, const uint64_t *a)
+{
+    if (a[1] != 8)
+        return -EINVAL;
+    NEED(a[0], 8, R_, mp);
+    uint64_t mask;
+    memcpy(&mask, mp, 8);
+    const struct sigact *sa = &u->sig[SIGCHLD];
+    bool wanted = sa->handler > 1 && !(mask & (1ULL << (SIGCHLD - 1)));
+    siginfo_t si;
+    if (wanted && u->nchildren &&
+        waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WCONTINUED | WNOWAIT) == 0) {
+        /* Enter the handler with the suspend mask saved as the one to
+         * restore: the frame gets the old mask, rax = -EINTR. */
+        st->gpr[RAX] = (uint64_t)-EINTR;
+        st->gpr[RCX] = st->rip;
+        st->gpr[11] = st->rflags;
+        struct sigact copy = *sa;
+        if (!deliver(u, st, SIGCHLD, &copy, si.si_code, 0))
+            end_signal(u, SIGSEGV);
+        return -EINTR;
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigsuspend(&none); /* until a signal ends hvp (nothing else can come) */
+    return -EINTR;
 }
 
 /* ---- the rest ---- */
@@ -813,6 +1015,7 @@ static int64_t dispatch(struct hvp_user *u, struct hvp_cpu_state *st, long nr, c
     case SYS_rt_sigprocmask: return sys_rt_sigprocmask(u, a);
     case SYS_rt_sigreturn: return sys_rt_sigreturn(u, st);
     case SYS_sigaltstack: return sys_sigaltstack(u, a);
+    case SYS_rt_sigsuspend: return sys_rt_sigsuspend(u, st, a);
     case SYS_kill: return sys_kill_self(u, st, (int64_t)a[0], (int)a[1]);
     case SYS_tkill: return sys_kill_self(u, st, (int64_t)a[0], (int)a[1]);
     case SYS_tgkill:
@@ -912,6 +1115,10 @@ static int64_t dispatch(struct hvp_user *u, struct hvp_cpu_state *st, long nr, c
     case SYS_arch_prctl: return sys_arch_prctl(u, st, a);
     case SYS_prctl: return a[0] == 15 /* PR_SET_NAME: the host thread keeps its own */ ? 0 : -EINVAL;
     case SYS_futex: return sys_futex(u, a);
+    case SYS_fork: return sys_clone(u, st, SIGCHLD, 0, 0, 0, 0);
+    case SYS_vfork: return sys_clone(u, st, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0);
+    case SYS_clone: return sys_clone(u, st, a[0], a[1], a[2], a[3], a[4]);
+    case SYS_execve: return sys_execve(u, st, a);
     case SYS_exit:
     case SYS_exit_group:
         u->ended = true;
@@ -996,8 +1203,10 @@ void sys_dispatch(struct hvp_user *u, struct hvp_cpu_state *st)
         u->res.exception = false;
         sys_signal(u, st, SIGPIPE);
     }
-    if (nr == SYS_rt_sigreturn) {
-        /* Registers come from the frame (rcx and r11 included). */
+    if (nr == SYS_rt_sigreturn || u->exec_done) {
+        /* Registers come from the frame (rcx and r11 included), or are
+         * the fresh ones of the new image. */
+        u->exec_done = false;
     } else if (st->rip != rip) {
         /* A handler was entered by kill/tgkill: its frame holds the return
          * value 0 in rax and rip after the SYSCALL. */

@@ -38,6 +38,7 @@ int hvp_user_create(const struct hvp_user_config *cfg, struct hvp_user **out)
         memcpy(&u->cfg, cfg, cfg->size < sizeof(u->cfg) ? cfg->size : sizeof(u->cfg));
     u->cfg.size = sizeof(u->cfg);
     u->pid = getpid();
+    u->vfork_fd = -1;
     struct hvp_cpu_config cc = {.size = sizeof(cc), .model = HVP_CPU_MODEL_USER64};
     int ret = hvp_cpu_create(&cc, &u->cpu);
     if (ret < 0) {
