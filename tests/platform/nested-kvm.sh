@@ -5,19 +5,20 @@
 # kvm-amd.ko from the same linux-image package as its vmlinuz, runs the
 # program, prints its TAP output on the serial console and powers off.
 #
-#   nested-kvm.sh PROGRAM [CACHE_DIR]
+#   nested-kvm.sh PROGRAM [ARG...]
 #
-# PROGRAM must be static (the initramfs holds busybox and nothing else).
-# CACHE_DIR (default: $HVP_NESTED_CACHE, else build/nested in the source
-# tree) keeps the kernel package fetched with `apt-get download` and its
-# extracted files between runs. Exit status: 0 all cases passed, 1 a case
+# PROGRAM must be static (the initramfs holds busybox and nothing else);
+# the ARGs are passed to it. $HVP_NESTED_CACHE (default: build/nested in
+# the source tree) keeps the kernel package fetched with `apt-get download`,
+# its extracted files and the last console log between runs. Exit status: 0 all cases passed, 1 a case
 # failed or the guest did not report, 77 (with the reason) when
 # qemu-system-x86_64 or the kernel package is unavailable.
 set -euo pipefail
 
-prog=${1:?usage: nested-kvm.sh PROGRAM [CACHE_DIR]}
+prog=${1:?usage: nested-kvm.sh PROGRAM [ARG...]}
+shift
 here=$(cd "$(dirname "$0")" && pwd)
-cache=${2:-${HVP_NESTED_CACHE:-$here/../../build/nested}}
+cache=${HVP_NESTED_CACHE:-$here/../../build/nested}
 skip() { echo "1..0 # SKIP $*"; exit 77; }
 
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 not installed (Debian: qemu-system-x86)"
@@ -62,6 +63,7 @@ root=$work/root
 mkdir -p "$root"/{bin,lib,dev,proc,sys,tmp}
 cp "$bb" "$root/bin/busybox"
 cp "$prog" "$root/test"
+printf '%s\n' "$@" >"$root/args"
 : >"$root/modules"
 for f in "${order[@]}"; do cp "$f" "$root/lib/"; echo "/lib/$(basename "$f")" >>"$root/modules"; done
 cat >"$root/init" <<'EOF'
@@ -72,7 +74,8 @@ mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs dev /dev
 for m in $(cat /modules); do insmod "$m" || echo "HVP-NESTED: insmod $m failed"; done
 echo "HVP-NESTED: /dev/kvm $([ -e /dev/kvm ] && echo present || echo absent) after $(cut -d' ' -f1 /proc/uptime)s"
 echo HVP-NESTED-BEGIN
-/test; rc=$?
+set --; while read -r a; do [ -n "$a" ] && set -- "$@" "$a"; done </args
+/test "$@"; rc=$?
 echo "HVP-NESTED-END rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
 poweroff -f
 EOF
@@ -86,11 +89,15 @@ timeout "${HVP_NESTED_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu EPYC -sm
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append 'console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init' >"$log" 2>&1 || true
 end=$(date +%s)
+cp "$log" "$cache/last-console.log" 2>/dev/null || true
 
-tr -d '\r' <"$log" | grep '^HVP-NESTED: ' || true
-# The program's own TAP, passed through for meson.
-tr -d '\r' <"$log" | sed -n '/^HVP-NESTED-BEGIN$/,/^HVP-NESTED-END/p' | sed '1d;$d'
-endline=$(tr -d '\r' <"$log" | grep '^HVP-NESTED-END' || true)
+# Firmware escape codes may precede the first line of ours.
+clean=$work/clean.log
+tr -d '\r' <"$log" | sed 's/^.*\(HVP-NESTED\)/\1/' >"$clean"
+grep '^HVP-NESTED: ' "$clean" >&2 || true
+# The program's own TAP, passed through.
+sed -n '/^HVP-NESTED-BEGIN$/,/^HVP-NESTED-END/p' "$clean" | sed '1d;$d'
+endline=$(grep '^HVP-NESTED-END' "$clean" || true)
 echo "# nested run: $((end - start))s wall, guest ${endline##*uptime=}" >&2
 if [ -z "$endline" ]; then
     echo "nested-kvm.sh: the guest did not report; console follows" >&2
