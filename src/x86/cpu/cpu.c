@@ -35,12 +35,46 @@ static const struct hvp_cpuid_entry default_cpuid[] = {
     {0x80000008, 0, 0x00003030, 0, 0, 0, 0}, /* 48-bit physical and linear */
 };
 
+/* Feature bits contributed by the instruction files that implement them
+ * (see cpu_internal.h): weak, so that a file without the table links. */
+extern const struct hvp_cpuid_entry hvp_cpu_cpuid_sse[] __attribute__((weak));
+extern const struct hvp_cpuid_entry hvp_cpu_cpuid_x87[] __attribute__((weak));
+
+#define CPUID_MAX 32
+
+/* The default table with the contributed bits OR-ed in (or their leaves
+ * appended). Returns the number of entries in out[CPUID_MAX]. */
+static size_t build_cpuid(struct hvp_cpuid_entry *out)
+{
+    size_t n = sizeof default_cpuid / sizeof default_cpuid[0];
+    memcpy(out, default_cpuid, sizeof default_cpuid);
+    const struct hvp_cpuid_entry *extra[] = {hvp_cpu_cpuid_sse, hvp_cpu_cpuid_x87};
+    for (size_t x = 0; x < sizeof extra / sizeof extra[0]; x++) {
+        for (const struct hvp_cpuid_entry *e = extra[x]; e && e->leaf != UINT32_MAX; e++) {
+            size_t i = 0;
+            while (i < n && !(out[i].leaf == e->leaf && out[i].subleaf == e->subleaf))
+                i++;
+            if (i == n) {
+                if (n == CPUID_MAX) break;
+                out[n++] = *e;
+                continue;
+            }
+            out[i].eax |= e->eax;
+            out[i].ebx |= e->ebx;
+            out[i].ecx |= e->ecx;
+            out[i].edx |= e->edx;
+        }
+    }
+    return n;
+}
+
 size_t hvp_cpu_default_cpuid(enum hvp_cpu_model model, struct hvp_cpuid_entry *out, size_t max)
 {
     (void)model;
-    size_t n = sizeof default_cpuid / sizeof default_cpuid[0];
+    struct hvp_cpuid_entry t[CPUID_MAX];
+    size_t n = build_cpuid(t);
     for (size_t i = 0; i < n && i < max; i++)
-        out[i] = default_cpuid[i];
+        out[i] = t[i];
     return n;
 }
 
@@ -63,6 +97,8 @@ void hvp_cpu_cpuid(struct hvp_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t ou
  * in the default table's bit (for feature leaves). */
 static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, size_t n)
 {
+    struct hvp_cpuid_entry def[CPUID_MAX];
+    size_t nd = build_cpuid(def);
     static const struct {
         uint32_t leaf;
         unsigned reg;
@@ -71,9 +107,8 @@ static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, siz
         for (size_t k = 0; k < sizeof feat / sizeof feat[0]; k++) {
             if (t[i].leaf != feat[k].leaf || (t[i].leaf == 7 && t[i].subleaf != 0)) continue;
             uint32_t have = (&t[i].eax)[feat[k].reg], ok = 0;
-            for (size_t j = 0; j < sizeof default_cpuid / sizeof default_cpuid[0]; j++)
-                if (default_cpuid[j].leaf == feat[k].leaf)
-                    ok = (&default_cpuid[j].eax)[feat[k].reg];
+            for (size_t j = 0; j < nd; j++)
+                if (def[j].leaf == feat[k].leaf) ok = (&def[j].eax)[feat[k].reg];
             if (feat[k].leaf == 1 && feat[k].reg == 2)
                 ok |= 0; /* no hypervisor/APIC-id style bits allowed either */
             if (have & ~ok) {
@@ -116,8 +151,10 @@ int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
     cpu->xi = calloc(HVP_POOL_N, sizeof cpu->xi[0]);
     cpu->traces = calloc(HVP_TRACES_N, sizeof cpu->traces[0]);
     cpu->hash = calloc(HVP_HASH_N, sizeof cpu->hash[0]);
-    const struct hvp_cpuid_entry *t = cfg->cpuid ? cfg->cpuid : default_cpuid;
-    size_t n = cfg->cpuid ? cfg->ncpuid : sizeof default_cpuid / sizeof default_cpuid[0];
+    struct hvp_cpuid_entry def[CPUID_MAX];
+    size_t nd = build_cpuid(def);
+    const struct hvp_cpuid_entry *t = cfg->cpuid ? cfg->cpuid : def;
+    size_t n = cfg->cpuid ? cfg->ncpuid : nd;
     cpu->cpuid = calloc(n ? n : 1, sizeof *cpu->cpuid);
     if (!cpu->pool || !cpu->xi || !cpu->traces || !cpu->hash || !cpu->cpuid) {
         hvp_cpu_destroy(cpu);
