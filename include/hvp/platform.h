@@ -54,11 +54,17 @@
  *
  * Backends (one ops table, chosen at run time):
  * - "kvm": /dev/kvm. CPUID exits are not possible (KVM executes CPUID
- *   from the table set with KVM_SET_CPUID2); exception exits only for #DB
- *   and #BP (KVM's guest debugging). The local APIC is KVM's in-kernel
- *   irqchip (KVM_CREATE_IRQCHIP) when LocalApicEmulationMode is XApic or
- *   X2Apic; a split irqchip with hvp's own LAPIC, IOAPIC and PIC (and with
- *   it HVP_EXIT_APIC_EOI) is later work.
+ *   from the table set with KVM_SET_CPUID2: set CpuidResultList instead);
+ *   exception exits only for #DB and #BP (KVM's guest debugging). The local
+ *   APIC is KVM's in-kernel irqchip (KVM_CREATE_IRQCHIP: LAPIC, IOAPIC and
+ *   PIC) when LocalApicEmulationMode is XApic or X2Apic; HLT then waits in
+ *   the kernel for an interrupt instead of exiting. A split irqchip with
+ *   hvp's own LAPIC, IOAPIC and PIC (and with it HVP_EXIT_APIC_EOI and
+ *   LAPIC timer/IPI emulation in hvp) is later work. The Execute map flag
+ *   is not enforced (KVM slots have no such bit); SYSENTER_EIP/ESP keep 32
+ *   bits on AMD hosts. Destroyed vCPUs keep their KVM file descriptor until
+ *   the partition goes (KVM cannot delete one); re-creating the index
+ *   reuses it in the reset state.
  * - "soft": hvp's software x86-64 CPU. Not available yet (the CPU has no
  *   system mode); hvp_open("soft") fails with -ENODEV and says so.
  * - "auto": kvm when /dev/kvm opens, else soft.
@@ -79,68 +85,68 @@ extern "C" {
  * Register names: WHV_REGISTER_NAME values. This is the canonical list;
  * emulator.h keeps a guarded copy of the subset it uses.
  */
-#define HVP_REG_RAX    0x00000000u
-#define HVP_REG_RCX    0x00000001u
-#define HVP_REG_RDX    0x00000002u
-#define HVP_REG_RBX    0x00000003u
-#define HVP_REG_RSP    0x00000004u
-#define HVP_REG_RBP    0x00000005u
-#define HVP_REG_RSI    0x00000006u
-#define HVP_REG_RDI    0x00000007u
-#define HVP_REG_R8     0x00000008u
-#define HVP_REG_R9     0x00000009u
-#define HVP_REG_R10    0x0000000Au
-#define HVP_REG_R11    0x0000000Bu
-#define HVP_REG_R12    0x0000000Cu
-#define HVP_REG_R13    0x0000000Du
-#define HVP_REG_R14    0x0000000Eu
-#define HVP_REG_R15    0x0000000Fu
-#define HVP_REG_RIP    0x00000010u
-#define HVP_REG_RFLAGS 0x00000011u
-#define HVP_REG_ES     0x00000012u /* .segment */
-#define HVP_REG_CS     0x00000013u
-#define HVP_REG_SS     0x00000014u
-#define HVP_REG_DS     0x00000015u
-#define HVP_REG_FS     0x00000016u
-#define HVP_REG_GS     0x00000017u
-#define HVP_REG_LDTR   0x00000018u /* .segment */
-#define HVP_REG_TR     0x00000019u /* .segment */
-#define HVP_REG_IDTR   0x0000001Au /* .table */
-#define HVP_REG_GDTR   0x0000001Bu /* .table */
-#define HVP_REG_CR0    0x0000001Cu
-#define HVP_REG_CR2    0x0000001Du
-#define HVP_REG_CR3    0x0000001Eu
-#define HVP_REG_CR4    0x0000001Fu
-#define HVP_REG_CR8    0x00000020u
-#define HVP_REG_DR0    0x00000021u
-#define HVP_REG_DR1    0x00000022u
-#define HVP_REG_DR2    0x00000023u
-#define HVP_REG_DR3    0x00000024u
-#define HVP_REG_DR6    0x00000025u
-#define HVP_REG_DR7    0x00000026u
-#define HVP_REG_XCR0   0x00000027u
-#define HVP_REG_XMM0   0x00001000u /* Xmm0..Xmm15 = 0x1000..0x100F, .reg128 */
-#define HVP_REG_FPMMX0 0x00001010u /* FpMmx0..FpMmx7 = 0x1010..0x1017, .fp */
+#define HVP_REG_RAX                0x00000000u
+#define HVP_REG_RCX                0x00000001u
+#define HVP_REG_RDX                0x00000002u
+#define HVP_REG_RBX                0x00000003u
+#define HVP_REG_RSP                0x00000004u
+#define HVP_REG_RBP                0x00000005u
+#define HVP_REG_RSI                0x00000006u
+#define HVP_REG_RDI                0x00000007u
+#define HVP_REG_R8                 0x00000008u
+#define HVP_REG_R9                 0x00000009u
+#define HVP_REG_R10                0x0000000Au
+#define HVP_REG_R11                0x0000000Bu
+#define HVP_REG_R12                0x0000000Cu
+#define HVP_REG_R13                0x0000000Du
+#define HVP_REG_R14                0x0000000Eu
+#define HVP_REG_R15                0x0000000Fu
+#define HVP_REG_RIP                0x00000010u
+#define HVP_REG_RFLAGS             0x00000011u
+#define HVP_REG_ES                 0x00000012u /* .segment */
+#define HVP_REG_CS                 0x00000013u
+#define HVP_REG_SS                 0x00000014u
+#define HVP_REG_DS                 0x00000015u
+#define HVP_REG_FS                 0x00000016u
+#define HVP_REG_GS                 0x00000017u
+#define HVP_REG_LDTR               0x00000018u /* .segment */
+#define HVP_REG_TR                 0x00000019u /* .segment */
+#define HVP_REG_IDTR               0x0000001Au /* .table */
+#define HVP_REG_GDTR               0x0000001Bu /* .table */
+#define HVP_REG_CR0                0x0000001Cu
+#define HVP_REG_CR2                0x0000001Du
+#define HVP_REG_CR3                0x0000001Eu
+#define HVP_REG_CR4                0x0000001Fu
+#define HVP_REG_CR8                0x00000020u
+#define HVP_REG_DR0                0x00000021u
+#define HVP_REG_DR1                0x00000022u
+#define HVP_REG_DR2                0x00000023u
+#define HVP_REG_DR3                0x00000024u
+#define HVP_REG_DR6                0x00000025u
+#define HVP_REG_DR7                0x00000026u
+#define HVP_REG_XCR0               0x00000027u
+#define HVP_REG_XMM0               0x00001000u /* Xmm0..Xmm15 = 0x1000..0x100F, .reg128 */
+#define HVP_REG_FPMMX0             0x00001010u /* FpMmx0..FpMmx7 = 0x1010..0x1017, .fp */
 #define HVP_REG_FP_CONTROL_STATUS  0x00001018u /* .fp_control_status */
 #define HVP_REG_XMM_CONTROL_STATUS 0x00001019u /* .xmm_control_status */
-#define HVP_REG_TSC            0x00002000u
-#define HVP_REG_EFER           0x00002001u
-#define HVP_REG_KERNEL_GS_BASE 0x00002002u
-#define HVP_REG_APIC_BASE      0x00002003u
-#define HVP_REG_PAT            0x00002004u
-#define HVP_REG_SYSENTER_CS    0x00002005u
-#define HVP_REG_SYSENTER_EIP   0x00002006u
-#define HVP_REG_SYSENTER_ESP   0x00002007u
-#define HVP_REG_STAR           0x00002008u
-#define HVP_REG_LSTAR          0x00002009u
-#define HVP_REG_CSTAR          0x0000200Au
-#define HVP_REG_SFMASK         0x0000200Bu
-#define HVP_REG_MTRR_CAP       0x0000200Du
-#define HVP_REG_MTRR_DEF_TYPE  0x0000200Eu
-#define HVP_REG_TSC_AUX        0x0000207Bu
+#define HVP_REG_TSC                0x00002000u
+#define HVP_REG_EFER               0x00002001u
+#define HVP_REG_KERNEL_GS_BASE     0x00002002u
+#define HVP_REG_APIC_BASE          0x00002003u
+#define HVP_REG_PAT                0x00002004u
+#define HVP_REG_SYSENTER_CS        0x00002005u
+#define HVP_REG_SYSENTER_EIP       0x00002006u
+#define HVP_REG_SYSENTER_ESP       0x00002007u
+#define HVP_REG_STAR               0x00002008u
+#define HVP_REG_LSTAR              0x00002009u
+#define HVP_REG_CSTAR              0x0000200Au
+#define HVP_REG_SFMASK             0x0000200Bu
+#define HVP_REG_MTRR_CAP           0x0000200Du
+#define HVP_REG_MTRR_DEF_TYPE      0x0000200Eu
+#define HVP_REG_TSC_AUX            0x0000207Bu
 /* Virtual registers for event injection (WHP's 0x8000000x names). */
-#define HVP_REG_PENDING_INTERRUPTION        0x80000000u /* .pending_interruption */
-#define HVP_REG_INTERRUPT_STATE             0x80000001u /* .interrupt_state */
+#define HVP_REG_PENDING_INTERRUPTION         0x80000000u /* .pending_interruption */
+#define HVP_REG_INTERRUPT_STATE              0x80000001u /* .interrupt_state */
 #define HVP_REG_DELIVERABILITY_NOTIFICATIONS 0x80000004u /* .deliverability */
 
 /* Returns the register's WHP-style name ("Rax", "Xmm3", "PendingInterruption")
@@ -193,12 +199,12 @@ struct hvp_xmm_control_status {
 };
 
 /* HVP_REG_PENDING_INTERRUPTION: an event to deliver on the next entry. */
-#define HVP_PENDING_TYPE_EXT_INT    0 /* external interrupt */
-#define HVP_PENDING_TYPE_NMI        2
-#define HVP_PENDING_TYPE_EXCEPTION  3 /* hardware exception */
-#define HVP_PENDING_TYPE_SOFT_INT   4
+#define HVP_PENDING_TYPE_EXT_INT             0 /* external interrupt */
+#define HVP_PENDING_TYPE_NMI                 2
+#define HVP_PENDING_TYPE_EXCEPTION           3 /* hardware exception */
+#define HVP_PENDING_TYPE_SOFT_INT            4
 #define HVP_PENDING_TYPE_PRIV_SOFT_EXCEPTION 5
-#define HVP_PENDING_TYPE_SOFT_EXCEPTION 6
+#define HVP_PENDING_TYPE_SOFT_EXCEPTION      6
 struct hvp_pending_interruption {
     uint32_t pending : 1;
     uint32_t type : 3; /* HVP_PENDING_TYPE_* */
@@ -264,15 +270,16 @@ const char *hvp_backend_name(const struct hvp *h); /* "kvm" or "soft" */
 const char *hvp_error(const struct hvp *h);        /* last failure, "" if none */
 
 /* Capability codes (WHV_CAPABILITY_CODE). */
-#define HVP_CAP_HYPERVISOR_PRESENT    0x00000000u /* uint32_t bool */
-#define HVP_CAP_FEATURES              0x00000001u /* uint64_t HVP_FEATURE_* */
-#define HVP_CAP_EXTENDED_VM_EXITS     0x00000002u /* uint64_t HVP_EXTENDED_EXIT_* the backend can do */
-#define HVP_CAP_EXCEPTION_EXIT_BITMAP 0x00000003u /* uint64_t vectors that can exit */
-#define HVP_CAP_X64_MSR_EXIT_BITMAP   0x00000004u /* uint64_t */
-#define HVP_CAP_PROCESSOR_VENDOR      0x00001000u /* uint32_t: 0 AMD, 1 Intel, 2 Hygon */
-#define HVP_CAP_PROCESSOR_CLFLUSH_SIZE 0x00001002u /* uint8_t log2 of the line size */
-#define HVP_CAP_PROCESSOR_XSAVE_FEATURES 0x00001003u /* uint64_t XCR0 bits supported */
-#define HVP_CAP_PROCESSOR_CLOCK_FREQUENCY 0x00001004u /* uint64_t Hz (TSC) */
+#define HVP_CAP_HYPERVISOR_PRESENT 0x00000000u /* uint32_t bool */
+#define HVP_CAP_FEATURES           0x00000001u /* uint64_t HVP_FEATURE_* */
+#define HVP_CAP_EXTENDED_VM_EXITS  0x00000002u /* uint64_t HVP_EXTENDED_EXIT_* the backend can do  \
+                                                */
+#define HVP_CAP_EXCEPTION_EXIT_BITMAP     0x00000003u /* uint64_t vectors that can exit */
+#define HVP_CAP_X64_MSR_EXIT_BITMAP       0x00000004u /* uint64_t */
+#define HVP_CAP_PROCESSOR_VENDOR          0x00001000u /* uint32_t: 0 AMD, 1 Intel, 2 Hygon */
+#define HVP_CAP_PROCESSOR_CLFLUSH_SIZE    0x00001002u /* uint8_t, CPUID.1:EBX[15:8] (8-byte units) */
+#define HVP_CAP_PROCESSOR_XSAVE_FEATURES  0x00001003u /* uint64_t XCR0 bits supported */
+#define HVP_CAP_PROCESSOR_CLOCK_FREQUENCY 0x00001004u /* uint64_t Hz (TSC); kvm: -EOPNOTSUPP */
 #define HVP_CAP_INTERRUPT_CLOCK_FREQUENCY 0x00001005u /* uint64_t Hz (APIC timer) */
 
 /* HVP_CAP_FEATURES bits (WHV_CAPABILITY_FEATURES). */
@@ -291,15 +298,15 @@ int hvp_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size
  * after); the others at any time. Sizes must match exactly (-EINVAL), lists
  * must be a whole number of entries.
  */
-#define HVP_PROP_EXTENDED_VM_EXITS       0x00000001u /* uint64_t HVP_EXTENDED_EXIT_* [setup] */
-#define HVP_PROP_EXCEPTION_EXIT_BITMAP   0x00000002u /* uint64_t, bit n = vector n */
-#define HVP_PROP_X64_MSR_EXIT_BITMAP     0x00000005u /* uint64_t HVP_MSR_EXIT_* [setup] */
-#define HVP_PROP_CPUID_EXIT_LIST         0x00001003u /* uint32_t leaves [setup] */
-#define HVP_PROP_CPUID_RESULT_LIST       0x00001004u /* struct hvp_cpuid_result[] [setup] */
+#define HVP_PROP_EXTENDED_VM_EXITS         0x00000001u /* uint64_t HVP_EXTENDED_EXIT_* [setup] */
+#define HVP_PROP_EXCEPTION_EXIT_BITMAP     0x00000002u /* uint64_t, bit n = vector n */
+#define HVP_PROP_X64_MSR_EXIT_BITMAP       0x00000005u /* uint64_t HVP_MSR_EXIT_* [setup] */
+#define HVP_PROP_CPUID_EXIT_LIST           0x00001003u /* uint32_t leaves [setup] */
+#define HVP_PROP_CPUID_RESULT_LIST         0x00001004u /* struct hvp_cpuid_result[] [setup] */
 #define HVP_PROP_LOCAL_APIC_EMULATION_MODE 0x00001005u /* uint32_t HVP_APIC_MODE_* [setup] */
-#define HVP_PROP_MSR_ACTION_LIST         0x0000100Fu /* struct hvp_msr_action[] [setup] */
-#define HVP_PROP_UNIMPLEMENTED_MSR_ACTION 0x00001010u /* uint32_t HVP_MSR_ACTION_* [setup] */
-#define HVP_PROP_PROCESSOR_COUNT         0x00001FFFu /* uint32_t, 1..HVP_MAX_VCPUS [setup] */
+#define HVP_PROP_MSR_ACTION_LIST           0x0000100Fu /* struct hvp_msr_action[] [setup] */
+#define HVP_PROP_UNIMPLEMENTED_MSR_ACTION  0x00001010u /* uint32_t HVP_MSR_ACTION_* [setup] */
+#define HVP_PROP_PROCESSOR_COUNT           0x00001FFFu /* uint32_t, 1..HVP_MAX_VCPUS [setup] */
 
 #define HVP_MAX_VCPUS 256u
 
@@ -318,7 +325,9 @@ int hvp_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size
 
 /* HVP_PROP_CPUID_RESULT_LIST entry (WHV_X64_CPUID_RESULT): what the guest
  * reads for `function` (subleaf 0, or every subleaf of leaves that have
- * none). Leaves not listed keep the backend's default. */
+ * none). Leaves not listed keep the backend's default (kvm:
+ * KVM_GET_SUPPORTED_CPUID); the APIC ID fields of leaves 1, 0xB and 0x1F
+ * are set to the vCPU index. */
 struct hvp_cpuid_result {
     uint32_t function;
     uint32_t reserved[3];
@@ -328,9 +337,9 @@ struct hvp_cpuid_result {
 /* HVP_PROP_MSR_ACTION_LIST entry (WHV_MSR_ACTION_ENTRY) and the action of
  * HVP_PROP_UNIMPLEMENTED_MSR_ACTION. The list takes effect with
  * HVP_EXTENDED_EXIT_MSR; kvm holds at most 16 entries (-ENOSPC). */
-#define HVP_MSR_ACTION_DEFAULT     0 /* the backend handles it (#GP if unknown) */
+#define HVP_MSR_ACTION_DEFAULT                0 /* the backend handles it (#GP if unknown) */
 #define HVP_MSR_ACTION_IGNORE_WRITE_READ_ZERO 1 /* handled inside the platform */
-#define HVP_MSR_ACTION_EXIT        2 /* HVP_EXIT_MSR_ACCESS */
+#define HVP_MSR_ACTION_EXIT                   2 /* HVP_EXIT_MSR_ACCESS */
 struct hvp_msr_action {
     uint32_t index;
     uint8_t read_action;  /* HVP_MSR_ACTION_* */
@@ -348,7 +357,8 @@ int hvp_partition_get_property(struct hvp_partition *p, uint32_t code, void *buf
  * KVM_CREATE_VM, the irqchip, the MSR filter). */
 int hvp_partition_setup(struct hvp_partition *p);
 /* Puts every vCPU back in its reset state (INIT-like: real mode at
- * F000:FFF0). Memory is left as it is. No vCPU may be running. */
+ * F000:FFF0, general, segment and control registers, pending events).
+ * Memory is left as it is. No vCPU may be running (-EBUSY). */
 int hvp_partition_reset(struct hvp_partition *p);
 /* Destroys the partition and any vCPU left (their handles become invalid).
  * NULL is accepted. */
@@ -390,28 +400,29 @@ int hvp_gpa_to_hva(struct hvp_partition *p, uint64_t gpa, size_t len, void **hva
  * one range mapped with HVP_MAP_TRACK_DIRTY: bit i of bitmap (64 pages per
  * word) is page gpa + i * 4096. bitmap_bytes must cover size / 4096 bits
  * (-ENOSPC). */
-int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size,
-                           uint64_t *bitmap, size_t bitmap_bytes);
+int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size, uint64_t *bitmap,
+                           size_t bitmap_bytes);
 
 /* ------------------------------------------------------------------------
  * Exits (WHV_RUN_VP_EXIT_REASON numbering)
  */
-#define HVP_EXIT_NONE                 0x00000000u
-#define HVP_EXIT_MEMORY_ACCESS        0x00000001u /* .mmio */
-#define HVP_EXIT_IO_PORT              0x00000002u /* .io */
-#define HVP_EXIT_UNRECOVERABLE_EXCEPTION 0x00000004u /* triple fault */
+#define HVP_EXIT_NONE                      0x00000000u
+#define HVP_EXIT_MEMORY_ACCESS             0x00000001u /* .mmio */
+#define HVP_EXIT_IO_PORT                   0x00000002u /* .io */
+#define HVP_EXIT_UNRECOVERABLE_EXCEPTION   0x00000004u /* triple fault */
 #define HVP_EXIT_INVALID_VP_REGISTER_VALUE 0x00000005u /* the state cannot be entered */
-#define HVP_EXIT_UNSUPPORTED_FEATURE  0x00000006u /* .unsupported */
-#define HVP_EXIT_INTERRUPT_WINDOW     0x00000007u /* .interrupt_window */
-#define HVP_EXIT_HALT                 0x00000008u /* RIP is past the HLT */
-#define HVP_EXIT_APIC_EOI             0x00000009u /* .apic_eoi */
-#define HVP_EXIT_MSR_ACCESS           0x00001000u /* .msr */
-#define HVP_EXIT_CPUID                0x00001001u /* .cpuid */
-#define HVP_EXIT_EXCEPTION            0x00001002u /* .exception */
-#define HVP_EXIT_CANCELED             0x00002001u /* hvp_vcpu_cancel() */
+#define HVP_EXIT_UNSUPPORTED_FEATURE       0x00000006u /* .unsupported */
+#define HVP_EXIT_INTERRUPT_WINDOW          0x00000007u /* .interrupt_window */
+#define HVP_EXIT_HALT                      0x00000008u /* RIP is past the HLT */
+#define HVP_EXIT_APIC_EOI                  0x00000009u /* .apic_eoi */
+#define HVP_EXIT_MSR_ACCESS                0x00001000u /* .msr */
+#define HVP_EXIT_CPUID                     0x00001001u /* .cpuid */
+#define HVP_EXIT_EXCEPTION                 0x00001002u /* .exception */
+#define HVP_EXIT_CANCELED                  0x00002001u /* hvp_vcpu_cancel() */
 /* Beyond WHP: reasons only hvp reports. */
-#define HVP_EXIT_SHUTDOWN             0x00003000u /* the backend stopped the VM (system event) */
-#define HVP_EXIT_INTERNAL_ERROR       0x00003001u /* .internal: backend failure, the VM cannot continue */
+#define HVP_EXIT_SHUTDOWN       0x00003000u /* the backend stopped the VM (system event) */
+#define HVP_EXIT_INTERNAL_ERROR 0x00003001u /* .internal: backend failure, the VM cannot continue  \
+                                             */
 
 /* Name of an exit reason ("IoPort"), or "?" */
 const char *hvp_exit_name(uint32_t reason);
@@ -454,7 +465,7 @@ struct hvp_exit_msr {
 };
 
 struct hvp_exit_cpuid {
-    uint64_t rax, rcx, rdx, rbx;                             /* the guest's request */
+    uint64_t rax, rcx, rdx, rbx;                                 /* the guest's request */
     uint64_t default_rax, default_rcx, default_rdx, default_rbx; /* what the table says */
 };
 
@@ -544,7 +555,10 @@ int hvp_partition_set_io_handler(struct hvp_partition *p, const struct hvp_io_ha
 /* Creates vCPU `index` (< ProcessorCount) after setup. Its state is the
  * architectural reset state (real mode, CS:IP = F000:FFF0). */
 int hvp_vcpu_create(struct hvp_partition *p, uint32_t index, struct hvp_vcpu **out);
-/* NULL is accepted. Must not race with hvp_vcpu_run on the same vCPU. */
+/* Releases the vCPU; its index may be created again. The handle itself
+ * stays valid until the partition is destroyed: every call on it returns
+ * -ESHUTDOWN ("vCPU n was destroyed"). NULL is accepted. Must not race with
+ * hvp_vcpu_run on the same vCPU. */
 void hvp_vcpu_destroy(struct hvp_vcpu *v);
 uint32_t hvp_vcpu_index(const struct hvp_vcpu *v);
 const char *hvp_vcpu_error(const struct hvp_vcpu *v);
@@ -584,7 +598,8 @@ int hvp_vcpu_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t c
                            const union hvp_reg_value *values);
 
 /* XSAVE area in the standard (non-compacted) format; -ENOSPC with
- * *written = the size needed when len is too small. */
+ * *written = the size needed when len is too small (kvm: 4096 bytes).
+ * A component counts only when its XSTATE_BV bit (offset 512) is set. */
 int hvp_vcpu_get_xsave(struct hvp_vcpu *v, void *buf, size_t len, size_t *written);
 int hvp_vcpu_set_xsave(struct hvp_vcpu *v, const void *buf, size_t len);
 
@@ -598,20 +613,22 @@ int hvp_vcpu_set_lapic(struct hvp_vcpu *v, const void *buf, size_t len);
 int hvp_vcpu_get_cpuid(struct hvp_vcpu *v, uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 
 /* Translate flags and results (WHV_TRANSLATE_GVA_*). */
-#define HVP_TRANSLATE_VALIDATE_READ    0x01u
-#define HVP_TRANSLATE_VALIDATE_WRITE   0x02u
-#define HVP_TRANSLATE_VALIDATE_EXECUTE 0x04u
-#define HVP_TRANSLATE_PRIVILEGE_EXEMPT 0x08u /* check as supervisor even at CPL 3 */
-#define HVP_TRANSLATE_SET_PT_BITS      0x10u /* set accessed (and dirty on write) bits */
-#define HVP_TRANSLATE_SUCCESS            0
-#define HVP_TRANSLATE_PAGE_NOT_PRESENT   1
-#define HVP_TRANSLATE_PRIVILEGE_VIOLATION 2
+#define HVP_TRANSLATE_VALIDATE_READ            0x01u
+#define HVP_TRANSLATE_VALIDATE_WRITE           0x02u
+#define HVP_TRANSLATE_VALIDATE_EXECUTE         0x04u
+#define HVP_TRANSLATE_PRIVILEGE_EXEMPT         0x08u /* check as supervisor even at CPL 3 */
+#define HVP_TRANSLATE_SET_PT_BITS              0x10u /* set accessed (and dirty on write) bits */
+#define HVP_TRANSLATE_SUCCESS                  0
+#define HVP_TRANSLATE_PAGE_NOT_PRESENT         1
+#define HVP_TRANSLATE_PRIVILEGE_VIOLATION      2
 #define HVP_TRANSLATE_INVALID_PAGE_TABLE_FLAGS 3
-#define HVP_TRANSLATE_GPA_UNMAPPED       4
-#define HVP_TRANSLATE_GPA_NO_READ_ACCESS 5
-#define HVP_TRANSLATE_GPA_NO_WRITE_ACCESS 6
+#define HVP_TRANSLATE_GPA_UNMAPPED             4
+#define HVP_TRANSLATE_GPA_NO_READ_ACCESS       5
+#define HVP_TRANSLATE_GPA_NO_WRITE_ACCESS      6
 
-/* Walks the vCPU's page tables (CR0, CR3, CR4, EFER, CPL) for gva. Returns
+/* Walks the vCPU's page tables (CR0, CR3, CR4, EFER, CPL from SS.DPL) for
+ * gva, in software on every backend (KVM_TRANSLATE reports no permissions):
+ * no paging, 2-level (PSE), PAE, 4- and 5-level; NX, WP, SMEP. Returns
  * 0 with *result = HVP_TRANSLATE_* (and *gpa on success), or -errno when
  * the walk itself could not be done (page tables outside guest memory give
  * HVP_TRANSLATE_GPA_UNMAPPED, not an error). */
@@ -628,11 +645,11 @@ int hvp_vcpu_translate_gva(struct hvp_vcpu *v, uint64_t gva, uint32_t flags, uin
 #define HVP_INTERRUPT_SIPI            6
 #define HVP_INTERRUPT_LOCAL_INT1      9
 struct hvp_interrupt {
-    uint32_t type;             /* HVP_INTERRUPT_* */
-    uint8_t logical_dest;      /* destination mode: 0 physical, 1 logical */
-    uint8_t level_triggered;   /* trigger mode: 0 edge, 1 level */
+    uint32_t type;           /* HVP_INTERRUPT_* */
+    uint8_t logical_dest;    /* destination mode: 0 physical, 1 logical */
+    uint8_t level_triggered; /* trigger mode: 0 edge, 1 level */
     uint16_t reserved;
-    uint32_t destination;      /* APIC ID (x2APIC: 32 bits) */
+    uint32_t destination; /* APIC ID (x2APIC: 32 bits) */
     uint32_t vector;
 };
 /* WHvRequestInterrupt: delivers like an MSI. -EOPNOTSUPP in APIC mode None

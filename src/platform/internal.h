@@ -114,7 +114,7 @@ struct hvp_vcpu {
     uint32_t index;
     void *priv;
     atomic_int running;
-    bool destroyed;              /* handle kept until the partition goes: calls give -ESHUTDOWN */
+    bool destroyed; /* handle kept until the partition goes: calls give -ESHUTDOWN */
     struct hvp_vcpu *next_dead;
     char err[HVP_ERRLEN];
 };

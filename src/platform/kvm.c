@@ -78,14 +78,11 @@ static struct kvm_cpuid2 *get_supported(int fd)
 {
     for (int n = 64; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-        if (!c)
-            return NULL;
+        if (!c) return NULL;
         c->nent = n;
-        if (ioctl(fd, KVM_GET_SUPPORTED_CPUID, c) == 0)
-            return c;
+        if (ioctl(fd, KVM_GET_SUPPORTED_CPUID, c) == 0) return c;
         free(c);
-        if (errno != E2BIG)
-            return NULL;
+        if (errno != E2BIG) return NULL;
     }
     return NULL;
 }
@@ -106,7 +103,8 @@ static int kvm_open(struct hvp *h, char *why, size_t len)
     }
     if (ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) <= 0 ||
         ioctl(fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
-        snprintf(why, len, "kvm: the kernel lacks immediate_exit or read-only memory (Linux >= 4.11)");
+        snprintf(why, len,
+                 "kvm: the kernel lacks immediate_exit or read-only memory (Linux >= 4.11)");
         close(fd);
         return -ENODEV;
     }
@@ -143,14 +141,16 @@ static struct kvm_cpuid_entry2 *cpuid_find(struct kvm_cpuid2 *c, uint32_t fn, ui
 {
     for (uint32_t i = 0; i < c->nent; i++) {
         struct kvm_cpuid_entry2 *e = &c->entries[i];
-        if (e->function == fn &&
-            (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == idx))
+        if (e->function == fn && (!(e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) || e->index == idx))
             return e;
     }
     return NULL;
 }
 
-static uint64_t exception_vectors_supported(void) { return (1ull << 1) | (1ull << 3); }
+static uint64_t exception_vectors_supported(void)
+{
+    return (1ull << 1) | (1ull << 3);
+}
 
 static int kvm_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size_t *written)
 {
@@ -162,9 +162,7 @@ static int kvm_get_capability(struct hvp *h, uint32_t code, void *buf, size_t le
     size_t n = 8;
     struct kvm_cpuid_entry2 *e;
     switch (code) {
-    case HVP_CAP_HYPERVISOR_PRESENT:
-        v32 = 1, src = &v32, n = 4;
-        break;
+    case HVP_CAP_HYPERVISOR_PRESENT: v32 = 1, src = &v32, n = 4; break;
     case HVP_CAP_FEATURES:
         v64 = HVP_FEATURE_PARTIAL_UNMAP | HVP_FEATURE_LOCAL_APIC_EMULATION | HVP_FEATURE_XSAVE |
               HVP_FEATURE_DIRTY_PAGE_TRACKING;
@@ -172,12 +170,8 @@ static int kvm_get_capability(struct hvp *h, uint32_t code, void *buf, size_t le
     case HVP_CAP_EXTENDED_VM_EXITS:
         v64 = HVP_EXTENDED_EXIT_EXCEPTION | (s->user_msr ? HVP_EXTENDED_EXIT_MSR : 0);
         break;
-    case HVP_CAP_EXCEPTION_EXIT_BITMAP:
-        v64 = exception_vectors_supported();
-        break;
-    case HVP_CAP_X64_MSR_EXIT_BITMAP:
-        v64 = s->user_msr ? HVP_MSR_EXIT_UNHANDLED_MSRS : 0;
-        break;
+    case HVP_CAP_EXCEPTION_EXIT_BITMAP: v64 = exception_vectors_supported(); break;
+    case HVP_CAP_X64_MSR_EXIT_BITMAP: v64 = s->user_msr ? HVP_MSR_EXIT_UNHANDLED_MSRS : 0; break;
     case HVP_CAP_PROCESSOR_VENDOR:
         e = cpuid_find(s->supported, 0, 0);
         v32 = !e ? 1 : e->ebx == 0x68747541 ? 0 : e->ebx == 0x6f677948 ? 2 : 1;
@@ -198,11 +192,9 @@ static int kvm_get_capability(struct hvp *h, uint32_t code, void *buf, size_t le
     case HVP_CAP_PROCESSOR_CLOCK_FREQUENCY:
         return hvp__set_error(h->err, -EOPNOTSUPP,
                               "kvm: the TSC frequency is per vCPU (read it in the guest)");
-    default:
-        return hvp__set_error(h->err, -ENOENT, "capability 0x%x: unknown", code);
+    default: return hvp__set_error(h->err, -ENOENT, "capability 0x%x: unknown", code);
     }
-    if (written)
-        *written = n;
+    if (written) *written = n;
     if (len < n)
         return hvp__set_error(h->err, -ENOSPC, "capability 0x%x: %zu bytes needed", code, n);
     memcpy(buf, src, n);
@@ -214,13 +206,13 @@ static int kvm_get_capability(struct hvp *h, uint32_t code, void *buf, size_t le
 static int kvm_check_property(struct hvp_partition *p, uint32_t code, const void *buf, size_t len)
 {
     uint64_t v = 0;
-    if (len == 8)
-        memcpy(&v, buf, 8);
+    if (len == 8) memcpy(&v, buf, 8);
     switch (code) {
     case HVP_PROP_EXTENDED_VM_EXITS:
         if (v & HVP_EXTENDED_EXIT_CPUID)
-            return hvp__perr(p, -EOPNOTSUPP, "kvm: CPUID exits are not possible (KVM answers "
-                                             "CPUID in the kernel; use CpuidResultList)");
+            return hvp__perr(p, -EOPNOTSUPP,
+                             "kvm: CPUID exits are not possible (KVM answers "
+                             "CPUID in the kernel; use CpuidResultList)");
         if (v & HVP_EXTENDED_EXIT_MSR && !SYS(p->h)->user_msr)
             return hvp__perr(p, -EOPNOTSUPP, "kvm: the kernel has no user-space MSR exits (5.10+)");
         return 0;
@@ -231,8 +223,7 @@ static int kvm_check_property(struct hvp_partition *p, uint32_t code, const void
                              (unsigned long long)v);
         return 0;
     case HVP_PROP_CPUID_EXIT_LIST:
-        if (len)
-            return hvp__perr(p, -EOPNOTSUPP, "kvm: CPUID exits are not possible");
+        if (len) return hvp__perr(p, -EOPNOTSUPP, "kvm: CPUID exits are not possible");
         return 0;
     case HVP_PROP_MSR_ACTION_LIST: {
         size_t n = 0;
@@ -251,15 +242,13 @@ static int kvm_check_property(struct hvp_partition *p, uint32_t code, const void
 static int set_msr_filter(struct hvp_partition *p)
 {
     struct kvm_part *k = PART(p);
-    if (!(p->extended_exits & HVP_EXTENDED_EXIT_MSR))
-        return 0;
+    if (!(p->extended_exits & HVP_EXTENDED_EXIT_MSR)) return 0;
     struct kvm_enable_cap cap = {.cap = KVM_CAP_X86_USER_SPACE_MSR};
     cap.args[0] = KVM_MSR_EXIT_REASON_FILTER;
     if (p->msr_exit_bitmap & HVP_MSR_EXIT_UNHANDLED_MSRS ||
         p->unimplemented_msr_action != HVP_MSR_ACTION_DEFAULT)
         cap.args[0] |= KVM_MSR_EXIT_REASON_UNKNOWN;
-    if (ioctl(k->vm, KVM_ENABLE_CAP, &cap) < 0)
-        return kerr(p->err, "KVM_CAP_X86_USER_SPACE_MSR");
+    if (ioctl(k->vm, KVM_ENABLE_CAP, &cap) < 0) return kerr(p->err, "KVM_CAP_X86_USER_SPACE_MSR");
     struct kvm_msr_filter f = {.flags = KVM_MSR_FILTER_DEFAULT_ALLOW};
     static uint8_t deny[1]; /* all zero: bit clear = the access exits; read only */
     int n = 0;
@@ -267,10 +256,9 @@ static int set_msr_filter(struct hvp_partition *p)
         const struct hvp_msr_action *a = &p->msr_actions[i];
         uint32_t fl = (a->read_action ? KVM_MSR_FILTER_READ : 0) |
                       (a->write_action ? KVM_MSR_FILTER_WRITE : 0);
-        if (!fl)
-            continue;
-        f.ranges[n++] = (struct kvm_msr_filter_range){.flags = fl, .nmsrs = 1, .base = a->index,
-                                                      .bitmap = deny};
+        if (!fl) continue;
+        f.ranges[n++] = (struct kvm_msr_filter_range){
+            .flags = fl, .nmsrs = 1, .base = a->index, .bitmap = deny};
     }
     if (n && ioctl(k->vm, KVM_X86_SET_MSR_FILTER, &f) < 0)
         return kerr(p->err, "KVM_X86_SET_MSR_FILTER");
@@ -281,8 +269,7 @@ static int kvm_partition_setup(struct hvp_partition *p)
 {
     struct kvm_sys *s = SYS(p->h);
     struct kvm_part *k = calloc(1, sizeof(*k));
-    if (!k)
-        return hvp__perr(p, -ENOMEM, "kvm: out of memory");
+    if (!k) return hvp__perr(p, -ENOMEM, "kvm: out of memory");
     p->priv = k;
     int r;
     k->vm = ioctl(s->fd, KVM_CREATE_VM, 0);
@@ -291,8 +278,7 @@ static int kvm_partition_setup(struct hvp_partition *p)
         goto fail;
     }
     k->nslots = ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_MEMSLOTS);
-    if (k->nslots <= 0 || k->nslots > MAX_SLOTS)
-        k->nslots = k->nslots <= 0 ? 32 : MAX_SLOTS;
+    if (k->nslots <= 0 || k->nslots > MAX_SLOTS) k->nslots = k->nslots <= 0 ? 32 : MAX_SLOTS;
     /* Intel needs a TSS and an identity map below 4 GiB for real mode. */
     if (ioctl(k->vm, KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0) {
         r = kerr(p->err, "KVM_SET_TSS_ADDR");
@@ -305,8 +291,7 @@ static int kvm_partition_setup(struct hvp_partition *p)
         }
         k->irqchip = true;
     }
-    if ((r = set_msr_filter(p)) < 0)
-        goto fail;
+    if ((r = set_msr_filter(p)) < 0) goto fail;
     /* The CPUID table: KVM's defaults with the result list on top. */
     size_t n = s->supported->nent + p->n_cpuid_results;
     k->cpuid = calloc(1, sizeof(*k->cpuid) + n * sizeof(k->cpuid->entries[0]));
@@ -315,7 +300,8 @@ static int kvm_partition_setup(struct hvp_partition *p)
         goto fail;
     }
     k->cpuid->nent = s->supported->nent;
-    memcpy(k->cpuid->entries, s->supported->entries, s->supported->nent * sizeof(k->cpuid->entries[0]));
+    memcpy(k->cpuid->entries, s->supported->entries,
+           s->supported->nent * sizeof(k->cpuid->entries[0]));
     for (size_t i = 0; i < p->n_cpuid_results; i++) {
         const struct hvp_cpuid_result *c = &p->cpuid_results[i];
         bool found = false;
@@ -328,14 +314,15 @@ static int kvm_partition_setup(struct hvp_partition *p)
             }
         }
         if (!found)
-            k->cpuid->entries[k->cpuid->nent++] = (struct kvm_cpuid_entry2){
-                .function = c->function, .eax = c->eax, .ebx = c->ebx, .ecx = c->ecx,
-                .edx = c->edx};
+            k->cpuid->entries[k->cpuid->nent++] = (struct kvm_cpuid_entry2){.function = c->function,
+                                                                            .eax = c->eax,
+                                                                            .ebx = c->ebx,
+                                                                            .ecx = c->ecx,
+                                                                            .edx = c->edx};
     }
     return 0;
 fail:
-    if (k->vm > 0)
-        close(k->vm);
+    if (k->vm > 0) close(k->vm);
     free(k->cpuid);
     free(k);
     p->priv = NULL;
@@ -344,21 +331,17 @@ fail:
 
 static void free_vcpu_priv(struct hvp_partition *p, struct kvm_vcpu_priv *k)
 {
-    if (k->run)
-        munmap(k->run, SYS(p->h)->run_size);
-    if (k->fd >= 0)
-        close(k->fd);
+    if (k->run) munmap(k->run, SYS(p->h)->run_size);
+    if (k->fd >= 0) close(k->fd);
     free(k);
 }
 
 static void kvm_partition_destroy(struct hvp_partition *p)
 {
     struct kvm_part *k = PART(p);
-    if (!k)
-        return;
+    if (!k) return;
     for (uint32_t i = 0; i < HVP_MAX_VCPUS; i++)
-        if (k->parked[i])
-            free_vcpu_priv(p, k->parked[i]);
+        if (k->parked[i]) free_vcpu_priv(p, k->parked[i]);
     close(k->vm);
     free(k->cpuid);
     free(k);
@@ -367,21 +350,18 @@ static void kvm_partition_destroy(struct hvp_partition *p)
 static int set_guest_debug(struct hvp_vcpu *v)
 {
     uint64_t b = v->p->exception_bitmap;
-    if (!(v->p->extended_exits & HVP_EXTENDED_EXIT_EXCEPTION))
-        b = 0;
+    if (!(v->p->extended_exits & HVP_EXTENDED_EXIT_EXCEPTION)) b = 0;
     struct kvm_guest_debug d = {0};
     if (b)
         d.control = KVM_GUESTDBG_ENABLE | (b & (1u << 3) ? KVM_GUESTDBG_USE_SW_BP : 0) |
                     (b & (1u << 1) ? KVM_GUESTDBG_USE_HW_BP : 0);
-    if (ioctl(VCPU(v)->fd, KVM_SET_GUEST_DEBUG, &d) < 0)
-        return kerr(v->err, "KVM_SET_GUEST_DEBUG");
+    if (ioctl(VCPU(v)->fd, KVM_SET_GUEST_DEBUG, &d) < 0) return kerr(v->err, "KVM_SET_GUEST_DEBUG");
     return 0;
 }
 
 static int kvm_property_changed(struct hvp_partition *p, uint32_t code)
 {
-    if (code != HVP_PROP_EXCEPTION_EXIT_BITMAP)
-        return 0;
+    if (code != HVP_PROP_EXCEPTION_EXIT_BITMAP) return 0;
     int r = 0;
     pthread_mutex_lock(&p->lock);
     for (uint32_t i = 0; i < HVP_MAX_VCPUS && r == 0; i++)
@@ -394,8 +374,7 @@ static int kvm_property_changed(struct hvp_partition *p, uint32_t code)
 static int kvm_suspend_time(struct hvp_partition *p)
 {
     struct kvm_part *k = PART(p);
-    if (ioctl(k->vm, KVM_GET_CLOCK, &k->clock) < 0)
-        return kerr(p->err, "KVM_GET_CLOCK");
+    if (ioctl(k->vm, KVM_GET_CLOCK, &k->clock) < 0) return kerr(p->err, "KVM_GET_CLOCK");
     k->clock_saved = true;
     return 0;
 }
@@ -403,11 +382,9 @@ static int kvm_suspend_time(struct hvp_partition *p)
 static int kvm_resume_time(struct hvp_partition *p)
 {
     struct kvm_part *k = PART(p);
-    if (!k->clock_saved)
-        return 0;
+    if (!k->clock_saved) return 0;
     struct kvm_clock_data c = {.clock = k->clock.clock};
-    if (ioctl(k->vm, KVM_SET_CLOCK, &c) < 0)
-        return kerr(p->err, "KVM_SET_CLOCK");
+    if (ioctl(k->vm, KVM_SET_CLOCK, &c) < 0) return kerr(p->err, "KVM_SET_CLOCK");
     k->clock_saved = false;
     return 0;
 }
@@ -437,8 +414,7 @@ static int kvm_map(struct hvp_partition *p, struct hvp_mem_range *r)
             slot = i;
             break;
         }
-    if (slot < 0)
-        return hvp__perr(p, -ENOSPC, "kvm: all %d memory slots are in use", k->nslots);
+    if (slot < 0) return hvp__perr(p, -ENOSPC, "kvm: all %d memory slots are in use", k->nslots);
     r->slot = slot;
     int e = set_slot(p, r, r->size);
     if (e < 0) {
@@ -451,8 +427,7 @@ static int kvm_map(struct hvp_partition *p, struct hvp_mem_range *r)
 
 static void kvm_unmap(struct hvp_partition *p, struct hvp_mem_range *r)
 {
-    if (r->slot < 0)
-        return;
+    if (r->slot < 0) return;
     set_slot(p, r, 0);
     PART(p)->slots[r->slot / 64] &= ~(1ull << (r->slot % 64));
     r->slot = -1;
@@ -462,8 +437,7 @@ static int kvm_fetch_dirty(struct hvp_partition *p, struct hvp_mem_range *r)
 {
     size_t words = (r->size / HVP_PAGE + 63) / 64;
     uint64_t *b = calloc(words, 8);
-    if (!b)
-        return hvp__perr(p, -ENOMEM, "kvm: out of memory");
+    if (!b) return hvp__perr(p, -ENOMEM, "kvm: out of memory");
     struct kvm_dirty_log d = {.slot = (uint32_t)r->slot, .dirty_bitmap = b};
     int ret = 0;
     if (ioctl(PART(p)->vm, KVM_GET_DIRTY_LOG, &d) < 0)
@@ -482,16 +456,13 @@ static int vcpu_set_cpuid(struct hvp_vcpu *v)
     struct kvm_cpuid2 *t = PART(v->p)->cpuid;
     size_t sz = sizeof(*t) + t->nent * sizeof(t->entries[0]);
     struct kvm_cpuid2 *c = malloc(sz);
-    if (!c)
-        return hvp__verr(v, -ENOMEM, "kvm: out of memory");
+    if (!c) return hvp__verr(v, -ENOMEM, "kvm: out of memory");
     memcpy(c, t, sz);
     /* The APIC ID is the vCPU index. */
     for (uint32_t i = 0; i < c->nent; i++) {
         struct kvm_cpuid_entry2 *e = &c->entries[i];
-        if (e->function == 1)
-            e->ebx = (e->ebx & 0x00ffffff) | v->index << 24;
-        if (e->function == 0xb || e->function == 0x1f)
-            e->edx = v->index;
+        if (e->function == 1) e->ebx = (e->ebx & 0x00ffffff) | v->index << 24;
+        if (e->function == 0xb || e->function == 0x1f) e->edx = v->index;
     }
     int r = ioctl(VCPU(v)->fd, KVM_SET_CPUID2, c) < 0 ? kerr(v->err, "KVM_SET_CPUID2") : 0;
     free(c);
@@ -503,8 +474,7 @@ static int vcpu_set_cpuid(struct hvp_vcpu *v)
 static void kvm_vcpu_destroy(struct hvp_vcpu *v)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
-    if (!k)
-        return;
+    if (!k) return;
     if (k->fd >= 0 && k->run)
         PART(v->p)->parked[v->index] = k;
     else
@@ -524,8 +494,7 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
         k->run->immediate_exit = 0;
         v->priv = k;
         int r = kvm_vcpu_reset(v);
-        if (r == 0)
-            r = set_guest_debug(v);
+        if (r == 0) r = set_guest_debug(v);
         if (r < 0) {
             free_vcpu_priv(v->p, k);
             v->priv = NULL;
@@ -533,8 +502,7 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
         return r;
     }
     k = calloc(1, sizeof(*k));
-    if (!k)
-        return hvp__verr(v, -ENOMEM, "kvm: out of memory");
+    if (!k) return hvp__verr(v, -ENOMEM, "kvm: out of memory");
     v->priv = k;
     k->fd = ioctl(PART(v->p)->vm, KVM_CREATE_VCPU, (unsigned long)v->index);
     int r;
@@ -550,8 +518,7 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
         r = kerr(v->err, "mmap of the vCPU area");
         goto fail;
     }
-    if ((r = vcpu_set_cpuid(v)) < 0 || (r = set_guest_debug(v)) < 0)
-        goto fail;
+    if ((r = vcpu_set_cpuid(v)) < 0 || (r = set_guest_debug(v)) < 0) goto fail;
     return 0;
 fail:
     free_vcpu_priv(v->p, k);
@@ -571,16 +538,14 @@ static int complete_now(struct hvp_vcpu *v)
     int r = ioctl(k->fd, KVM_RUN, 0);
     int e = errno;
     k->run->immediate_exit = atomic_load(&k->cancel) ? 1 : 0;
-    if (r < 0 && e == EINTR)
-        return 0;
+    if (r < 0 && e == EINTR) return 0;
     if (r < 0) {
         errno = e;
         return kerr(v->err, "KVM_RUN (completion)");
     }
     memset(&k->queued_exit, 0, sizeof(k->queued_exit));
     r = translate_exit(v, &k->queued_exit);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     k->queued = true;
     return 0;
 }
@@ -621,35 +586,29 @@ static uint32_t msr_index(uint32_t name)
 
 static unsigned group_of(uint32_t n)
 {
-    if (n <= HVP_REG_RFLAGS)
-        return G_REGS;
-    if (n <= HVP_REG_CR8 || n == HVP_REG_EFER || n == HVP_REG_APIC_BASE)
-        return G_SREGS;
-    if (n <= HVP_REG_DR7)
-        return G_DEBUG;
-    if (n == HVP_REG_XCR0)
-        return G_XCRS;
-    if (n >= HVP_REG_XMM0 && n <= HVP_REG_XMM_CONTROL_STATUS)
-        return G_FPU;
-    if (n >= 0x80000000u)
-        return G_EVENTS;
+    if (n <= HVP_REG_RFLAGS) return G_REGS;
+    if (n <= HVP_REG_CR8 || n == HVP_REG_EFER || n == HVP_REG_APIC_BASE) return G_SREGS;
+    if (n <= HVP_REG_DR7) return G_DEBUG;
+    if (n == HVP_REG_XCR0) return G_XCRS;
+    if (n >= HVP_REG_XMM0 && n <= HVP_REG_XMM_CONTROL_STATUS) return G_FPU;
+    if (n >= 0x80000000u) return G_EVENTS;
     return G_MSRS;
 }
 
 /* x87/SSE registers in the FXSAVE layout at the start of the XSAVE area.
  * KVM_SET_FPU would not mark the state present in the XSAVE header (the
  * guest could then see init values) and ignores MXCSR; XSAVE does both. */
-#define FX_FCW 0
-#define FX_FSW 2
-#define FX_FTW 4
-#define FX_FOP 6
-#define FX_FIP 8
-#define FX_FDP 16
-#define FX_MXCSR 24
+#define FX_FCW        0
+#define FX_FSW        2
+#define FX_FTW        4
+#define FX_FOP        6
+#define FX_FIP        8
+#define FX_FDP        16
+#define FX_MXCSR      24
 #define FX_MXCSR_MASK 28
-#define FX_ST 32
-#define FX_XMM 160
-#define XSTATE_BV 512
+#define FX_ST         32
+#define FX_XMM        160
+#define XSTATE_BV     512
 
 static void fx_get(const __u32 *region, uint32_t nm, union hvp_reg_value *o)
 {
@@ -703,16 +662,14 @@ static int load(struct hvp_vcpu *v, struct regset *s, unsigned g)
 {
     int fd = VCPU(v)->fd;
     unsigned need = g & ~s->have;
-    if (need & G_REGS && ioctl(fd, KVM_GET_REGS, &s->regs) < 0)
-        return kerr(v->err, "KVM_GET_REGS");
+    if (need & G_REGS && ioctl(fd, KVM_GET_REGS, &s->regs) < 0) return kerr(v->err, "KVM_GET_REGS");
     if (need & G_SREGS && ioctl(fd, KVM_GET_SREGS, &s->sregs) < 0)
         return kerr(v->err, "KVM_GET_SREGS");
     if (need & G_FPU && ioctl(fd, KVM_GET_XSAVE, &s->xsave) < 0)
         return kerr(v->err, "KVM_GET_XSAVE");
     if (need & G_DEBUG && ioctl(fd, KVM_GET_DEBUGREGS, &s->dbg) < 0)
         return kerr(v->err, "KVM_GET_DEBUGREGS");
-    if (need & G_XCRS && ioctl(fd, KVM_GET_XCRS, &s->xcrs) < 0)
-        return kerr(v->err, "KVM_GET_XCRS");
+    if (need & G_XCRS && ioctl(fd, KVM_GET_XCRS, &s->xcrs) < 0) return kerr(v->err, "KVM_GET_XCRS");
     if (need & G_EVENTS && ioctl(fd, KVM_GET_VCPU_EVENTS, &s->ev) < 0)
         return kerr(v->err, "KVM_GET_VCPU_EVENTS");
     s->have |= need;
@@ -764,16 +721,15 @@ static struct kvm_segment *sreg_seg(struct kvm_sregs *s, uint32_t n)
 
 static __u64 *gpr(struct kvm_regs *r, uint32_t n)
 {
-    __u64 *t[] = {&r->rax, &r->rcx, &r->rdx, &r->rbx, &r->rsp, &r->rbp, &r->rsi, &r->rdi,
-                     &r->r8,  &r->r9,  &r->r10, &r->r11, &r->r12, &r->r13, &r->r14, &r->r15,
-                     &r->rip, &r->rflags};
+    __u64 *t[] = {&r->rax, &r->rcx, &r->rdx, &r->rbx, &r->rsp, &r->rbp,
+                  &r->rsi, &r->rdi, &r->r8,  &r->r9,  &r->r10, &r->r11,
+                  &r->r12, &r->r13, &r->r14, &r->r15, &r->rip, &r->rflags};
     return t[n];
 }
 
 static __u64 *dreg(struct kvm_debugregs *d, uint32_t n)
 {
-    if (n <= HVP_REG_DR3)
-        return &d->db[n - HVP_REG_DR0];
+    if (n <= HVP_REG_DR3) return &d->db[n - HVP_REG_DR0];
     return n == HVP_REG_DR6 ? &d->dr6 : &d->dr7;
 }
 
@@ -799,19 +755,16 @@ static int msr_batch(struct hvp_vcpu *v, const uint32_t *names, uint32_t n, uint
     } m = {0};
     uint32_t map[64];
     for (uint32_t i = 0; i < n; i++) {
-        if (group_of(names[i]) != G_MSRS)
-            continue;
+        if (group_of(names[i]) != G_MSRS) continue;
         if (m.hdr.nmsrs == 64)
             return hvp__verr(v, -E2BIG, "registers: more than 64 MSRs in one batch");
         map[m.hdr.nmsrs] = i;
         m.e[m.hdr.nmsrs].index = msr_index(names[i]);
         m.e[m.hdr.nmsrs++].data = set ? vals[i] : 0;
     }
-    if (!m.hdr.nmsrs)
-        return 0;
+    if (!m.hdr.nmsrs) return 0;
     int r = ioctl(VCPU(v)->fd, set ? KVM_SET_MSRS : KVM_GET_MSRS, &m);
-    if (r < 0)
-        return kerr(v->err, set ? "KVM_SET_MSRS" : "KVM_GET_MSRS");
+    if (r < 0) return kerr(v->err, set ? "KVM_SET_MSRS" : "KVM_GET_MSRS");
     if ((uint32_t)r != m.hdr.nmsrs)
         return hvp__verr(v, -EINVAL, "registers: KVM refused %s (MSR 0x%x) = 0x%llx",
                          hvp_reg_name(names[map[r]]), m.e[r].index,
@@ -830,11 +783,9 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
     for (uint32_t i = 0; i < n; i++)
         g |= group_of(names[i]);
     int r = load(v, &s, g & ~G_MSRS);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     uint64_t *mv = calloc(n ? n : 1, 8);
-    if (!mv)
-        return hvp__verr(v, -ENOMEM, "kvm: out of memory");
+    if (!mv) return hvp__verr(v, -ENOMEM, "kvm: out of memory");
     if (g & G_MSRS && (r = msr_batch(v, names, n, mv, false)) < 0) {
         free(mv);
         return r;
@@ -844,9 +795,7 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
         union hvp_reg_value *o = &vals[i];
         memset(o, 0, sizeof(*o));
         switch (group_of(nm)) {
-        case G_REGS:
-            o->reg64 = *gpr(&s.regs, nm);
-            break;
+        case G_REGS: o->reg64 = *gpr(&s.regs, nm); break;
         case G_SREGS:
             if (sreg_seg(&s.sregs, nm))
                 seg_from_kvm(&o->segment, sreg_seg(&s.sregs, nm));
@@ -857,17 +806,12 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
             } else
                 o->reg64 = *creg(&s.sregs, nm);
             break;
-        case G_DEBUG:
-            o->reg64 = *dreg(&s.dbg, nm);
-            break;
+        case G_DEBUG: o->reg64 = *dreg(&s.dbg, nm); break;
         case G_XCRS:
             for (uint32_t j = 0; j < s.xcrs.nr_xcrs; j++)
-                if (s.xcrs.xcrs[j].xcr == 0)
-                    o->reg64 = s.xcrs.xcrs[j].value;
+                if (s.xcrs.xcrs[j].xcr == 0) o->reg64 = s.xcrs.xcrs[j].value;
             break;
-        case G_FPU:
-            fx_get(s.xsave.region, nm, o);
-            break;
+        case G_FPU: fx_get(s.xsave.region, nm, o); break;
         case G_EVENTS:
             if (nm == HVP_REG_PENDING_INTERRUPTION) {
                 struct hvp_pending_interruption *pi = &o->pending_interruption;
@@ -878,8 +822,8 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
                     pi->error_code = s.ev.exception.error_code;
                 } else if (s.ev.interrupt.injected) {
                     pi->pending = 1;
-                    pi->type = s.ev.interrupt.soft ? HVP_PENDING_TYPE_SOFT_INT
-                                                   : HVP_PENDING_TYPE_EXT_INT;
+                    pi->type =
+                        s.ev.interrupt.soft ? HVP_PENDING_TYPE_SOFT_INT : HVP_PENDING_TYPE_EXT_INT;
                     pi->vector = s.ev.interrupt.nr;
                 } else if (s.ev.nmi.injected) {
                     pi->pending = 1, pi->type = HVP_PENDING_TYPE_NMI, pi->vector = 2;
@@ -891,9 +835,7 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
                 o->deliverability.interrupt = VCPU(v)->req_window;
             }
             break;
-        case G_MSRS:
-            o->reg64 = mv[i];
-            break;
+        case G_MSRS: o->reg64 = mv[i]; break;
         }
     }
     free(mv);
@@ -905,29 +847,23 @@ static int kvm_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
 static int flush_pending(struct hvp_vcpu *v)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
-    if (k->pending == PEND_NONE)
-        return 0;
+    if (k->pending == PEND_NONE) return 0;
     struct kvm_regs saved;
-    if (ioctl(k->fd, KVM_GET_REGS, &saved) < 0)
-        return kerr(v->err, "KVM_GET_REGS");
+    if (ioctl(k->fd, KVM_GET_REGS, &saved) < 0) return kerr(v->err, "KVM_GET_REGS");
     switch (k->pending) {
     case PEND_IO:
         memset((uint8_t *)k->run + k->run->io.data_offset, 0, k->run->io.size * k->run->io.count);
         break;
-    case PEND_MMIO:
-        memset(k->run->mmio.data, 0, 8);
-        break;
+    case PEND_MMIO: memset(k->run->mmio.data, 0, 8); break;
     case PEND_MSR:
         k->run->msr.data = 0;
         k->run->msr.error = 0;
         break;
     }
     int r = complete_now(v);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     k->queued = false; /* the VMM emulated the instruction: a continuation is void */
-    if (ioctl(k->fd, KVM_SET_REGS, &saved) < 0)
-        return kerr(v->err, "KVM_SET_REGS");
+    if (ioctl(k->fd, KVM_SET_REGS, &saved) < 0) return kerr(v->err, "KVM_SET_REGS");
     return 0;
 }
 
@@ -935,25 +871,20 @@ static int kvm_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
                              const union hvp_reg_value *vals)
 {
     int r = flush_pending(v);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     struct regset s = {0};
     unsigned g = 0;
     for (uint32_t i = 0; i < n; i++)
         g |= group_of(names[i]);
-    if ((r = load(v, &s, g & ~G_MSRS)) < 0)
-        return r;
+    if ((r = load(v, &s, g & ~G_MSRS)) < 0) return r;
     uint64_t *mv = calloc(n ? n : 1, 8);
-    if (!mv)
-        return hvp__verr(v, -ENOMEM, "kvm: out of memory");
+    if (!mv) return hvp__verr(v, -ENOMEM, "kvm: out of memory");
     bool window = VCPU(v)->req_window;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t nm = names[i];
         const union hvp_reg_value *o = &vals[i];
         switch (group_of(nm)) {
-        case G_REGS:
-            *gpr(&s.regs, nm) = o->reg64;
-            break;
+        case G_REGS: *gpr(&s.regs, nm) = o->reg64; break;
         case G_SREGS:
             if (sreg_seg(&s.sregs, nm))
                 seg_to_kvm(sreg_seg(&s.sregs, nm), &o->segment);
@@ -964,17 +895,13 @@ static int kvm_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
             } else
                 *creg(&s.sregs, nm) = o->reg64;
             break;
-        case G_DEBUG:
-            *dreg(&s.dbg, nm) = o->reg64;
-            break;
+        case G_DEBUG: *dreg(&s.dbg, nm) = o->reg64; break;
         case G_XCRS:
             s.xcrs.nr_xcrs = 1;
             s.xcrs.xcrs[0].xcr = 0;
             s.xcrs.xcrs[0].value = o->reg64;
             break;
-        case G_FPU:
-            fx_set(s.xsave.region, nm, o);
-            break;
+        case G_FPU: fx_set(s.xsave.region, nm, o); break;
         case G_EVENTS:
             if (nm == HVP_REG_PENDING_INTERRUPTION) {
                 const struct hvp_pending_interruption *pi = &o->pending_interruption;
@@ -1004,9 +931,7 @@ static int kvm_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t
                 window = o->deliverability.interrupt;
             }
             break;
-        case G_MSRS:
-            mv[i] = o->reg64;
-            break;
+        case G_MSRS: mv[i] = o->reg64; break;
         }
     }
     int fd = VCPU(v)->fd;
@@ -1040,8 +965,7 @@ static int kvm_vcpu_reset(struct hvp_vcpu *v)
     k->req_window = false;
     struct kvm_regs regs = {.rflags = 2, .rip = 0xfff0, .rdx = 0x600};
     struct kvm_sregs s;
-    if (ioctl(k->fd, KVM_GET_SREGS, &s) < 0)
-        return kerr(v->err, "KVM_GET_SREGS");
+    if (ioctl(k->fd, KVM_GET_SREGS, &s) < 0) return kerr(v->err, "KVM_GET_SREGS");
     struct kvm_segment data = {.limit = 0xffff, .type = 3, .present = 1, .s = 1};
     s.ds = s.es = s.fs = s.gs = s.ss = data;
     s.cs = data;
@@ -1052,12 +976,9 @@ static int kvm_vcpu_reset(struct hvp_vcpu *v)
     s.idt = (struct kvm_dtable){.limit = 0xffff};
     s.cr0 = 0x60000010, s.cr2 = s.cr3 = s.cr4 = s.cr8 = 0, s.efer = 0;
     struct kvm_vcpu_events ev = {0};
-    if (ioctl(k->fd, KVM_SET_SREGS, &s) < 0)
-        return kerr(v->err, "KVM_SET_SREGS");
-    if (ioctl(k->fd, KVM_SET_REGS, &regs) < 0)
-        return kerr(v->err, "KVM_SET_REGS");
-    if (ioctl(k->fd, KVM_SET_VCPU_EVENTS, &ev) < 0)
-        return kerr(v->err, "KVM_SET_VCPU_EVENTS");
+    if (ioctl(k->fd, KVM_SET_SREGS, &s) < 0) return kerr(v->err, "KVM_SET_SREGS");
+    if (ioctl(k->fd, KVM_SET_REGS, &regs) < 0) return kerr(v->err, "KVM_SET_REGS");
+    if (ioctl(k->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) return kerr(v->err, "KVM_SET_VCPU_EVENTS");
     return 0;
 }
 
@@ -1065,8 +986,7 @@ static int kvm_vcpu_reset(struct hvp_vcpu *v)
 
 static unsigned code_mode(const struct kvm_sregs *s)
 {
-    if (s->efer & (1u << 10) && s->cs.l)
-        return 64;
+    if (s->efer & (1u << 10) && s->cs.l) return 64;
     return s->cs.db ? 32 : 16;
 }
 
@@ -1075,8 +995,7 @@ static void fill_vp(struct hvp_vcpu *v, struct hvp_exit *x, struct kvm_regs *reg
                     struct kvm_sregs *s, uint8_t *bytes, uint8_t *nbytes)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
-    if (ioctl(k->fd, KVM_GET_REGS, regs) < 0 || ioctl(k->fd, KVM_GET_SREGS, s) < 0)
-        return;
+    if (ioctl(k->fd, KVM_GET_REGS, regs) < 0 || ioctl(k->fd, KVM_GET_SREGS, s) < 0) return;
     x->vp.rip = regs->rip;
     x->vp.rflags = regs->rflags;
     seg_from_kvm((struct hvp_segment *)&x->vp.cs, &s->cs); /* same layout, asserted below */
@@ -1086,13 +1005,11 @@ static void fill_vp(struct hvp_vcpu *v, struct hvp_exit *x, struct kvm_regs *reg
     x->vp.efer_lma = s->efer >> 10 & 1;
     x->vp.cr4_la57 = s->cr4 >> 12 & 1;
     x->cr8 = (uint8_t)s->cr8;
-    if (!bytes)
-        return;
+    if (!bytes) return;
     *nbytes = 0;
     struct hvp_paging_state st = {s->cr0, s->cr3, s->cr4, s->efer, s->ss.dpl};
     uint64_t lin = s->cs.base + regs->rip;
-    if (code_mode(s) != 64)
-        lin &= 0xFFFFFFFFull;
+    if (code_mode(s) != 64) lin &= 0xFFFFFFFFull;
     while (*nbytes < 16) {
         uint32_t res;
         uint64_t gpa;
@@ -1101,10 +1018,8 @@ static void fill_vp(struct hvp_vcpu *v, struct hvp_exit *x, struct kvm_regs *reg
             res != HVP_TRANSLATE_SUCCESS)
             break;
         size_t n = HVP_PAGE - (a & (HVP_PAGE - 1));
-        if (n > 16u - *nbytes)
-            n = 16u - *nbytes;
-        if (hvp_read_gpa(v->p, gpa, bytes + *nbytes, n) < 0)
-            break;
+        if (n > 16u - *nbytes) n = 16u - *nbytes;
+        if (hvp_read_gpa(v->p, gpa, bytes + *nbytes, n) < 0) break;
         *nbytes += n;
     }
     struct hvp_x86_insn insn;
@@ -1128,8 +1043,7 @@ static void io_kind(const uint8_t *b, unsigned n, bool long_mode, uint8_t *strin
             break;
     }
     *string = i < n && b[i] >= 0x6C && b[i] <= 0x6F;
-    if (!*string)
-        *rep = 0;
+    if (!*string) *rep = 0;
 }
 
 static int translate_exit(struct hvp_vcpu *v, struct hvp_exit *x)
@@ -1152,17 +1066,18 @@ static int translate_exit(struct hvp_vcpu *v, struct hvp_exit *x)
         io->rax = regs.rax, io->rcx = regs.rcx, io->rsi = regs.rsi, io->rdi = regs.rdi;
         seg_from_kvm(&io->ds, &s.ds);
         seg_from_kvm(&io->es, &s.es);
-        io->access = (struct hvp_access){.addr = run->io.port, .size = run->io.size,
+        io->access = (struct hvp_access){.addr = run->io.port,
+                                         .size = run->io.size,
                                          .is_write = io->ctx.is_write,
                                          .string_op = io->ctx.string_op,
-                                         .rep = io->ctx.rep_prefix, .count = run->io.count};
+                                         .rep = io->ctx.rep_prefix,
+                                         .count = run->io.count};
         io->access.buf = (uint8_t *)run + run->io.data_offset;
         if (io->ctx.is_write && run->io.size <= 8)
             memcpy(io->access.data, io->access.buf, run->io.size);
         else
             memset(io->access.buf, 0, (size_t)run->io.size * run->io.count);
-        if (run->io.count == 1)
-            io->access.buf = io->access.data;
+        if (run->io.count == 1) io->access.buf = io->access.data;
         k->pending = PEND_IO;
         return 0;
     }
@@ -1176,8 +1091,10 @@ static int translate_exit(struct hvp_vcpu *v, struct hvp_exit *x)
         pthread_mutex_lock(&v->p->lock);
         m->ctx.gpa_unmapped = hvp__find_range(v->p, run->mmio.phys_addr) == NULL;
         pthread_mutex_unlock(&v->p->lock);
-        m->access = (struct hvp_access){.addr = run->mmio.phys_addr, .size = (uint8_t)run->mmio.len,
-                                        .is_write = run->mmio.is_write, .count = 1};
+        m->access = (struct hvp_access){.addr = run->mmio.phys_addr,
+                                        .size = (uint8_t)run->mmio.len,
+                                        .is_write = run->mmio.is_write,
+                                        .count = 1};
         m->access.buf = m->access.data;
         if (run->mmio.is_write)
             memcpy(m->access.data, run->mmio.data, 8);
@@ -1251,7 +1168,10 @@ static int translate_exit(struct hvp_vcpu *v, struct hvp_exit *x)
     }
 }
 
-static int kick_signal(void) { return HVP_KICK_SIGNAL; }
+static int kick_signal(void)
+{
+    return HVP_KICK_SIGNAL;
+}
 
 static void drain_kicks(void)
 {
@@ -1268,8 +1188,7 @@ static int thread_setup(struct hvp_vcpu *v)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
     pthread_t self = pthread_self();
-    if (k->thread_ready && pthread_equal(k->thread, self))
-        return 0;
+    if (k->thread_ready && pthread_equal(k->thread, self)) return 0;
     sigset_t block, cur;
     sigemptyset(&block);
     sigaddset(&block, kick_signal());
@@ -1282,8 +1201,7 @@ static int thread_setup(struct hvp_vcpu *v)
     } sm;
     sm.m.len = 8;
     memcpy(sm.set, &cur, 8);
-    if (ioctl(k->fd, KVM_SET_SIGNAL_MASK, &sm) < 0)
-        return kerr(v->err, "KVM_SET_SIGNAL_MASK");
+    if (ioctl(k->fd, KVM_SET_SIGNAL_MASK, &sm) < 0) return kerr(v->err, "KVM_SET_SIGNAL_MASK");
     k->thread = self;
     k->thread_ready = true;
     return 0;
@@ -1292,8 +1210,7 @@ static int thread_setup(struct hvp_vcpu *v)
 static bool take_cancel(struct hvp_vcpu *v, struct hvp_exit *x)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
-    if (!atomic_exchange(&k->cancel, 0))
-        return false;
+    if (!atomic_exchange(&k->cancel, 0)) return false;
     k->run->immediate_exit = 0;
     drain_kicks();
     memset(x, 0, sizeof(*x));
@@ -1310,28 +1227,23 @@ static int try_inline(struct hvp_vcpu *v, struct hvp_exit *x, bool *done)
     struct hvp_partition *p = v->p;
     struct kvm_vcpu_priv *k = VCPU(v);
     *done = false;
-    if (!p->has_io_handler)
-        return 0;
+    if (!p->has_io_handler) return 0;
     struct hvp_access *a = x->reason == HVP_EXIT_IO_PORT ? &x->io.access : &x->mmio.access;
-    if (a->count != 1 || a->string_op || a->size > 8)
-        return 0;
+    if (a->count != 1 || a->string_op || a->size > 8) return 0;
     uint64_t data = 0;
     memcpy(&data, a->data, a->size);
     int r;
     if (x->reason == HVP_EXIT_IO_PORT) {
-        if (!p->io_handler.pio)
-            return 0;
+        if (!p->io_handler.pio) return 0;
         r = p->io_handler.pio(p->io_ctx, v, (uint16_t)a->addr, a->size, a->is_write, &data);
     } else {
-        if (!p->io_handler.mmio)
-            return 0;
+        if (!p->io_handler.mmio) return 0;
         r = p->io_handler.mmio(p->io_ctx, v, a->addr, a->size, a->is_write, &data);
     }
     if (r < 0)
         return hvp__verr(v, r, "I/O handler failed at 0x%llx: %s", (unsigned long long)a->addr,
                          strerror(-r));
-    if (r == HVP_IO_UNHANDLED)
-        return 0;
+    if (r == HVP_IO_UNHANDLED) return 0;
     if (!a->is_write) {
         if (x->reason == HVP_EXIT_IO_PORT)
             memcpy((uint8_t *)k->run + k->run->io.data_offset, &data, a->size);
@@ -1347,35 +1259,30 @@ static int kvm_vcpu_run(struct hvp_vcpu *v, struct hvp_exit *x)
 {
     struct kvm_vcpu_priv *k = VCPU(v);
     int r = thread_setup(v);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     for (;;) {
         if (k->queued) {
             *x = k->queued_exit;
             k->queued = false;
             return 0;
         }
-        if (take_cancel(v, x))
-            return 0;
+        if (take_cancel(v, x)) return 0;
         k->run->request_interrupt_window = k->req_window;
         r = ioctl(k->fd, KVM_RUN, 0);
         k->pending = PEND_NONE;
         if (r < 0) {
             if (errno == EINTR || errno == EAGAIN) {
-                if (take_cancel(v, x))
-                    return 0;
+                if (take_cancel(v, x)) return 0;
                 continue;
             }
             return kerr(v->err, "KVM_RUN");
         }
         if (k->run->exit_reason == KVM_EXIT_INTR) {
-            if (take_cancel(v, x))
-                return 0;
+            if (take_cancel(v, x)) return 0;
             continue;
         }
         memset(x, 0, sizeof(*x));
-        if ((r = translate_exit(v, x)) < 0)
-            return r;
+        if ((r = translate_exit(v, x)) < 0) return r;
         if (x->reason == HVP_EXIT_MSR_ACCESS) {
             /* IgnoreWriteReadZero is the platform's own answer. */
             uint32_t act = v->p->unimplemented_msr_action;
@@ -1388,7 +1295,8 @@ static int kvm_vcpu_run(struct hvp_vcpu *v, struct hvp_exit *x)
                 k->pending = PEND_NONE;
                 continue;
             }
-            if (act == HVP_MSR_ACTION_DEFAULT && k->run->msr.reason == KVM_MSR_EXIT_REASON_UNKNOWN &&
+            if (act == HVP_MSR_ACTION_DEFAULT &&
+                k->run->msr.reason == KVM_MSR_EXIT_REASON_UNKNOWN &&
                 !(v->p->msr_exit_bitmap & HVP_MSR_EXIT_UNHANDLED_MSRS)) {
                 k->run->msr.error = 1; /* #GP, as without the exit */
                 k->pending = PEND_NONE;
@@ -1397,10 +1305,8 @@ static int kvm_vcpu_run(struct hvp_vcpu *v, struct hvp_exit *x)
         }
         if (x->flags & HVP_EXIT_F_DECODED) {
             bool done;
-            if ((r = try_inline(v, x, &done)) < 0)
-                return r;
-            if (done)
-                continue;
+            if ((r = try_inline(v, x, &done)) < 0) return r;
+            if (done) continue;
         }
         return 0;
     }
@@ -1411,8 +1317,7 @@ static int kvm_vcpu_cancel(struct hvp_vcpu *v)
     struct kvm_vcpu_priv *k = VCPU(v);
     atomic_store(&k->cancel, 1);
     __atomic_store_n(&k->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    if (atomic_load(&v->running) && k->thread_ready)
-        pthread_kill(k->thread, kick_signal());
+    if (atomic_load(&v->running) && k->thread_ready) pthread_kill(k->thread, kick_signal());
     return 0;
 }
 
@@ -1421,17 +1326,16 @@ static int kvm_complete_io(struct hvp_vcpu *v, const void *data, size_t len)
     struct kvm_vcpu_priv *k = VCPU(v);
     struct kvm_run *run = k->run;
     if (k->pending == PEND_IO) {
-        size_t need = run->io.direction == KVM_EXIT_IO_OUT ? 0 : (size_t)run->io.size * run->io.count;
+        size_t need =
+            run->io.direction == KVM_EXIT_IO_OUT ? 0 : (size_t)run->io.size * run->io.count;
         if (len != need)
             return hvp__verr(v, -EINVAL, "complete I/O: %zu bytes given, %zu expected", len, need);
-        if (len)
-            memcpy((uint8_t *)run + run->io.data_offset, data, len);
+        if (len) memcpy((uint8_t *)run + run->io.data_offset, data, len);
     } else if (k->pending == PEND_MMIO) {
         size_t need = run->mmio.is_write ? 0 : run->mmio.len;
         if (len != need)
             return hvp__verr(v, -EINVAL, "complete MMIO: %zu bytes given, %zu expected", len, need);
-        if (len)
-            memcpy(run->mmio.data, data, len);
+        if (len) memcpy(run->mmio.data, data, len);
     } else
         return hvp__verr(v, -EINVAL, "complete I/O: no I/O or MMIO exit is pending");
     return complete_now(v);
@@ -1450,12 +1354,9 @@ static int kvm_complete_msr(struct hvp_vcpu *v, uint64_t value, bool inject_gp)
 static int kvm_get_xsave(struct hvp_vcpu *v, void *buf, size_t len, size_t *written)
 {
     struct kvm_xsave xs;
-    if (written)
-        *written = sizeof(xs);
-    if (len < sizeof(xs))
-        return hvp__verr(v, -ENOSPC, "XSAVE: %zu bytes needed", sizeof(xs));
-    if (ioctl(VCPU(v)->fd, KVM_GET_XSAVE, &xs) < 0)
-        return kerr(v->err, "KVM_GET_XSAVE");
+    if (written) *written = sizeof(xs);
+    if (len < sizeof(xs)) return hvp__verr(v, -ENOSPC, "XSAVE: %zu bytes needed", sizeof(xs));
+    if (ioctl(VCPU(v)->fd, KVM_GET_XSAVE, &xs) < 0) return kerr(v->err, "KVM_GET_XSAVE");
     memcpy(buf, &xs, sizeof(xs));
     return 0;
 }
@@ -1466,11 +1367,9 @@ static int kvm_set_xsave(struct hvp_vcpu *v, const void *buf, size_t len)
     if (len != sizeof(xs))
         return hvp__verr(v, -EINVAL, "XSAVE: %zu bytes, expected %zu", len, sizeof(xs));
     int r = flush_pending(v);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     memcpy(&xs, buf, sizeof(xs));
-    if (ioctl(VCPU(v)->fd, KVM_SET_XSAVE, &xs) < 0)
-        return kerr(v->err, "KVM_SET_XSAVE");
+    if (ioctl(VCPU(v)->fd, KVM_SET_XSAVE, &xs) < 0) return kerr(v->err, "KVM_SET_XSAVE");
     return 0;
 }
 
@@ -1478,13 +1377,11 @@ static int kvm_get_lapic(struct hvp_vcpu *v, void *buf, size_t len, size_t *writ
 {
     if (!PART(v->p)->irqchip)
         return hvp__verr(v, -EOPNOTSUPP, "LAPIC: LocalApicEmulationMode is None");
-    if (written)
-        *written = HVP_LAPIC_STATE_SIZE;
+    if (written) *written = HVP_LAPIC_STATE_SIZE;
     if (len < HVP_LAPIC_STATE_SIZE)
         return hvp__verr(v, -ENOSPC, "LAPIC: %u bytes needed", HVP_LAPIC_STATE_SIZE);
     struct kvm_lapic_state st;
-    if (ioctl(VCPU(v)->fd, KVM_GET_LAPIC, &st) < 0)
-        return kerr(v->err, "KVM_GET_LAPIC");
+    if (ioctl(VCPU(v)->fd, KVM_GET_LAPIC, &st) < 0) return kerr(v->err, "KVM_GET_LAPIC");
     memcpy(buf, st.regs, HVP_LAPIC_STATE_SIZE);
     return 0;
 }
@@ -1497,8 +1394,7 @@ static int kvm_set_lapic(struct hvp_vcpu *v, const void *buf, size_t len)
         return hvp__verr(v, -EINVAL, "LAPIC: %zu bytes, expected %u", len, HVP_LAPIC_STATE_SIZE);
     struct kvm_lapic_state st;
     memcpy(st.regs, buf, HVP_LAPIC_STATE_SIZE);
-    if (ioctl(VCPU(v)->fd, KVM_SET_LAPIC, &st) < 0)
-        return kerr(v->err, "KVM_SET_LAPIC");
+    if (ioctl(VCPU(v)->fd, KVM_SET_LAPIC, &st) < 0) return kerr(v->err, "KVM_SET_LAPIC");
     return 0;
 }
 
@@ -1510,10 +1406,8 @@ static int kvm_get_cpuid(struct hvp_vcpu *v, uint32_t leaf, uint32_t subleaf, ui
         return 0;
     }
     out[0] = e->eax, out[1] = e->ebx, out[2] = e->ecx, out[3] = e->edx;
-    if (leaf == 1)
-        out[1] = (out[1] & 0x00ffffff) | v->index << 24;
-    if (leaf == 0xb || leaf == 0x1f)
-        out[3] = v->index;
+    if (leaf == 1) out[1] = (out[1] & 0x00ffffff) | v->index << 24;
+    if (leaf == 0xb || leaf == 0x1f) out[3] = v->index;
     return 0;
 }
 
@@ -1521,8 +1415,7 @@ static int kvm_get_cpuid(struct hvp_vcpu *v, uint32_t leaf, uint32_t subleaf, ui
 
 static int kvm_request_interrupt(struct hvp_partition *p, const struct hvp_interrupt *irq)
 {
-    if (!PART(p)->irqchip)
-        return hvp__perr(p, -EOPNOTSUPP, "kvm: no in-kernel APIC");
+    if (!PART(p)->irqchip) return hvp__perr(p, -EOPNOTSUPP, "kvm: no in-kernel APIC");
     uint32_t dm;
     switch (irq->type) {
     case HVP_INTERRUPT_FIXED: dm = 0; break;
@@ -1530,31 +1423,28 @@ static int kvm_request_interrupt(struct hvp_partition *p, const struct hvp_inter
     case HVP_INTERRUPT_NMI: dm = 4; break;
     case HVP_INTERRUPT_INIT: dm = 5; break;
     case HVP_INTERRUPT_SIPI: dm = 6; break;
-    default:
-        return hvp__perr(p, -EINVAL, "interrupt: type %u cannot be sent as an MSI", irq->type);
+    default: return hvp__perr(p, -EINVAL, "interrupt: type %u cannot be sent as an MSI", irq->type);
     }
     if ((dm <= 1) && (irq->vector < 16 || irq->vector > 255))
         return hvp__perr(p, -EINVAL, "interrupt: vector %u, not 16..255", irq->vector);
     /* MSI format: address FEEx_xxxx with the destination, data with the
      * vector, delivery mode and trigger. */
     struct kvm_msi msi = {
-        .address_lo = 0xFEE00000u | (irq->destination & 0xff) << 12 | (irq->logical_dest ? 1u << 2 : 0),
+        .address_lo =
+            0xFEE00000u | (irq->destination & 0xff) << 12 | (irq->logical_dest ? 1u << 2 : 0),
         .address_hi = irq->destination & 0xffffff00u,
         .data = (irq->vector & 0xff) | dm << 8 | (irq->level_triggered ? 3u << 14 : 1u << 14),
     };
     int r = ioctl(PART(p)->vm, KVM_SIGNAL_MSI, &msi);
-    if (r < 0)
-        return kerr(p->err, "KVM_SIGNAL_MSI");
+    if (r < 0) return kerr(p->err, "KVM_SIGNAL_MSI");
     return 0;
 }
 
 static int kvm_set_irq_line(struct hvp_partition *p, uint32_t gsi, bool level)
 {
-    if (!PART(p)->irqchip)
-        return hvp__perr(p, -EOPNOTSUPP, "kvm: no in-kernel irqchip");
+    if (!PART(p)->irqchip) return hvp__perr(p, -EOPNOTSUPP, "kvm: no in-kernel irqchip");
     struct kvm_irq_level l = {.irq = gsi, .level = level};
-    if (ioctl(PART(p)->vm, KVM_IRQ_LINE, &l) < 0)
-        return kerr(p->err, "KVM_IRQ_LINE");
+    if (ioctl(PART(p)->vm, KVM_IRQ_LINE, &l) < 0) return kerr(p->err, "KVM_IRQ_LINE");
     return 0;
 }
 

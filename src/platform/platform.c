@@ -30,8 +30,7 @@ static int open_one(const struct hvp_backend_ops *ops, struct hvp **out, char *w
         return -ENODEV;
     }
     struct hvp *h = calloc(1, sizeof(*h));
-    if (!h)
-        return -ENOMEM;
+    if (!h) return -ENOMEM;
     h->ops = ops;
     int r = ops->open(h, why, len);
     if (r < 0) {
@@ -46,22 +45,18 @@ int hvp_open(const char *backend, struct hvp **out, char *errbuf, size_t errlen)
 {
     char why[HVP_ERRLEN] = "";
     char tmp[HVP_ERRLEN];
-    if (!out)
-        return -EINVAL;
+    if (!out) return -EINVAL;
     *out = NULL;
-    if (!backend)
-        backend = "auto";
+    if (!backend) backend = "auto";
     bool is_auto = strcmp(backend, "auto") == 0;
     int r = -ENODEV;
     bool known = is_auto;
     for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); i++) {
-        if (!is_auto && strcmp(backend, backends[i]->name) != 0)
-            continue;
+        if (!is_auto && strcmp(backend, backends[i]->name) != 0) continue;
         known = true;
         tmp[0] = 0;
         r = open_one(backends[i], out, tmp, sizeof(tmp));
-        if (r == 0)
-            return 0;
+        if (r == 0) return 0;
         snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "", tmp);
     }
     if (is_auto || strcmp(backend, "soft") == 0) {
@@ -74,27 +69,29 @@ int hvp_open(const char *backend, struct hvp **out, char *errbuf, size_t errlen)
         snprintf(why, sizeof(why), "unknown backend '%s' (kvm, soft or auto)", backend);
         r = -EINVAL;
     }
-    if (errbuf && errlen)
-        snprintf(errbuf, errlen, "%s", why);
+    if (errbuf && errlen) snprintf(errbuf, errlen, "%s", why);
     return r;
 }
 
 void hvp_close(struct hvp *h)
 {
-    if (!h)
-        return;
-    if (h->ops->close)
-        h->ops->close(h);
+    if (!h) return;
+    if (h->ops->close) h->ops->close(h);
     free(h);
 }
 
-const char *hvp_backend_name(const struct hvp *h) { return h ? h->ops->name : "?"; }
-const char *hvp_error(const struct hvp *h) { return h ? h->err : "no handle"; }
+const char *hvp_backend_name(const struct hvp *h)
+{
+    return h ? h->ops->name : "?";
+}
+const char *hvp_error(const struct hvp *h)
+{
+    return h ? h->err : "no handle";
+}
 
 int hvp_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size_t *written)
 {
-    if (!h || (!buf && len))
-        return -EINVAL;
+    if (!h || (!buf && len)) return -EINVAL;
     return h->ops->get_capability(h, code, buf, len, written);
 }
 
@@ -102,11 +99,9 @@ int hvp_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size
 
 int hvp_partition_create(struct hvp *h, struct hvp_partition **out)
 {
-    if (!h || !out)
-        return -EINVAL;
+    if (!h || !out) return -EINVAL;
     struct hvp_partition *p = calloc(1, sizeof(*p));
-    if (!p)
-        return hvp__set_error(h->err, -ENOMEM, "partition: out of memory");
+    if (!p) return hvp__set_error(h->err, -ENOMEM, "partition: out of memory");
     p->h = h;
     p->ops = h->ops;
     p->processor_count = 1;
@@ -116,7 +111,10 @@ int hvp_partition_create(struct hvp *h, struct hvp_partition **out)
     return 0;
 }
 
-const char *hvp_partition_error(const struct hvp_partition *p) { return p ? p->err : "no handle"; }
+const char *hvp_partition_error(const struct hvp_partition *p)
+{
+    return p ? p->err : "no handle";
+}
 
 /* Copies a list property of `esize`-byte entries. */
 static int set_list(struct hvp_partition *p, const char *what, void **dst, size_t *n,
@@ -130,8 +128,7 @@ static int set_list(struct hvp_partition *p, const char *what, void **dst, size_
     void *copy = NULL;
     if (len) {
         copy = malloc(len);
-        if (!copy)
-            return hvp__perr(p, -ENOMEM, "%s: out of memory", what);
+        if (!copy) return hvp__perr(p, -ENOMEM, "%s: out of memory", what);
         memcpy(copy, buf, len);
     }
     free(*dst);
@@ -149,8 +146,7 @@ static int want_size(struct hvp_partition *p, const char *what, size_t len, size
 
 int hvp_partition_set_property(struct hvp_partition *p, uint32_t code, const void *buf, size_t len)
 {
-    if (!p || (!buf && len))
-        return -EINVAL;
+    if (!p || (!buf && len)) return -EINVAL;
     bool runtime = code == HVP_PROP_EXCEPTION_EXIT_BITMAP;
     if (p->state != HVP_PART_CREATED && !runtime)
         return hvp__perr(p, -EBUSY, "property 0x%x: can only be set before setup", code);
@@ -161,26 +157,21 @@ int hvp_partition_set_property(struct hvp_partition *p, uint32_t code, const voi
     case HVP_PROP_EXTENDED_VM_EXITS:
     case HVP_PROP_EXCEPTION_EXIT_BITMAP:
     case HVP_PROP_X64_MSR_EXIT_BITMAP:
-        if ((r = want_size(p, "64-bit property", len, 8)))
-            return r;
+        if ((r = want_size(p, "64-bit property", len, 8))) return r;
         memcpy(&v64, buf, 8);
         break;
     case HVP_PROP_PROCESSOR_COUNT:
     case HVP_PROP_LOCAL_APIC_EMULATION_MODE:
     case HVP_PROP_UNIMPLEMENTED_MSR_ACTION:
-        if ((r = want_size(p, "32-bit property", len, 4)))
-            return r;
+        if ((r = want_size(p, "32-bit property", len, 4))) return r;
         memcpy(&v32, buf, 4);
         break;
     case HVP_PROP_CPUID_EXIT_LIST:
     case HVP_PROP_CPUID_RESULT_LIST:
-    case HVP_PROP_MSR_ACTION_LIST:
-        break;
-    default:
-        return hvp__perr(p, -ENOENT, "property 0x%x: unknown", code);
+    case HVP_PROP_MSR_ACTION_LIST: break;
+    default: return hvp__perr(p, -ENOENT, "property 0x%x: unknown", code);
     }
-    if (p->ops->check_property && (r = p->ops->check_property(p, code, buf, len)) < 0)
-        return r;
+    if (p->ops->check_property && (r = p->ops->check_property(p, code, buf, len)) < 0) return r;
     switch (code) {
     case HVP_PROP_EXTENDED_VM_EXITS:
         if (v64 & ~(HVP_EXTENDED_EXIT_CPUID | HVP_EXTENDED_EXIT_MSR | HVP_EXTENDED_EXIT_EXCEPTION))
@@ -189,15 +180,12 @@ int hvp_partition_set_property(struct hvp_partition *p, uint32_t code, const voi
         p->extended_exits = v64;
         return 0;
     case HVP_PROP_EXCEPTION_EXIT_BITMAP:
-        if (v64 >> 32)
-            return hvp__perr(p, -EINVAL, "ExceptionExitBitmap: vectors above 31");
+        if (v64 >> 32) return hvp__perr(p, -EINVAL, "ExceptionExitBitmap: vectors above 31");
         p->exception_bitmap = v64;
         if (p->state == HVP_PART_READY && p->ops->property_changed)
             return p->ops->property_changed(p, code);
         return 0;
-    case HVP_PROP_X64_MSR_EXIT_BITMAP:
-        p->msr_exit_bitmap = v64;
-        return 0;
+    case HVP_PROP_X64_MSR_EXIT_BITMAP: p->msr_exit_bitmap = v64; return 0;
     case HVP_PROP_PROCESSOR_COUNT:
         if (v32 < 1 || v32 > HVP_MAX_VCPUS)
             return hvp__perr(p, -EINVAL, "ProcessorCount: %u, not 1..%u", v32, HVP_MAX_VCPUS);
@@ -229,31 +217,22 @@ int hvp_partition_set_property(struct hvp_partition *p, uint32_t code, const voi
 static int put(struct hvp_partition *p, void *buf, size_t len, size_t *written, const void *src,
                size_t n)
 {
-    if (written)
-        *written = n;
-    if (len < n)
-        return hvp__perr(p, -ENOSPC, "buffer of %zu bytes, %zu needed", len, n);
-    if (n)
-        memcpy(buf, src, n);
+    if (written) *written = n;
+    if (len < n) return hvp__perr(p, -ENOSPC, "buffer of %zu bytes, %zu needed", len, n);
+    if (n) memcpy(buf, src, n);
     return 0;
 }
 
 int hvp_partition_get_property(struct hvp_partition *p, uint32_t code, void *buf, size_t len,
                                size_t *written)
 {
-    if (!p || (!buf && len))
-        return -EINVAL;
+    if (!p || (!buf && len)) return -EINVAL;
     switch (code) {
-    case HVP_PROP_EXTENDED_VM_EXITS:
-        return put(p, buf, len, written, &p->extended_exits, 8);
-    case HVP_PROP_EXCEPTION_EXIT_BITMAP:
-        return put(p, buf, len, written, &p->exception_bitmap, 8);
-    case HVP_PROP_X64_MSR_EXIT_BITMAP:
-        return put(p, buf, len, written, &p->msr_exit_bitmap, 8);
-    case HVP_PROP_PROCESSOR_COUNT:
-        return put(p, buf, len, written, &p->processor_count, 4);
-    case HVP_PROP_LOCAL_APIC_EMULATION_MODE:
-        return put(p, buf, len, written, &p->apic_mode, 4);
+    case HVP_PROP_EXTENDED_VM_EXITS: return put(p, buf, len, written, &p->extended_exits, 8);
+    case HVP_PROP_EXCEPTION_EXIT_BITMAP: return put(p, buf, len, written, &p->exception_bitmap, 8);
+    case HVP_PROP_X64_MSR_EXIT_BITMAP: return put(p, buf, len, written, &p->msr_exit_bitmap, 8);
+    case HVP_PROP_PROCESSOR_COUNT: return put(p, buf, len, written, &p->processor_count, 4);
+    case HVP_PROP_LOCAL_APIC_EMULATION_MODE: return put(p, buf, len, written, &p->apic_mode, 4);
     case HVP_PROP_UNIMPLEMENTED_MSR_ACTION:
         return put(p, buf, len, written, &p->unimplemented_msr_action, 4);
     case HVP_PROP_CPUID_EXIT_LIST:
@@ -270,21 +249,18 @@ int hvp_partition_get_property(struct hvp_partition *p, uint32_t code, void *buf
 
 int hvp_partition_setup(struct hvp_partition *p)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_CREATED)
         return hvp__perr(p, -EBUSY, "setup: the partition is already set up");
     int r = p->ops->partition_setup(p);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     p->state = HVP_PART_READY;
     return 0;
 }
 
 int hvp_partition_reset(struct hvp_partition *p)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "reset: the partition is not set up");
     if (!p->ops->vcpu_reset)
@@ -293,8 +269,7 @@ int hvp_partition_reset(struct hvp_partition *p)
     int r = 0;
     for (uint32_t i = 0; i < HVP_MAX_VCPUS && r == 0; i++) {
         struct hvp_vcpu *v = p->vcpus[i];
-        if (!v)
-            continue;
+        if (!v) continue;
         if (atomic_load(&v->running))
             r = hvp__perr(p, -EBUSY, "reset: vCPU %u is running", i);
         else if ((r = p->ops->vcpu_reset(v)) < 0)
@@ -306,8 +281,7 @@ int hvp_partition_reset(struct hvp_partition *p)
 
 void hvp_partition_destroy(struct hvp_partition *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     for (uint32_t i = 0; i < HVP_MAX_VCPUS; i++)
         hvp_vcpu_destroy(p->vcpus[i]);
     while (p->dead) {
@@ -316,12 +290,10 @@ void hvp_partition_destroy(struct hvp_partition *p)
         free(v);
     }
     for (size_t i = 0; i < p->n_ranges; i++) {
-        if (p->state == HVP_PART_READY)
-            p->ops->unmap(p, &p->ranges[i]);
+        if (p->state == HVP_PART_READY) p->ops->unmap(p, &p->ranges[i]);
         free(p->ranges[i].dirty);
     }
-    if (p->state == HVP_PART_READY)
-        p->ops->partition_destroy(p);
+    if (p->state == HVP_PART_READY) p->ops->partition_destroy(p);
     free(p->ranges);
     free(p->cpuid_exits);
     free(p->cpuid_results);
@@ -332,8 +304,7 @@ void hvp_partition_destroy(struct hvp_partition *p)
 
 int hvp_partition_suspend_time(struct hvp_partition *p)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "suspend time: the partition is not set up");
     return p->ops->suspend_time ? p->ops->suspend_time(p)
@@ -342,8 +313,7 @@ int hvp_partition_suspend_time(struct hvp_partition *p)
 
 int hvp_partition_resume_time(struct hvp_partition *p)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "resume time: the partition is not set up");
     return p->ops->resume_time ? p->ops->resume_time(p)
@@ -352,8 +322,7 @@ int hvp_partition_resume_time(struct hvp_partition *p)
 
 int hvp_partition_set_io_handler(struct hvp_partition *p, const struct hvp_io_handler *h, void *ctx)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (h && h->size < sizeof(*h))
         return hvp__perr(p, -EINVAL, "I/O handler: size %u, expected %zu", h->size, sizeof(*h));
     pthread_mutex_lock(&p->lock);
@@ -364,8 +333,7 @@ int hvp_partition_set_io_handler(struct hvp_partition *p, const struct hvp_io_ha
         }
     }
     p->has_io_handler = h != NULL;
-    if (h)
-        p->io_handler = *h;
+    if (h) p->io_handler = *h;
     p->io_ctx = ctx;
     pthread_mutex_unlock(&p->lock);
     return 0;
@@ -403,8 +371,7 @@ static int insert_range(struct hvp_partition *p, const struct hvp_mem_range *r)
     if (p->n_ranges == p->cap_ranges) {
         size_t cap = p->cap_ranges ? p->cap_ranges * 2 : 8;
         struct hvp_mem_range *n = realloc(p->ranges, cap * sizeof(*n));
-        if (!n)
-            return -ENOMEM;
+        if (!n) return -ENOMEM;
         p->ranges = n;
         p->cap_ranges = cap;
     }
@@ -420,14 +387,15 @@ static uint64_t *alloc_bits(uint64_t pages)
     return calloc((pages + 63) / 64, sizeof(uint64_t));
 }
 
-static bool test_bit(const uint64_t *b, uint64_t i) { return b[i / 64] >> (i % 64) & 1; }
+static bool test_bit(const uint64_t *b, uint64_t i)
+{
+    return b[i / 64] >> (i % 64) & 1;
+}
 
 int hvp_map_gpa(struct hvp_partition *p, void *hva, uint64_t gpa, uint64_t size, uint32_t flags)
 {
-    if (!p)
-        return -EINVAL;
-    if (p->state != HVP_PART_READY)
-        return hvp__perr(p, -EBUSY, "map: the partition is not set up");
+    if (!p) return -EINVAL;
+    if (p->state != HVP_PART_READY) return hvp__perr(p, -EBUSY, "map: the partition is not set up");
     if (!size || (gpa | size | (uintptr_t)hva) & (HVP_PAGE - 1) || gpa + size < gpa)
         return hvp__perr(p, -EINVAL, "map: GPA 0x%llx, size 0x%llx, host %p: not page aligned",
                          (unsigned long long)gpa, (unsigned long long)size, hva);
@@ -468,22 +436,19 @@ out:
 /* The piece [off, off+len) of r as a range of its own, with its dirty bits. */
 static int piece(struct hvp_mem_range *r, uint64_t off, uint64_t len, struct hvp_mem_range *out)
 {
-    *out = (struct hvp_mem_range){.gpa = r->gpa + off, .size = len, .hva = r->hva + off,
-                                  .flags = r->flags, .slot = -1};
+    *out = (struct hvp_mem_range){
+        .gpa = r->gpa + off, .size = len, .hva = r->hva + off, .flags = r->flags, .slot = -1};
     if (r->dirty) {
-        if (!(out->dirty = alloc_bits(len / HVP_PAGE)))
-            return -ENOMEM;
+        if (!(out->dirty = alloc_bits(len / HVP_PAGE))) return -ENOMEM;
         for (uint64_t i = 0; i < len / HVP_PAGE; i++)
-            if (test_bit(r->dirty, off / HVP_PAGE + i))
-                out->dirty[i / 64] |= 1ull << (i % 64);
+            if (test_bit(r->dirty, off / HVP_PAGE + i)) out->dirty[i / 64] |= 1ull << (i % 64);
     }
     return 0;
 }
 
 int hvp_unmap_gpa(struct hvp_partition *p, uint64_t gpa, uint64_t size)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "unmap: the partition is not set up");
     if (!size || (gpa | size) & (HVP_PAGE - 1) || gpa + size < gpa)
@@ -503,12 +468,9 @@ int hvp_unmap_gpa(struct hvp_partition *p, uint64_t gpa, uint64_t size)
          * are fetched first so that the pieces keep them. */
         struct hvp_mem_range keep[2];
         int nkeep = 0;
-        if (o->dirty && p->ops->fetch_dirty)
-            p->ops->fetch_dirty(p, o);
-        if (o->gpa < gpa && (r = piece(o, 0, gpa - o->gpa, &keep[nkeep++])) < 0)
-            break;
-        if (oend > end && (r = piece(o, end - o->gpa, oend - end, &keep[nkeep++])) < 0)
-            break;
+        if (o->dirty && p->ops->fetch_dirty) p->ops->fetch_dirty(p, o);
+        if (o->gpa < gpa && (r = piece(o, 0, gpa - o->gpa, &keep[nkeep++])) < 0) break;
+        if (oend > end && (r = piece(o, end - o->gpa, oend - end, &keep[nkeep++])) < 0) break;
         struct hvp_mem_range old = *o;
         p->ops->unmap(p, &old);
         free(old.dirty);
@@ -534,8 +496,7 @@ int hvp_unmap_gpa(struct hvp_partition *p, uint64_t gpa, uint64_t size)
 /* Copies between guest memory and buf; dir 0 reads, 1 writes. */
 static int copy_gpa(struct hvp_partition *p, uint64_t gpa, void *buf, size_t len, int dir)
 {
-    if (!p || (!buf && len))
-        return -EINVAL;
+    if (!p || (!buf && len)) return -EINVAL;
     pthread_mutex_lock(&p->lock);
     uint8_t *b = buf;
     while (len) {
@@ -545,8 +506,7 @@ static int copy_gpa(struct hvp_partition *p, uint64_t gpa, void *buf, size_t len
             return hvp__perr(p, -ERANGE, "GPA 0x%llx is not mapped", (unsigned long long)gpa);
         }
         size_t n = r->gpa + r->size - gpa;
-        if (n > len)
-            n = len;
+        if (n > len) n = len;
         if (dir)
             memcpy(r->hva + (gpa - r->gpa), b, n);
         else
@@ -571,8 +531,7 @@ int hvp_write_gpa(struct hvp_partition *p, uint64_t gpa, const void *buf, size_t
 
 int hvp_gpa_to_hva(struct hvp_partition *p, uint64_t gpa, size_t len, void **hva)
 {
-    if (!p || !hva)
-        return -EINVAL;
+    if (!p || !hva) return -EINVAL;
     pthread_mutex_lock(&p->lock);
     struct hvp_mem_range *r = hvp__find_range(p, gpa);
     int ret = 0;
@@ -588,8 +547,7 @@ int hvp_gpa_to_hva(struct hvp_partition *p, uint64_t gpa, size_t len, void **hva
 int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size, uint64_t *bitmap,
                            size_t bitmap_bytes)
 {
-    if (!p || !bitmap)
-        return -EINVAL;
+    if (!p || !bitmap) return -EINVAL;
     if (!size || (gpa | size) & (HVP_PAGE - 1))
         return hvp__perr(p, -EINVAL, "dirty bitmap: GPA 0x%llx, size 0x%llx: not page aligned",
                          (unsigned long long)gpa, (unsigned long long)size);
@@ -601,16 +559,17 @@ int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size,
     struct hvp_mem_range *r = hvp__find_range(p, gpa);
     int ret = 0;
     if (!r || size > r->gpa + r->size - gpa) {
-        ret = hvp__perr(p, -ERANGE, "dirty bitmap: [0x%llx, +0x%llx) is not inside one mapped range",
-                        (unsigned long long)gpa, (unsigned long long)size);
+        ret =
+            hvp__perr(p, -ERANGE, "dirty bitmap: [0x%llx, +0x%llx) is not inside one mapped range",
+                      (unsigned long long)gpa, (unsigned long long)size);
         goto out;
     }
     if (!r->dirty) {
-        ret = hvp__perr(p, -EINVAL, "dirty bitmap: the range is not mapped with HVP_MAP_TRACK_DIRTY");
+        ret =
+            hvp__perr(p, -EINVAL, "dirty bitmap: the range is not mapped with HVP_MAP_TRACK_DIRTY");
         goto out;
     }
-    if (p->ops->fetch_dirty && (ret = p->ops->fetch_dirty(p, r)) < 0)
-        goto out;
+    if (p->ops->fetch_dirty && (ret = p->ops->fetch_dirty(p, r)) < 0) goto out;
     memset(bitmap, 0, (pages + 63) / 64 * 8);
     uint64_t first = (gpa - r->gpa) / HVP_PAGE;
     for (uint64_t i = 0; i < pages; i++) {
@@ -629,16 +588,14 @@ out:
 
 int hvp_vcpu_create(struct hvp_partition *p, uint32_t index, struct hvp_vcpu **out)
 {
-    if (!p || !out)
-        return -EINVAL;
+    if (!p || !out) return -EINVAL;
     *out = NULL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "vCPU %u: the partition is not set up", index);
     if (index >= p->processor_count)
         return hvp__perr(p, -EINVAL, "vCPU %u: ProcessorCount is %u", index, p->processor_count);
     struct hvp_vcpu *v = calloc(1, sizeof(*v));
-    if (!v)
-        return hvp__perr(p, -ENOMEM, "vCPU %u: out of memory", index);
+    if (!v) return hvp__perr(p, -ENOMEM, "vCPU %u: out of memory", index);
     v->p = p;
     v->index = index;
     pthread_mutex_lock(&p->lock);
@@ -660,8 +617,7 @@ int hvp_vcpu_create(struct hvp_partition *p, uint32_t index, struct hvp_vcpu **o
 
 void hvp_vcpu_destroy(struct hvp_vcpu *v)
 {
-    if (!v || v->destroyed)
-        return;
+    if (!v || v->destroyed) return;
     struct hvp_partition *p = v->p;
     p->ops->vcpu_destroy(v);
     pthread_mutex_lock(&p->lock);
@@ -674,20 +630,23 @@ void hvp_vcpu_destroy(struct hvp_vcpu *v)
 
 #define CHECK_LIVE(v)                                                                              \
     do {                                                                                           \
-        if (!(v))                                                                                  \
-            return -EINVAL;                                                                        \
-        if ((v)->destroyed)                                                                        \
-            return hvp__verr(v, -ESHUTDOWN, "vCPU %u was destroyed", (v)->index);                 \
+        if (!(v)) return -EINVAL;                                                                  \
+        if ((v)->destroyed) return hvp__verr(v, -ESHUTDOWN, "vCPU %u was destroyed", (v)->index);  \
     } while (0)
 
-uint32_t hvp_vcpu_index(const struct hvp_vcpu *v) { return v ? v->index : UINT32_MAX; }
-const char *hvp_vcpu_error(const struct hvp_vcpu *v) { return v ? v->err : "no handle"; }
+uint32_t hvp_vcpu_index(const struct hvp_vcpu *v)
+{
+    return v ? v->index : UINT32_MAX;
+}
+const char *hvp_vcpu_error(const struct hvp_vcpu *v)
+{
+    return v ? v->err : "no handle";
+}
 
 int hvp_vcpu_run(struct hvp_vcpu *v, struct hvp_exit *exit)
 {
     CHECK_LIVE(v);
-    if (!v || !exit)
-        return -EINVAL;
+    if (!v || !exit) return -EINVAL;
     int expect = 0;
     if (!atomic_compare_exchange_strong(&v->running, &expect, 1))
         return hvp__verr(v, -EBUSY, "run: vCPU %u is already running", v->index);
@@ -700,31 +659,27 @@ int hvp_vcpu_run(struct hvp_vcpu *v, struct hvp_exit *exit)
 int hvp_vcpu_cancel(struct hvp_vcpu *v)
 {
     CHECK_LIVE(v);
-    if (!v)
-        return -EINVAL;
+    if (!v) return -EINVAL;
     return v->p->ops->vcpu_cancel(v);
 }
 
 int hvp_vcpu_complete_io(struct hvp_vcpu *v, const void *data, size_t len)
 {
     CHECK_LIVE(v);
-    if (!v || (!data && len))
-        return -EINVAL;
+    if (!v || (!data && len)) return -EINVAL;
     return v->p->ops->complete_io(v, data, len);
 }
 
 int hvp_vcpu_complete_msr(struct hvp_vcpu *v, uint64_t value, bool inject_gp)
 {
     CHECK_LIVE(v);
-    if (!v)
-        return -EINVAL;
+    if (!v) return -EINVAL;
     return v->p->ops->complete_msr(v, value, inject_gp);
 }
 
 static int check_names(struct hvp_vcpu *v, const uint32_t *names, uint32_t n, const void *vals)
 {
-    if (!names || !vals)
-        return hvp__verr(v, -EINVAL, "registers: NULL names or values");
+    if (!names || !vals) return hvp__verr(v, -EINVAL, "registers: NULL names or values");
     for (uint32_t i = 0; i < n; i++)
         if (!hvp_reg_name(names[i]))
             return hvp__verr(v, -EINVAL, "registers: unknown name 0x%x (entry %u)", names[i], i);
@@ -735,8 +690,7 @@ int hvp_vcpu_get_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t c
                            union hvp_reg_value *values)
 {
     CHECK_LIVE(v);
-    if (!v)
-        return -EINVAL;
+    if (!v) return -EINVAL;
     int r = check_names(v, names, count, values);
     return r < 0 ? r : v->p->ops->get_registers(v, names, count, values);
 }
@@ -745,16 +699,16 @@ int hvp_vcpu_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_t c
                            const union hvp_reg_value *values)
 {
     CHECK_LIVE(v);
-    if (!v)
-        return -EINVAL;
+    if (!v) return -EINVAL;
     int r = check_names(v, names, count, values);
     return r < 0 ? r : v->p->ops->set_registers(v, names, count, values);
 }
 
 #define VCPU_OP(v, op, ...)                                                                        \
-    ((v)->destroyed ? hvp__verr(v, -ESHUTDOWN, "vCPU %u was destroyed", (v)->index)               \
-     : (v)->p->ops->op ? (v)->p->ops->op(v, __VA_ARGS__)                                             \
-                     : hvp__verr(v, -EOPNOTSUPP, #op ": not supported by %s", (v)->p->ops->name))
+    ((v)->destroyed ? hvp__verr(v, -ESHUTDOWN, "vCPU %u was destroyed", (v)->index)                \
+     : (v)->p->ops->op                                                                             \
+         ? (v)->p->ops->op(v, __VA_ARGS__)                                                         \
+         : hvp__verr(v, -EOPNOTSUPP, #op ": not supported by %s", (v)->p->ops->name))
 
 int hvp_vcpu_get_xsave(struct hvp_vcpu *v, void *buf, size_t len, size_t *written)
 {
@@ -785,16 +739,13 @@ int hvp_vcpu_translate_gva(struct hvp_vcpu *v, uint64_t gva, uint32_t flags, uin
                            uint64_t *gpa)
 {
     CHECK_LIVE(v);
-    if (!v || !result || !gpa)
-        return -EINVAL;
-    if (flags & ~0x1Fu)
-        return hvp__verr(v, -EINVAL, "translate: unknown flags 0x%x", flags);
+    if (!v || !result || !gpa) return -EINVAL;
+    if (flags & ~0x1Fu) return hvp__verr(v, -EINVAL, "translate: unknown flags 0x%x", flags);
     static const uint32_t names[] = {HVP_REG_CR0, HVP_REG_CR3, HVP_REG_CR4, HVP_REG_EFER,
                                      HVP_REG_SS};
     union hvp_reg_value vals[5];
     int r = v->p->ops->get_registers(v, names, 5, vals);
-    if (r < 0)
-        return r;
+    if (r < 0) return r;
     struct hvp_paging_state st = {vals[0].reg64, vals[1].reg64, vals[2].reg64, vals[3].reg64,
                                   (vals[4].segment.attributes >> HVP_SEG_DPL_SHIFT) & 3};
     return hvp__walk(v->p, &st, gva, flags, result, gpa);
@@ -804,13 +755,13 @@ int hvp_vcpu_translate_gva(struct hvp_vcpu *v, uint64_t gva, uint32_t flags, uin
 
 int hvp_request_interrupt(struct hvp_partition *p, const struct hvp_interrupt *irq)
 {
-    if (!p || !irq)
-        return -EINVAL;
+    if (!p || !irq) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "interrupt: the partition is not set up");
     if (p->apic_mode == HVP_APIC_MODE_NONE)
-        return hvp__perr(p, -EOPNOTSUPP,
-                         "interrupt: LocalApicEmulationMode is None (inject with PendingInterruption)");
+        return hvp__perr(
+            p, -EOPNOTSUPP,
+            "interrupt: LocalApicEmulationMode is None (inject with PendingInterruption)");
     if (!p->ops->request_interrupt)
         return hvp__perr(p, -EOPNOTSUPP, "interrupt: not supported by %s", p->ops->name);
     return p->ops->request_interrupt(p, irq);
@@ -818,8 +769,7 @@ int hvp_request_interrupt(struct hvp_partition *p, const struct hvp_interrupt *i
 
 int hvp_set_irq_line(struct hvp_partition *p, uint32_t gsi, bool level)
 {
-    if (!p)
-        return -EINVAL;
+    if (!p) return -EINVAL;
     if (p->state != HVP_PART_READY)
         return hvp__perr(p, -EBUSY, "IRQ line: the partition is not set up");
     if (p->apic_mode == HVP_APIC_MODE_NONE || !p->ops->set_irq_line)
@@ -832,32 +782,48 @@ int hvp_set_irq_line(struct hvp_partition *p, uint32_t gsi, bool level)
 const char *hvp_reg_name(uint32_t n)
 {
     static const char *const low[] = {
-        "Rax", "Rcx", "Rdx", "Rbx", "Rsp", "Rbp", "Rsi", "Rdi", "R8", "R9", "R10", "R11",
-        "R12", "R13", "R14", "R15", "Rip", "Rflags", "Es", "Cs", "Ss", "Ds", "Fs", "Gs",
-        "Ldtr", "Tr", "Idtr", "Gdtr", "Cr0", "Cr2", "Cr3", "Cr4", "Cr8", "Dr0", "Dr1", "Dr2",
-        "Dr3", "Dr6", "Dr7", "XCr0"};
-    static const char *const xmm[] = {
-        "Xmm0", "Xmm1", "Xmm2", "Xmm3", "Xmm4", "Xmm5", "Xmm6", "Xmm7", "Xmm8", "Xmm9", "Xmm10",
-        "Xmm11", "Xmm12", "Xmm13", "Xmm14", "Xmm15", "FpMmx0", "FpMmx1", "FpMmx2", "FpMmx3",
-        "FpMmx4", "FpMmx5", "FpMmx6", "FpMmx7", "FpControlStatus", "XmmControlStatus"};
-    static const char *const msr[] = {"Tsc", "Efer", "KernelGsBase", "ApicBase", "Pat",
-                                      "SysenterCs", "SysenterEip", "SysenterEsp", "Star", "Lstar",
-                                      "Cstar", "Sfmask", NULL, NULL, "MtrrDefType"};
-    if (n < sizeof(low) / sizeof(low[0]))
-        return low[n];
-    if (n >= 0x1000 && n - 0x1000 < sizeof(xmm) / sizeof(xmm[0]))
-        return xmm[n - 0x1000];
-    if (n >= 0x2000 && n - 0x2000 < sizeof(msr) / sizeof(msr[0]))
-        return msr[n - 0x2000];
+        "Rax", "Rcx", "Rdx", "Rbx", "Rsp",  "Rbp", "Rsi",  "Rdi",    "R8",  "R9",
+        "R10", "R11", "R12", "R13", "R14",  "R15", "Rip",  "Rflags", "Es",  "Cs",
+        "Ss",  "Ds",  "Fs",  "Gs",  "Ldtr", "Tr",  "Idtr", "Gdtr",   "Cr0", "Cr2",
+        "Cr3", "Cr4", "Cr8", "Dr0", "Dr1",  "Dr2", "Dr3",  "Dr6",    "Dr7", "XCr0"};
+    static const char *const xmm[] = {"Xmm0",
+                                      "Xmm1",
+                                      "Xmm2",
+                                      "Xmm3",
+                                      "Xmm4",
+                                      "Xmm5",
+                                      "Xmm6",
+                                      "Xmm7",
+                                      "Xmm8",
+                                      "Xmm9",
+                                      "Xmm10",
+                                      "Xmm11",
+                                      "Xmm12",
+                                      "Xmm13",
+                                      "Xmm14",
+                                      "Xmm15",
+                                      "FpMmx0",
+                                      "FpMmx1",
+                                      "FpMmx2",
+                                      "FpMmx3",
+                                      "FpMmx4",
+                                      "FpMmx5",
+                                      "FpMmx6",
+                                      "FpMmx7",
+                                      "FpControlStatus",
+                                      "XmmControlStatus"};
+    static const char *const msr[] = {"Tsc",  "Efer",       "KernelGsBase", "ApicBase",
+                                      "Pat",  "SysenterCs", "SysenterEip",  "SysenterEsp",
+                                      "Star", "Lstar",      "Cstar",        "Sfmask",
+                                      NULL,   NULL,         "MtrrDefType"};
+    if (n < sizeof(low) / sizeof(low[0])) return low[n];
+    if (n >= 0x1000 && n - 0x1000 < sizeof(xmm) / sizeof(xmm[0])) return xmm[n - 0x1000];
+    if (n >= 0x2000 && n - 0x2000 < sizeof(msr) / sizeof(msr[0])) return msr[n - 0x2000];
     switch (n) {
-    case HVP_REG_TSC_AUX:
-        return "TscAux";
-    case HVP_REG_PENDING_INTERRUPTION:
-        return "PendingInterruption";
-    case HVP_REG_INTERRUPT_STATE:
-        return "InterruptState";
-    case HVP_REG_DELIVERABILITY_NOTIFICATIONS:
-        return "DeliverabilityNotifications";
+    case HVP_REG_TSC_AUX: return "TscAux";
+    case HVP_REG_PENDING_INTERRUPTION: return "PendingInterruption";
+    case HVP_REG_INTERRUPT_STATE: return "InterruptState";
+    case HVP_REG_DELIVERABILITY_NOTIFICATIONS: return "DeliverabilityNotifications";
     }
     return NULL;
 }

@@ -97,8 +97,7 @@ int hvp__walk(struct hvp_partition *p, const struct hvp_paging_state *st, uint64
     for (int level = levels; level >= 1; level--) {
         unsigned shift = esize == 8 ? 12 + 9 * (level - 1) : 12 + 10 * (level - 1);
         unsigned idxbits = esize == 8 ? 9 : 10;
-        if (levels == 3 && level == 3)
-            idxbits = 2;
+        if (levels == 3 && level == 3) idxbits = 2;
         uint64_t idx = (gva >> shift) & ((1ull << idxbits) - 1);
         uint64_t ea = table + idx * esize, e;
         if (!pte_access(p, ea, esize, &e, 0)) {

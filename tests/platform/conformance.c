@@ -59,15 +59,13 @@ static int fail(struct t *t, const char *fmt, ...)
 
 #define CHECK(c, ...)                                                                              \
     do {                                                                                           \
-        if (!(c))                                                                                  \
-            return fail(t, __VA_ARGS__);                                                           \
+        if (!(c)) return fail(t, __VA_ARGS__);                                                     \
     } while (0)
 /* A call that must succeed; the message has the handle's error. */
 #define OK(call, msg)                                                                              \
     do {                                                                                           \
         int r_ = (call);                                                                           \
-        if (r_ < 0)                                                                                \
-            return fail(t, "%s: %s (%s)", #call, strerror(-r_), msg);                              \
+        if (r_ < 0) return fail(t, "%s: %s (%s)", #call, strerror(-r_), msg);                      \
     } while (0)
 #define POK(call) OK(call, hvp_partition_error(t->p))
 #define VOK(call) OK(call, hvp_vcpu_error(t->v))
@@ -89,8 +87,7 @@ struct props {
 static int make(struct t *t, const struct props *pr)
 {
     static const struct props none;
-    if (!pr)
-        pr = &none;
+    if (!pr) pr = &none;
     OK(hvp_partition_create(t->h, &t->p), hvp_error(t->h));
     uint32_t one = 1;
     POK(hvp_partition_set_property(t->p, HVP_PROP_PROCESSOR_COUNT, &one, 4));
@@ -124,8 +121,8 @@ static struct hvp_segment seg(uint16_t sel, uint64_t base, uint32_t limit, uint1
 static int real_mode(struct t *t, const uint8_t *code, const uint8_t *end)
 {
     memcpy(t->ram + 0x1000, code, end - code);
-    uint32_t names[] = {HVP_REG_CS, HVP_REG_DS, HVP_REG_ES, HVP_REG_SS, HVP_REG_RIP,
-                        HVP_REG_RFLAGS, HVP_REG_RSP, HVP_REG_IDTR};
+    uint32_t names[] = {HVP_REG_CS,  HVP_REG_DS,     HVP_REG_ES,  HVP_REG_SS,
+                        HVP_REG_RIP, HVP_REG_RFLAGS, HVP_REG_RSP, HVP_REG_IDTR};
     union hvp_reg_value v[8] = {0};
     v[0].segment = seg(0x100, 0x1000, 0xffff, 0x9b);
     v[1].segment = v[2].segment = v[3].segment = seg(0, 0, 0xffff, 0x93);
@@ -145,13 +142,11 @@ static int run(struct t *t, struct hvp_exit *x)
 
 #define RUN(x)                                                                                     \
     do {                                                                                           \
-        if (run(t, x))                                                                             \
-            return FAIL;                                                                           \
+        if (run(t, x)) return FAIL;                                                                \
     } while (0)
 #define SETUP(call)                                                                                \
     do {                                                                                           \
-        if ((call) != PASS)                                                                        \
-            return FAIL;                                                                           \
+        if ((call) != PASS) return FAIL;                                                           \
     } while (0)
 
 static int expect_out(struct t *t, struct hvp_exit *x, uint16_t port, uint32_t value, unsigned size)
@@ -172,8 +167,7 @@ static int expect_out(struct t *t, struct hvp_exit *x, uint16_t port, uint32_t v
 }
 #define EXPECT_OUT(x, port, val, size)                                                             \
     do {                                                                                           \
-        if (expect_out(t, x, port, val, size))                                                     \
-            return FAIL;                                                                           \
+        if (expect_out(t, x, port, val, size)) return FAIL;                                        \
     } while (0)
 
 static uint64_t reg(struct t *t, uint32_t name)
@@ -236,7 +230,8 @@ static int c_properties(struct t *t)
     CHECK(got == 2 && w == 4, "ProcessorCount reads back %u", got);
     struct hvp_cpuid_result cr[2] = {{.function = 0x40000000, .eax = 1}, {.function = 7}};
     POK(hvp_partition_set_property(t->p, HVP_PROP_CPUID_RESULT_LIST, cr, sizeof(cr)));
-    CHECK(hvp_partition_set_property(t->p, HVP_PROP_CPUID_RESULT_LIST, cr, sizeof(cr) - 4) == -EINVAL,
+    CHECK(hvp_partition_set_property(t->p, HVP_PROP_CPUID_RESULT_LIST, cr, sizeof(cr) - 4) ==
+              -EINVAL,
           "a CpuidResultList of a partial entry is accepted");
     struct hvp_cpuid_result back[2];
     CHECK(hvp_partition_get_property(t->p, HVP_PROP_CPUID_RESULT_LIST, back, 10, &w) == -ENOSPC &&
@@ -315,8 +310,9 @@ static int c_io_decoded(struct t *t)
     struct hvp_exit x;
     RUN(&x);
     EXPECT_OUT(&x, 0x10, 0x5a, 1);
-    CHECK(x.vp.rip == 2 && x.vp.instruction_length == 2, "OUT at RIP 0x%llx length %u, expected 2/2",
-          (unsigned long long)x.vp.rip, x.vp.instruction_length);
+    CHECK(x.vp.rip == 2 && x.vp.instruction_length == 2,
+          "OUT at RIP 0x%llx length %u, expected 2/2", (unsigned long long)x.vp.rip,
+          x.vp.instruction_length);
     VOK(hvp_vcpu_complete_io(t->v, NULL, 0));
     CHECK(reg(t, HVP_REG_RIP) == 4, "RIP after completing the OUT is 0x%llx, not 4",
           (unsigned long long)reg(t, HVP_REG_RIP));
@@ -334,7 +330,8 @@ static int c_io_decoded(struct t *t)
     CHECK(hvp_vcpu_complete_io(t->v, NULL, 0) == -EINVAL, "completing twice is not -EINVAL");
     RUN(&x);
     CHECK(x.reason == HVP_EXIT_HALT, "expected Halt, got %s", hvp_exit_name(x.reason));
-    CHECK(x.vp.rip == 9, "Halt RIP 0x%llx, expected 9 (past the HLT)", (unsigned long long)x.vp.rip);
+    CHECK(x.vp.rip == 9, "Halt RIP 0x%llx, expected 9 (past the HLT)",
+          (unsigned long long)x.vp.rip);
     return PASS;
 }
 
@@ -365,7 +362,8 @@ static int e_set(void *ctx, const uint32_t *n, uint32_t c, const union hvp_emu_r
 {
     return hvp_vcpu_set_registers(ctx, n, c, (const union hvp_reg_value *)v);
 }
-static int e_tr(void *ctx, uint64_t gva, uint32_t fl, enum hvp_emu_translate_result *res, uint64_t *gpa)
+static int e_tr(void *ctx, uint64_t gva, uint32_t fl, enum hvp_emu_translate_result *res,
+                uint64_t *gpa)
 {
     uint32_t r;
     int e = hvp_vcpu_translate_gva(ctx, gva, fl, &r, gpa);
@@ -378,7 +376,8 @@ static int c_io_emulator(struct t *t)
 {
     SETUP(make(t, NULL));
     SETUP(real_mode(t, g_io, g_io_end));
-    static const struct hvp_emulator_callbacks cb = {sizeof(cb), 0, e_io, e_mem, e_get, e_set, e_tr};
+    static const struct hvp_emulator_callbacks cb = {sizeof(cb), 0,     e_io, e_mem,
+                                                     e_get,      e_set, e_tr};
     struct hvp_emulator *emu;
     CHECK(hvp_emulator_create(&cb, &emu) == 0, "emulator create");
     struct hvp_exit x;
@@ -386,8 +385,7 @@ static int c_io_emulator(struct t *t)
     int outs = 0;
     for (int i = 0; i < 4; i++) {
         RUN(&x);
-        if (x.reason == HVP_EXIT_HALT)
-            break;
+        if (x.reason == HVP_EXIT_HALT) break;
         CHECK(x.reason == HVP_EXIT_IO_PORT, "exit %s", hvp_exit_name(x.reason));
         uint32_t st = 0;
         CHECK(hvp_emulator_try_io(emu, t->v, &x.vp, &x.io.ctx, &st, NULL) == 0 &&
@@ -397,24 +395,24 @@ static int c_io_emulator(struct t *t)
         if (x.io.ctx.is_write) {
             outs++;
             if (outs == 2)
-                CHECK(emu_out_seen == (0x21u << 16 | 0x77), "OUT 0x21 saw 0x%x, expected 0x77 (the IN's value)",
-                      emu_out_seen & 0xffff);
+                CHECK(emu_out_seen == (0x21u << 16 | 0x77),
+                      "OUT 0x21 saw 0x%x, expected 0x77 (the IN's value)", emu_out_seen & 0xffff);
         }
     }
     hvp_emulator_destroy(emu);
-    CHECK(x.reason == HVP_EXIT_HALT && outs == 2, "ended with %s after %d OUTs", hvp_exit_name(x.reason),
-          outs);
+    CHECK(x.reason == HVP_EXIT_HALT && outs == 2, "ended with %s after %d OUTs",
+          hvp_exit_name(x.reason), outs);
     CHECK(x.vp.rip == 9, "Halt RIP 0x%llx: the emulator's RIP updates were not kept",
           (unsigned long long)x.vp.rip);
     return PASS;
 }
 
-static int inline_pio(void *ctx, struct hvp_vcpu *v, uint16_t port, uint8_t size, bool w, uint64_t *d)
+static int inline_pio(void *ctx, struct hvp_vcpu *v, uint16_t port, uint8_t size, bool w,
+                      uint64_t *d)
 {
     (void)v, (void)size;
     int *calls = ctx;
-    if (port != 0x20 || w)
-        return HVP_IO_UNHANDLED;
+    if (port != 0x20 || w) return HVP_IO_UNHANDLED;
     ++*calls;
     *d = 0x99;
     return 0;
@@ -484,8 +482,8 @@ static int c_cpuid(struct t *t)
     uint64_t caps = 0;
     hvp_get_capability(t->h, HVP_CAP_EXTENDED_VM_EXITS, &caps, 8, NULL);
     if (!(caps & HVP_EXTENDED_EXIT_CPUID)) {
-        snprintf(t->why, sizeof(t->why), "CpuidResultList seen by the guest; %s cannot exit on CPUID",
-                 t->backend);
+        snprintf(t->why, sizeof(t->why),
+                 "CpuidResultList seen by the guest; %s cannot exit on CPUID", t->backend);
         return PASS;
     }
     return PASS;
@@ -498,7 +496,9 @@ static int c_msr(struct t *t)
     if (!(caps & HVP_EXTENDED_EXIT_MSR))
         return snprintf(t->why, sizeof(t->why), "%s offers no MSR exits here", t->backend), SKIP;
     struct hvp_msr_action a[2] = {
-        {.index = 0x40000100, .read_action = HVP_MSR_ACTION_EXIT, .write_action = HVP_MSR_ACTION_EXIT},
+        {.index = 0x40000100,
+         .read_action = HVP_MSR_ACTION_EXIT,
+         .write_action = HVP_MSR_ACTION_EXIT},
         {.index = 0x40000101, .read_action = HVP_MSR_ACTION_IGNORE_WRITE_READ_ZERO}};
     struct props pr = {.ext_exits = HVP_EXTENDED_EXIT_MSR, .msr = a, .nmsr = 2};
     SETUP(make(t, &pr));
@@ -540,7 +540,8 @@ static int c_exception_bp(struct t *t)
     uint64_t caps = 0;
     hvp_get_capability(t->h, HVP_CAP_EXCEPTION_EXIT_BITMAP, &caps, 8, NULL);
     if (!(caps & bad))
-        CHECK(hvp_partition_set_property(t->p, HVP_PROP_EXCEPTION_EXIT_BITMAP, &bad, 8) == -EOPNOTSUPP,
+        CHECK(hvp_partition_set_property(t->p, HVP_PROP_EXCEPTION_EXIT_BITMAP, &bad, 8) ==
+                  -EOPNOTSUPP,
               "an exception bitmap beyond the capability is accepted");
     if (strcmp(t->backend, "kvm") == 0 && under_qemu_tcg())
         return snprintf(t->why, sizeof(t->why),
@@ -640,8 +641,8 @@ static int c_cancel(struct t *t)
 
 static int c_dirty(struct t *t)
 {
-    struct props pr = {.map_flags = HVP_MAP_READ | HVP_MAP_WRITE | HVP_MAP_EXECUTE |
-                                    HVP_MAP_TRACK_DIRTY};
+    struct props pr = {.map_flags =
+                           HVP_MAP_READ | HVP_MAP_WRITE | HVP_MAP_EXECUTE | HVP_MAP_TRACK_DIRTY};
     SETUP(make(t, &pr));
     SETUP(real_mode(t, g_dirty, g_dirty_end));
     uint64_t bm[1];
@@ -663,10 +664,12 @@ static int c_dirty(struct t *t)
     RUN(&x);
     POK(hvp_unmap_gpa(t->p, 0x4000, 0x1000));
     POK(hvp_query_dirty_bitmap(t->p, 0, 0x4000, bm, 8));
-    CHECK(bm[0] >> 3 & 1, "page 3's dirty bit was lost by the split: 0x%llx", (unsigned long long)bm[0]);
+    CHECK(bm[0] >> 3 & 1, "page 3's dirty bit was lost by the split: 0x%llx",
+          (unsigned long long)bm[0]);
     CHECK(hvp_query_dirty_bitmap(t->p, 0, 0x10000, bm, 8) == -ERANGE,
           "a query across the hole is not -ERANGE");
-    CHECK(hvp_query_dirty_bitmap(t->p, 0x5000, 0x1000, bm, 0) == -ENOSPC, "a 0-byte bitmap accepted");
+    CHECK(hvp_query_dirty_bitmap(t->p, 0x5000, 0x1000, bm, 0) == -ENOSPC,
+          "a 0-byte bitmap accepted");
     return PASS;
 }
 
@@ -683,15 +686,15 @@ static int long_mode(struct t *t, const uint8_t *code, const uint8_t *end)
     for (int i = 0; i < 512; i++)
         pd[i] = (uint64_t)i << 21 | 0x83;
     pd2[0] = 0x14000 | 7;
-    pt[0] = 0x5000 | 7;                  /* user, writable */
-    pt[1] = 0x6000 | 1;                  /* supervisor, read only */
-    pt[2] = 0;                           /* not present */
-    pt[3] = 0x7000 | 3 | 1ull << 63;     /* no execute */
-    pt[4] = 0x300000 | 3;                /* GPA not mapped */
+    pt[0] = 0x5000 | 7;              /* user, writable */
+    pt[1] = 0x6000 | 1;              /* supervisor, read only */
+    pt[2] = 0;                       /* not present */
+    pt[3] = 0x7000 | 3 | 1ull << 63; /* no execute */
+    pt[4] = 0x300000 | 3;            /* GPA not mapped */
     memcpy(t->ram + 0x1000, code, end - code);
-    uint32_t names[] = {HVP_REG_CR3, HVP_REG_CR4, HVP_REG_EFER, HVP_REG_CR0, HVP_REG_CS,
-                        HVP_REG_DS,  HVP_REG_ES,  HVP_REG_SS,   HVP_REG_RIP, HVP_REG_RFLAGS,
-                        HVP_REG_RSP};
+    uint32_t names[] = {HVP_REG_CR3, HVP_REG_CR4,    HVP_REG_EFER, HVP_REG_CR0,
+                        HVP_REG_CS,  HVP_REG_DS,     HVP_REG_ES,   HVP_REG_SS,
+                        HVP_REG_RIP, HVP_REG_RFLAGS, HVP_REG_RSP};
     union hvp_reg_value v[11] = {0};
     v[0].reg64 = 0x10000;
     v[1].reg64 = 0x20;
@@ -770,8 +773,8 @@ static int c_translate(struct t *t)
     uint64_t *pt = (uint64_t *)(t->ram + 0x14000);
     uint32_t res;
     uint64_t gpa;
-    VOK(hvp_vcpu_translate_gva(t->v, 0x40000000,
-                               HVP_TRANSLATE_VALIDATE_WRITE | HVP_TRANSLATE_SET_PT_BITS, &res, &gpa));
+    VOK(hvp_vcpu_translate_gva(
+        t->v, 0x40000000, HVP_TRANSLATE_VALIDATE_WRITE | HVP_TRANSLATE_SET_PT_BITS, &res, &gpa));
     CHECK((pt[0] & 0x60) == 0x60, "SetPageTableBits left the PTE at 0x%llx (no A/D)",
           (unsigned long long)pt[0]);
     return PASS;
@@ -787,15 +790,23 @@ static int c_registers(struct t *t)
     SETUP(make(t, NULL));
     static struct rv tab[128];
     int n = 0;
-#define R64(nm, val) tab[n++] = (struct rv){nm, {.reg64 = (val)}}
+#define R64(nm, val)                                                                               \
+    tab[n++] = (struct rv)                                                                         \
+    {                                                                                              \
+        nm,                                                                                        \
+        {                                                                                          \
+            .reg64 = (val)                                                                         \
+        }                                                                                          \
+    }
     for (uint32_t i = 0; i < 16; i++)
         R64(HVP_REG_RAX + i, 0x1111111111111111ull * (i + 1) ^ 0xabcdef);
     R64(HVP_REG_RIP, 0x1234);
     R64(HVP_REG_RFLAGS, 0x202);
     for (uint32_t s = HVP_REG_ES; s <= HVP_REG_GS; s++)
-        tab[n++] = (struct rv){s, {.segment = seg(s == HVP_REG_CS ? 0x100 : 0x18,
-                                                  s == HVP_REG_CS ? 0x1000 : 0x10000 + s, 0xffff,
-                                                  s == HVP_REG_CS ? 0x9b : 0x93)}};
+        tab[n++] = (struct rv){
+            s,
+            {.segment = seg(s == HVP_REG_CS ? 0x100 : 0x18, s == HVP_REG_CS ? 0x1000 : 0x10000 + s,
+                            0xffff, s == HVP_REG_CS ? 0x9b : 0x93)}};
     tab[n++] = (struct rv){HVP_REG_LDTR, {.segment = seg(0x28, 0x3000, 0xffff, 0x82)}};
     tab[n++] = (struct rv){HVP_REG_TR, {.segment = seg(0x30, 0x4000, 0x67, 0x8b)}};
     tab[n].name = HVP_REG_IDTR, tab[n].v.table.base = 0x7000, tab[n++].v.table.limit = 0x3ff;
@@ -819,9 +830,8 @@ static int c_registers(struct t *t)
         tab[n].name = HVP_REG_FPMMX0 + i, tab[n].v.fp.mantissa = 0x8000000000000000ull | i,
         tab[n++].v.fp.exponent_sign = 0x3fff + i;
     tab[n].name = HVP_REG_FP_CONTROL_STATUS;
-    tab[n].v.fp_control_status = (struct hvp_fp_control_status){.fcw = 0x37f, .fsw = 0x0,
-                                                                .ftw = 0xff, .last_opcode = 0x123,
-                                                                .last_ip = 0x1000};
+    tab[n].v.fp_control_status = (struct hvp_fp_control_status){
+        .fcw = 0x37f, .fsw = 0x0, .ftw = 0xff, .last_opcode = 0x123, .last_ip = 0x1000};
     n++;
     tab[n].name = HVP_REG_XMM_CONTROL_STATUS;
     tab[n].v.xmm_control_status.last_dp = 0x2000;
@@ -853,10 +863,8 @@ static int c_registers(struct t *t)
 
     /* Every name hvp knows is in the table. */
     for (uint64_t nm = 0; nm <= 0x80000010u; nm++) {
-        if (nm == 0x3000)
-            nm = 0x80000000u;
-        if (!hvp_reg_name((uint32_t)nm))
-            continue;
+        if (nm == 0x3000) nm = 0x80000000u;
+        if (!hvp_reg_name((uint32_t)nm)) continue;
         bool found = false;
         for (int i = 0; i < n; i++)
             found |= tab[i].name == nm;
@@ -886,15 +894,13 @@ static int c_registers(struct t *t)
                   (unsigned long long)out[i].xmm_control_status.last_dp);
             continue;
         }
-        CHECK(memcmp(&out[i], &in[i], 16) == 0,
-              "%s: wrote %016llx%016llx, read %016llx%016llx", nm,
+        CHECK(memcmp(&out[i], &in[i], 16) == 0, "%s: wrote %016llx%016llx, read %016llx%016llx", nm,
               (unsigned long long)in[i].reg128.high, (unsigned long long)in[i].reg128.low,
               (unsigned long long)out[i].reg128.high, (unsigned long long)out[i].reg128.low);
     }
     /* One at a time, too. */
     for (int i = 0; i < n; i++) {
-        if (names[i] == HVP_REG_TSC || names[i] == HVP_REG_XMM_CONTROL_STATUS)
-            continue;
+        if (names[i] == HVP_REG_TSC || names[i] == HVP_REG_XMM_CONTROL_STATUS) continue;
         union hvp_reg_value o;
         VOK(hvp_vcpu_get_registers(t->v, &names[i], 1, &o));
         CHECK(memcmp(&o, &in[i], 16) == 0, "%s alone reads differently", hvp_reg_name(names[i]));
@@ -967,8 +973,8 @@ static int c_interrupt_window(struct t *t)
           hvp_exit_name(x.reason));
     CHECK(x.vp.rflags & 0x200, "the window opened with IF clear");
     n = HVP_REG_PENDING_INTERRUPTION;
-    union hvp_reg_value pi = {.pending_interruption = {.pending = 1, .type = HVP_PENDING_TYPE_EXT_INT,
-                                                       .vector = 0x41}};
+    union hvp_reg_value pi = {
+        .pending_interruption = {.pending = 1, .type = HVP_PENDING_TYPE_EXT_INT, .vector = 0x41}};
     VOK(hvp_vcpu_set_registers(t->v, &n, 1, &pi));
     RUN(&x);
     EXPECT_OUT(&x, 0x11, 0x41, 1);
@@ -979,8 +985,7 @@ static int c_state(struct t *t)
 {
     SETUP(make(t, NULL));
     size_t w = 0;
-    CHECK(hvp_vcpu_get_xsave(t->v, NULL, 0, &w) == -ENOSPC && w >= 512,
-          "XSAVE size query: %zu", w);
+    CHECK(hvp_vcpu_get_xsave(t->v, NULL, 0, &w) == -ENOSPC && w >= 512, "XSAVE size query: %zu", w);
     uint8_t *xs = calloc(1, w);
     VOK(hvp_vcpu_get_xsave(t->v, xs, w, &w));
     memset(xs + 160, 0x5c, 16); /* XMM0 in the legacy area */
@@ -1012,7 +1017,8 @@ static int c_vcpu_errors(struct t *t)
     SETUP(make(t, NULL));
     struct hvp_exit x;
     CHECK(hvp_vcpu_complete_io(t->v, NULL, 0) == -EINVAL, "completing with nothing pending");
-    CHECK(hvp_vcpu_complete_msr(t->v, 0, false) == -EINVAL, "completing an MSR with nothing pending");
+    CHECK(hvp_vcpu_complete_msr(t->v, 0, false) == -EINVAL,
+          "completing an MSR with nothing pending");
     uint8_t b;
     CHECK(hvp_read_gpa(t->p, 0x100000, &b, 1) == -ERANGE, "reading unmapped GPA is not -ERANGE");
     hvp_vcpu_destroy(t->v);
@@ -1063,8 +1069,7 @@ static const struct tcase cases[] = {
 static int run_case(const char *backend, const struct tcase *c, char *why, size_t len)
 {
     int pfd[2];
-    if (pipe(pfd) < 0)
-        return snprintf(why, len, "pipe: %s", strerror(errno)), FAIL;
+    if (pipe(pfd) < 0) return snprintf(why, len, "pipe: %s", strerror(errno)), FAIL;
     pid_t pid = fork();
     if (pid == 0) {
         close(pfd[0]);
@@ -1078,12 +1083,10 @@ static int run_case(const char *backend, const struct tcase *c, char *why, size_
         } else {
             r = c->fn(&t);
             hvp_partition_destroy(t.p);
-            if (t.ram)
-                munmap(t.ram, t.ram_size);
+            if (t.ram) munmap(t.ram, t.ram_size);
             hvp_close(t.h);
         }
-        if (write(pfd[1], t.why, strlen(t.why)) < 0)
-            _exit(FAIL);
+        if (write(pfd[1], t.why, strlen(t.why)) < 0) _exit(FAIL);
         _exit(r);
     }
     close(pfd[1]);
@@ -1104,14 +1107,12 @@ int main(int argc, char **argv)
 {
     const char *only_backend = NULL;
     int first = 1;
-    if (argc > 2 && strcmp(argv[1], "-b") == 0)
-        only_backend = argv[2], first = 3;
+    if (argc > 2 && strcmp(argv[1], "-b") == 0) only_backend = argv[2], first = 3;
     const char *backends[] = {"kvm", "soft"};
     unsigned total = 0;
     for (int b = 0; b < 2; b++)
         for (size_t i = 0; i < NCASES; i++) {
-            if (only_backend && strcmp(only_backend, backends[b]))
-                continue;
+            if (only_backend && strcmp(only_backend, backends[b])) continue;
             bool sel = first >= argc;
             for (int a = first; a < argc; a++)
                 sel |= strcmp(argv[a], cases[i].name) == 0;
@@ -1120,14 +1121,12 @@ int main(int argc, char **argv)
     printf("1..%u\n", total);
     unsigned num = 0, passed = 0, failed = 0, skipped = 0;
     for (int b = 0; b < 2; b++) {
-        if (only_backend && strcmp(only_backend, backends[b]))
-            continue;
+        if (only_backend && strcmp(only_backend, backends[b])) continue;
         for (size_t i = 0; i < NCASES; i++) {
             bool sel = first >= argc;
             for (int a = first; a < argc; a++)
                 sel |= strcmp(argv[a], cases[i].name) == 0;
-            if (!sel)
-                continue;
+            if (!sel) continue;
             char why[512];
             fflush(stdout);
             int r = run_case(backends[b], &cases[i], why, sizeof(why));
