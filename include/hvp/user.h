@@ -3,8 +3,10 @@
  * One struct hvp_user is one guest process: a guest address space, one
  * software CPU in HVP_CPU_MODEL_USER64 and a Linux system-call layer that
  * passes file, time and identity calls through to the host with every guest
- * pointer translated and bounds-checked. Single-threaded: clone/fork/execve
- * answer -ENOSYS.
+ * pointer translated and bounds-checked. One thread: clone for a thread
+ * answers -ENOSYS; fork/vfork fork the host process (guest memory is private,
+ * so the child gets a copy on write); execve of a static program replaces the
+ * image in place (anything else: -ENOEXEC).
  *
  * The library never prints: the guest's own writes go to its fds (which are
  * the host process's fds), --strace lines go to a callback, and the outcome
