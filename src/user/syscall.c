@@ -1166,6 +1166,8 @@ static void trace(struct hvp_user *u, long nr, const uint64_t *a, int64_t ret)
             PUT(strlen(s) > 64 ? "\"..." : "\"");
         } else if ((int64_t)a[i] >= -4096 && (int64_t)a[i] < 65536) {
             PUT("%lld", (long long)a[i]);
+        } else if (a[i] >> 32 == 0 && (int32_t)a[i] < 0 && (int32_t)a[i] >= -4096) {
+            PUT("%d", (int32_t)a[i]); /* an int argument: AT_FDCWD, -1 */
         } else {
             PUT("0x%llx", (unsigned long long)a[i]);
         }
