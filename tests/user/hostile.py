@@ -5,6 +5,7 @@ with hvp's one-line diagnostic) within a time limit, never a host crash.
 Usage: hostile.py HVP"""
 import os
 import random
+import signal
 import struct
 import subprocess
 import sys
@@ -37,12 +38,21 @@ def elf(code=CODE_EXIT42, etype=2, machine=62, cls=2, phdrs=None, entry=None, ex
 
 
 def run(path, timeout=20, args=()):
+    """Runs hvp in a session of its own: whatever the guest forked goes too."""
+    p = subprocess.Popen([hvp, "user", path, *args], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        p = subprocess.run([hvp, "user", path, *args], stdin=subprocess.DEVNULL,
-                           capture_output=True, timeout=timeout)
-        return p.returncode, p.stdout, p.stderr.decode(errors="replace")
+        out, err = p.communicate(timeout=timeout)
+        rc = p.returncode
     except subprocess.TimeoutExpired:
-        return None, b"", ""
+        out, err, rc = b"", b"", None
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    if rc is None:
+        p.communicate()
+    return rc, out, err.decode(errors="replace")
 
 
 def host_crash(rc, err):
