@@ -331,7 +331,7 @@ static void invalidate_page(struct hvp_cpu *cpu, uint64_t page)
             if ((t->phys & HVP_PAGE_MASK) == page || t->page2 == page) {
                 *pp = t->hnext;
                 t->dead = 1;
-                for (unsigned i = 0; i <= t->n; i++)
+                for (unsigned i = 0; i <= (unsigned)t->n + t->nexit; i++)
                     t->insns[i].fn = h_stale;
                 cpu->stats.code_invalidations++;
             } else {
@@ -649,7 +649,7 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
 {
     const uint8_t *p = fetch_ptr(cpu, pc);
     uint64_t phys = pc; /* user model: linear == physical */
-    if (cpu->ntraces >= HVP_TRACES_N || cpu->pool_used + HVP_TRACE_MAX + 1 > HVP_POOL_N)
+    if (cpu->ntraces >= HVP_TRACES_N || cpu->pool_used + 2 * HVP_TRACE_MAX + 1 > HVP_POOL_N)
         cache_flush(cpu);
     struct hvp_trace *t = &cpu->traces[cpu->ntraces++];
     t->pc = pc;
@@ -657,9 +657,10 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
     t->page2 = 1;
     t->mode = cpu->mode;
     t->dead = 0;
-    t->link[0] = t->link[1] = NULL;
+    memset(t->link, 0, sizeof t->link);
     t->insns = &cpu->pool[cpu->pool_used];
-    unsigned n = 0;
+    unsigned n = 0, nside = 0;
+    uint8_t side[HVP_TRACE_MAX];
     uint64_t a = pc;
     mark_code(cpu, phys & HVP_PAGE_MASK);
     while (n < HVP_TRACE_MAX) {
@@ -708,12 +709,23 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
         cpu->stats.decoded++;
         n++;
         a += d->len;
+        if (kind == HVP_B_SIDE) side[nside++] = (uint8_t)(n - 1);
         if (kind == HVP_B_END || t->page2 != 1 || (a & 0xfff) == 0) break;
     }
     t->n = (uint16_t)n;
     memset(&t->insns[n], 0, sizeof t->insns[n]);
     t->insns[n].fn = h_end;
-    cpu->pool_used += n + 1;
+    t->insns[n].imm = n;
+    /* side exits after the sentinel: each knows how many retired before it */
+    for (unsigned j = 0; j < nside; j++) {
+        struct hvp_dinsn *e = &t->insns[n + 1 + j];
+        memset(e, 0, sizeof *e);
+        e->fn = h_end;
+        e->imm = side[j] + 1;
+        t->insns[side[j]].disp = (int32_t)(n + 1 + j - side[j]);
+    }
+    t->nexit = (uint8_t)nside;
+    cpu->pool_used += n + 1 + nside;
     unsigned h = hash_of(phys);
     t->hnext = cpu->hash[h];
     cpu->hash[h] = t;
@@ -737,7 +749,7 @@ static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu, struct hvp_trace 
     uint64_t pc = cpu->rip;
     if (likely(prev != NULL)) {
         /* trace linking: the successors seen last time, without hashing */
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < HVP_LINKS; i++) {
             struct hvp_trace *l = prev->link[i];
             if (l && l->pc == pc && l->mode == cpu->mode && !l->dead &&
                 likely(hvp_tlb(cpu, pc)->tag_x == (pc & HVP_PAGE_MASK)))
@@ -746,7 +758,7 @@ static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu, struct hvp_trace 
     }
     struct hvp_trace *t = trace_lookup(cpu, pc);
     if (prev && !prev->dead) {
-        prev->link[1] = prev->link[0];
+        memmove(&prev->link[1], &prev->link[0], (HVP_LINKS - 1) * sizeof prev->link[0]);
         prev->link[0] = t;
     }
     return t;
@@ -794,7 +806,8 @@ static void run_loop(struct hvp_cpu *cpu)
                 d = nd;
             }
         }
-        uint64_t n = (uint64_t)(d - t->insns);
+        /* past the last instruction: the sentinel or a side exit says */
+        uint64_t n = d >= t->insns + t->n ? (uint64_t)d->imm : (uint64_t)(d - t->insns);
         cpu->cur = NULL;
         cpu->stats.instructions += n;
         cpu->budget_left -= n;

@@ -628,9 +628,9 @@ HVP_HANDLER(h_jmp)
             uint64_t t = cpu->rip + d->len + (uint64_t)d->imm;                                     \
             check_target(cpu, t);                                                                  \
             cpu->rip = t;                                                                          \
-        } else {                                                                                   \
-            cpu->rip += d->len;                                                                    \
+            return d + d->disp; /* the side exit (HVP_B_SIDE) */                                   \
         }                                                                                          \
+        cpu->rip += d->len;                                                                        \
         return d + 1;                                                                              \
     }
 JCC(0)
@@ -1855,7 +1855,7 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_JNLE:
         d->aux = (uint8_t)cc_of(xi);
         d->fn = jcc_tab[d->aux];
-        return HVP_B_END;
+        return HVP_B_SIDE;
     case HVP_X86_OP_LOOP:
     case HVP_X86_OP_LOOPE:
     case HVP_X86_OP_LOOPNE:

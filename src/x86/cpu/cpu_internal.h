@@ -18,7 +18,8 @@
  *   - NULL: the instruction did NOT retire (e.g. a REP string instruction
  *     yielding half-way, an invalidated trace); RIP must still point at it.
  * The run loop counts retired instructions as (last entry - first entry),
- * so these rules keep the budget exact.
+ * so these rules keep the budget exact. The sentinel and the side exits
+ * (entries after it, see HVP_B_SIDE) carry their retired count in imm.
  *
  * ---- Writing a handler ----
  *   HVP_HANDLER(h_foo) { ...; return NEXT(cpu, d); }
@@ -190,17 +191,19 @@ struct hvp_region {
 };
 
 #define HVP_TRACE_MAX 32
+#define HVP_LINKS     4 /* successors remembered per trace (side exits make several) */
 struct hvp_trace {
     uint64_t pc;    /* linear address of the first instruction */
     uint64_t phys;  /* its guest-physical address: the key */
     uint64_t page2; /* second guest-physical page when an instruction crosses, else 1 */
     uint32_t mode;
     uint16_t n; /* instructions (entries before the sentinel) */
-    uint16_t dead;
+    uint8_t dead;
+    uint8_t nexit; /* side-exit entries after the sentinel */
     struct hvp_trace *hnext;
     struct hvp_dinsn *insns;
-    /* the last two successors (trace linking): checked by pc, mode, dead */
-    struct hvp_trace *link[2];
+    /* the last successors (trace linking): checked by pc, mode, dead */
+    struct hvp_trace *link[HVP_LINKS];
 };
 
 #define HVP_POOL_N   65536 /* decoded entries */
@@ -487,7 +490,11 @@ static inline bool hvp_cond(struct hvp_cpu *cpu, unsigned cc)
 }
 
 /* ---- building (cpu_build.c, cpu_sse.c, cpu_x87.c) ---- */
-enum { HVP_B_NONE = 0, HVP_B_OK = 1, HVP_B_END = 2 };
+/* HVP_B_SIDE: the instruction may leave the trace in the middle (Jcc):
+ * the builder of the trace gives it a side-exit entry and stores the
+ * distance to it in d->disp; its handler returns d + d->disp when it leaves
+ * (after setting RIP) and d + 1 when it falls through. */
+enum { HVP_B_NONE = 0, HVP_B_OK = 1, HVP_B_END = 2, HVP_B_SIDE = 3 };
 /* Fills the compact fields every builder shares (len, osz, asz, memory
  * recipe, register codes of operands 0 and 1, memory/immediate flags). */
 void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
