@@ -323,6 +323,7 @@ static void describe_inputs(struct strbuf *s, const struct sem_case *c)
         if (insn.mem.base) ea += reg_value(in, insn.mem.base, next);
         if (insn.mem.index) ea += reg_value(in, insn.mem.index, next) * insn.mem.scale;
         if (insn.addrsize == 4) ea &= 0xffffffff;
+        if (insn.mem.seg == HVP_X86_REG_ES + 5) ea += SEM_GS_BASE; /* gs: */
         sb(s, "    memory operand at %#" PRIx64, ea);
         if (ea >= SEM_DATA_ADDR && ea + 16 <= SEM_DATA_ADDR + SEM_DATA_SIZE) {
             sb(s, ": ");
