@@ -272,8 +272,9 @@ const char *hvp_error(const struct hvp *h);        /* last failure, "" if none *
 /* Capability codes (WHV_CAPABILITY_CODE). */
 #define HVP_CAP_HYPERVISOR_PRESENT 0x00000000u /* uint32_t bool */
 #define HVP_CAP_FEATURES           0x00000001u /* uint64_t HVP_FEATURE_* */
-#define HVP_CAP_EXTENDED_VM_EXITS  0x00000002u /* uint64_t HVP_EXTENDED_EXIT_* the backend can do  \
-                                                */
+#define HVP_CAP_EXTENDED_VM_EXITS                                                                  \
+    0x00000002u /* uint64_t HVP_EXTENDED_EXIT_* the backend can do                                 \
+                 */
 #define HVP_CAP_EXCEPTION_EXIT_BITMAP     0x00000003u /* uint64_t vectors that can exit */
 #define HVP_CAP_X64_MSR_EXIT_BITMAP       0x00000004u /* uint64_t */
 #define HVP_CAP_PROCESSOR_VENDOR          0x00001000u /* uint32_t: 0 AMD, 1 Intel, 2 Hygon */
@@ -420,9 +421,10 @@ int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size,
 #define HVP_EXIT_EXCEPTION                 0x00001002u /* .exception */
 #define HVP_EXIT_CANCELED                  0x00002001u /* hvp_vcpu_cancel() */
 /* Beyond WHP: reasons only hvp reports. */
-#define HVP_EXIT_SHUTDOWN       0x00003000u /* the backend stopped the VM (system event) */
-#define HVP_EXIT_INTERNAL_ERROR 0x00003001u /* .internal: backend failure, the VM cannot continue  \
-                                             */
+#define HVP_EXIT_SHUTDOWN 0x00003000u /* the backend stopped the VM (system event) */
+#define HVP_EXIT_INTERNAL_ERROR                                                                    \
+    0x00003001u /* .internal: backend failure, the VM cannot continue                              \
+                 */
 
 /* Name of an exit reason ("IoPort"), or "?" */
 const char *hvp_exit_name(uint32_t reason);

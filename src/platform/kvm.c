@@ -519,6 +519,14 @@ static int kvm_vcpu_create(struct hvp_vcpu *v)
         goto fail;
     }
     if ((r = vcpu_set_cpuid(v)) < 0 || (r = set_guest_debug(v)) < 0) goto fail;
+    /* With the in-kernel APIC, KVM parks vCPUs other than 0 in
+     * wait-for-SIPI; WHP's VPs all run from creation (the VMM starts APs
+     * itself, or sends INIT/SIPI with hvp_request_interrupt). */
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    if (PART(v->p)->irqchip && ioctl(k->fd, KVM_SET_MP_STATE, &mp) < 0) {
+        r = kerr(v->err, "KVM_SET_MP_STATE");
+        goto fail;
+    }
     return 0;
 fail:
     free_vcpu_priv(v->p, k);
@@ -979,6 +987,9 @@ static int kvm_vcpu_reset(struct hvp_vcpu *v)
     if (ioctl(k->fd, KVM_SET_SREGS, &s) < 0) return kerr(v->err, "KVM_SET_SREGS");
     if (ioctl(k->fd, KVM_SET_REGS, &regs) < 0) return kerr(v->err, "KVM_SET_REGS");
     if (ioctl(k->fd, KVM_SET_VCPU_EVENTS, &ev) < 0) return kerr(v->err, "KVM_SET_VCPU_EVENTS");
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    if (PART(v->p)->irqchip && ioctl(k->fd, KVM_SET_MP_STATE, &mp) < 0)
+        return kerr(v->err, "KVM_SET_MP_STATE");
     return 0;
 }
 

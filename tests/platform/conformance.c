@@ -30,6 +30,8 @@ GUEST(g_msr);
 GUEST(g_int3);
 GUEST(g_spin);
 GUEST(g_trap);
+GUEST(g_timer);
+GUEST(g_ipi);
 GUEST(g_dirty);
 GUEST(g_ud2);
 GUEST(g_apic);
@@ -950,6 +952,108 @@ static int c_apic_interrupt(struct t *t)
     return PASS;
 }
 
+static int apic_ds(struct t *t, struct hvp_vcpu *v)
+{
+    uint32_t n = HVP_REG_DS;
+    union hvp_reg_value ds = {.segment = seg(0, 0xfee00000, 0xffff, 0x93)};
+    int r = hvp_vcpu_set_registers(v, &n, 1, &ds);
+    if (r < 0) return fail(t, "DS: %s", hvp_vcpu_error(v));
+    return PASS;
+}
+
+static int c_apic_timer(struct t *t)
+{
+    struct props pr = {.apic_mode = HVP_APIC_MODE_XAPIC};
+    SETUP(make(t, &pr));
+    SETUP(real_mode(t, g_timer, g_timer_end));
+    uint32_t ivt = 0x100u << 16 | 0x100;
+    memcpy(t->ram + 0x42 * 4, &ivt, 4);
+    SETUP(apic_ds(t, t->v));
+    struct hvp_exit x;
+    RUN(&x);
+    EXPECT_OUT(&x, 0x11, 0x42, 1);
+    return PASS;
+}
+
+struct ap_run {
+    struct hvp_vcpu *v;
+    struct hvp_exit x;
+    int r;
+};
+static void *ap_thread(void *arg)
+{
+    struct ap_run *a = arg;
+    a->r = hvp_vcpu_run(a->v, &a->x);
+    return NULL;
+}
+
+static int c_apic_ipi(struct t *t)
+{
+    struct props pr = {.apic_mode = HVP_APIC_MODE_XAPIC};
+    OK(hvp_partition_create(t->h, &t->p), hvp_error(t->h));
+    uint32_t two = 2;
+    POK(hvp_partition_set_property(t->p, HVP_PROP_PROCESSOR_COUNT, &two, 4));
+    POK(hvp_partition_set_property(t->p, HVP_PROP_LOCAL_APIC_EMULATION_MODE, &pr.apic_mode, 4));
+    POK(hvp_partition_setup(t->p));
+    t->ram_size = 1 << 20;
+    t->ram = mmap(NULL, t->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(t->ram != MAP_FAILED, "mmap");
+    POK(hvp_map_gpa(t->p, t->ram, 0, t->ram_size, HVP_MAP_READ | HVP_MAP_WRITE | HVP_MAP_EXECUTE));
+    POK(hvp_vcpu_create(t->p, 0, &t->v));
+    struct hvp_vcpu *ap;
+    POK(hvp_vcpu_create(t->p, 1, &ap));
+    SETUP(real_mode(t, g_ipi, g_ipi_end));
+    SETUP(apic_ds(t, t->v));
+    struct hvp_vcpu *bsp = t->v;
+    t->v = ap;
+    SETUP(real_mode(t, g_ipi, g_ipi_end));
+    SETUP(apic_ds(t, ap));
+    uint32_t n = HVP_REG_RIP;
+    union hvp_reg_value rip = {.reg64 = 0x80};
+    VOK(hvp_vcpu_set_registers(ap, &n, 1, &rip));
+    uint32_t ivt = 0x100u << 16 | 0x100;
+    memcpy(t->ram + 0x43 * 4, &ivt, 4);
+    struct hvp_exit x;
+    RUN(&x); /* vCPU 1: APIC enabled */
+    EXPECT_OUT(&x, 0x12, 0, 1);
+    VOK(hvp_vcpu_complete_io(ap, NULL, 0));
+    struct ap_run a = {.v = ap};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, ap_thread, &a) == 0, "pthread_create");
+    t->v = bsp;
+    RUN(&x); /* vCPU 0 sends the IPI */
+    int bsp_ok = expect_out(t, &x, 0x10, 0, 1);
+    struct timespec ts = {1, 0};
+    nanosleep(&ts, NULL);
+    hvp_vcpu_cancel(ap); /* in case the IPI never came */
+    pthread_join(th, NULL);
+    if (bsp_ok) return FAIL;
+    t->v = ap;
+    CHECK(a.r == 0, "vCPU 1's run: %s", hvp_vcpu_error(ap));
+    CHECK(a.x.reason != HVP_EXIT_CANCELED, "vCPU 1 never received the IPI");
+    return expect_out(t, &a.x, 0x11, 0x43, 1);
+}
+
+static int c_invalid_state(struct t *t)
+{
+    SETUP(make(t, NULL));
+    SETUP(real_mode(t, g_io, g_io_end));
+    /* Paging without protection: no CPU can enter that. The backend refuses
+     * it when the registers are written or reports it on entry. */
+    uint32_t n = HVP_REG_CR0;
+    union hvp_reg_value cr0 = {.reg64 = 0x80000010};
+    int r = hvp_vcpu_set_registers(t->v, &n, 1, &cr0);
+    if (r == -EINVAL)
+        return snprintf(t->why, sizeof(t->why), "refused when written: %s", hvp_vcpu_error(t->v)),
+               PASS;
+    CHECK(r == 0, "CR0 write: %d", r);
+    struct hvp_exit x;
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_INVALID_VP_REGISTER_VALUE, "expected InvalidVpRegisterValue, got %s",
+          hvp_exit_name(x.reason));
+    return PASS;
+}
+
 static int c_interrupt_window(struct t *t)
 {
     SETUP(make(t, NULL)); /* APIC mode None: the VMM injects */
@@ -1060,7 +1164,10 @@ static const struct tcase cases[] = {
     {"translate-gva", c_translate},
     {"registers", c_registers},
     {"apic-interrupt", c_apic_interrupt},
+    {"apic-timer", c_apic_timer},
+    {"apic-ipi", c_apic_ipi},
     {"interrupt-window", c_interrupt_window},
+    {"invalid-state", c_invalid_state},
     {"state", c_state},
     {"vcpu-errors", c_vcpu_errors},
 };

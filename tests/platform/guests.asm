@@ -116,6 +116,42 @@ guest g_window
     hlt
 endguest g_window
 
+; LAPIC timer, one-shot: vector 0x42 after 100000 ticks (divide by 1).
+guest g_timer
+    mov dword [0xf0], 0x1ff
+    mov dword [0x3e0], 0xb
+    mov dword [0x320], 0x42
+    mov dword [0x380], 100000
+    sti
+.wait:
+    hlt
+    jmp .wait
+    times 0x100 - ($ - g_timer) db 0x90
+    mov al, 0x42
+    out 0x11, al
+    hlt
+endguest g_timer
+
+; IPI: vCPU 0 starts at 0, sends vector 0x43 to APIC ID 1 and reports;
+; vCPU 1 starts at 0x80, enables its APIC, reports ready, waits.
+guest g_ipi
+    mov dword [0x310], 0x01000000
+    mov dword [0x300], 0x4043      ; fixed, assert, vector 0x43
+    out 0x10, al
+    hlt
+    times 0x80 - ($ - g_ipi) db 0x90
+    mov dword [0xf0], 0x1ff
+    out 0x12, al
+    sti
+.wait:
+    hlt
+    jmp .wait
+    times 0x100 - ($ - g_ipi) db 0x90
+    mov al, 0x43
+    out 0x11, al
+    hlt
+endguest g_ipi
+
 bits 64
 guest g_long
     mov rax, [rel .val]
