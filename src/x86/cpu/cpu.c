@@ -558,7 +558,7 @@ int hvp_cpu_get_state(struct hvp_cpu *cpu, struct hvp_cpu_state *out)
 {
     if (!cpu || !out) return -EINVAL;
     *out = cpu->st;
-    memcpy(out->gpr, cpu->gpr, sizeof cpu->gpr);
+    memcpy(out->gpr, cpu->gpr, sizeof out->gpr);
     out->rip = cpu->rip;
     out->rflags = hvp_flags_get(cpu);
     out->seg[HVP_SEG_FS].base = cpu->fs_base;
@@ -571,7 +571,7 @@ int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in)
 {
     if (!cpu || !in) return -EINVAL;
     cpu->st = *in;
-    memcpy(cpu->gpr, in->gpr, sizeof cpu->gpr);
+    memcpy(cpu->gpr, in->gpr, sizeof in->gpr);
     cpu->rip = in->rip;
     hvp_flags_set(cpu, (in->rflags & 0x3f7fd7) | 2);
     cpu->fs_base = in->seg[HVP_SEG_FS].base;

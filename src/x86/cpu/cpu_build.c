@@ -50,6 +50,7 @@ void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         if (xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_FS ||
             xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_GS)
             d->seg = (uint8_t)(xi->mem.seg - HVP_X86_REG_ES);
+        if (d->base > 16 || d->index > 16 || d->asz != 8 || d->seg) d->fl |= HVP_DF_EAX;
     }
     for (unsigned k = 0; k < xi->nops && k < 3; k++) {
         const struct hvp_x86_operand *o = &xi->ops[k];
@@ -1627,7 +1628,7 @@ static bool is_gpr_op(const struct hvp_x86_insn *xi, unsigned k)
 
 static bool plain_bd(const struct hvp_dinsn *d)
 {
-    return d->base < 16 && d->index == HVP_EA_NONE && d->asz == 8 && !d->seg;
+    return d->base < 16 && d->index == HVP_EA_NONE && !(d->fl & HVP_DF_EAX);
 }
 
 int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)

@@ -132,7 +132,7 @@ struct hvp_dinsn {
     uint16_t fl;         /* HVP_DF_* */
 };
 
-#define HVP_EA_NONE 0xff
+#define HVP_EA_NONE 16 /* gpr[16] is always 0 */
 #define HVP_EA_RIP  0xfe
 #define HVP_EA_ABS  0xfd
 #define HVP_R8H     0x10 /* register code flag: bits 8..15 of GPR (code & 3) */
@@ -145,6 +145,7 @@ struct hvp_dinsn {
 #define HVP_DF_REP   0x0010 /* F3 */
 #define HVP_DF_REPNE 0x0020 /* F2 */
 #define HVP_DF_M2    0x0040 /* operand 2 is the memory operand */
+#define HVP_DF_EAX   0x0080 /* the memory recipe needs hvp_ea_slow() */
 
 /* Segment numbers (struct hvp_cpu_state.seg order). */
 enum { HVP_SEG_ES, HVP_SEG_CS, HVP_SEG_SS, HVP_SEG_DS, HVP_SEG_FS, HVP_SEG_GS };
@@ -215,7 +216,7 @@ struct hvp_trace {
 
 struct hvp_cpu {
     /* hot state first */
-    uint64_t gpr[16];
+    uint64_t gpr[17]; /* rax..r15, and gpr[16] == 0: "no base/index" in memory recipes */
     uint64_t rip;
     uint64_t rflags; /* arithmetic bits valid only when lf_op == HVP_LF_NONE */
     uint64_t lf_res, lf_a, lf_b;
@@ -374,11 +375,14 @@ static inline void hvp_reg_wr(struct hvp_cpu *cpu, unsigned r, unsigned size, ui
     }
 }
 
-/* Effective linear address of the entry's memory operand. */
-static inline uint64_t hvp_ea(const struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+/* Effective linear address of the entry's memory operand. The common
+ * recipe (64-bit addressing, GPR or no base/index, no FS/GS) is one add
+ * chain; RIP-relative, moffs64, 32-bit address size and FS/GS take the
+ * slow path (HVP_DF_EAX). */
+static inline uint64_t hvp_ea_slow(const struct hvp_cpu *cpu, const struct hvp_dinsn *d)
 {
     uint64_t a;
-    if (likely(d->base < 16))
+    if (d->base <= 16)
         a = cpu->gpr[d->base];
     else if (d->base == HVP_EA_RIP)
         a = cpu->rip + d->len;
@@ -386,14 +390,20 @@ static inline uint64_t hvp_ea(const struct hvp_cpu *cpu, const struct hvp_dinsn 
         a = (uint64_t)d->imm;
     else
         a = 0;
-    if (d->index < 16) a += cpu->gpr[d->index] << d->scale;
+    if (d->index <= 16) a += cpu->gpr[d->index] << d->scale;
     a += (uint64_t)(int64_t)d->disp;
     if (d->asz == 4)
         a = (uint32_t)a;
     else if (d->asz == 2)
         a = (uint16_t)a;
-    if (unlikely(d->seg)) a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
+    if (d->seg) a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
     return a;
+}
+
+static inline uint64_t hvp_ea(const struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    if (unlikely(d->fl & HVP_DF_EAX)) return hvp_ea_slow(cpu, d);
+    return cpu->gpr[d->base] + (cpu->gpr[d->index] << d->scale) + (uint64_t)(int64_t)d->disp;
 }
 
 /* ---- flags (cpu_flags.c) ---- */
