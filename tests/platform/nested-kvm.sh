@@ -7,7 +7,7 @@
 #
 #   nested-kvm.sh PROGRAM [ARG...]
 #
-# PROGRAM must be static (the initramfs holds busybox and nothing else);
+# PROGRAM is best static; a dynamic one gets its libraries (ldd) copied in;
 # the ARGs are passed to it. $HVP_NESTED_CACHE (default: build/nested in
 # the source tree) keeps the kernel package fetched with `apt-get download`,
 # its extracted files and the last console log between runs. Exit status: 0 all cases passed, 1 a case
@@ -63,6 +63,13 @@ root=$work/root
 mkdir -p "$root"/{bin,lib,dev,proc,sys,tmp}
 cp "$bb" "$root/bin/busybox"
 cp "$prog" "$root/test"
+# A dynamic program (a sanitizer build, say) brings its libraries along.
+if ! file -L "$prog" | grep -q 'statically linked'; then
+    for lib in $(ldd "$prog" | grep -o '/[^ ]*'); do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done
+fi
 printf '%s\n' "$@" >"$root/args"
 : >"$root/modules"
 for f in "${order[@]}"; do cp "$f" "$root/lib/"; echo "/lib/$(basename "$f")" >>"$root/modules"; done
