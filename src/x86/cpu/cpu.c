@@ -544,8 +544,10 @@ void *hvp_rmw_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
         /* crosses a page: check both pages for read and write, no pointer */
         translate(cpu, a, HVP_CPU_PROT_READ);
         translate(cpu, a, HVP_CPU_PROT_WRITE);
-        translate(cpu, a + size - 1, HVP_CPU_PROT_READ);
-        translate(cpu, a + size - 1, HVP_CPU_PROT_WRITE);
+        /* a fault on the second page reports its first byte, as hardware does */
+        uint64_t a2 = (a + size - 1) & HVP_PAGE_MASK;
+        translate(cpu, a2, HVP_CPU_PROT_READ);
+        translate(cpu, a2, HVP_CPU_PROT_WRITE);
         return NULL;
     }
     translate(cpu, a, HVP_CPU_PROT_READ);
