@@ -79,7 +79,7 @@ static inline void mmx_check(struct hvp_cpu *cpu)
 /* What every MMX instruction but EMMS does to the x87 state: TOP = 0 (the
  * ST(i) array rotates so that ST(i) = physical register i), all valid.
  * Call after every fault check. */
-static inline void mmx_enter(struct hvp_cpu *cpu)
+static inline void mmx_top0(struct hvp_cpu *cpu)
 {
     unsigned top = fpu_top(cpu);
     if (unlikely(top)) {
@@ -89,6 +89,11 @@ static inline void mmx_enter(struct hvp_cpu *cpu)
         memcpy(cpu->st.fpu.st, tmp, sizeof tmp);
         cpu->st.fpu.fsw &= (uint16_t) ~(7u << 11);
     }
+}
+
+static inline void mmx_enter(struct hvp_cpu *cpu)
+{
+    mmx_top0(cpu);
     cpu->st.fpu.ftw = 0xff;
 }
 
@@ -649,8 +654,8 @@ HVP_HANDLER(h_cvtpi2ps)
     xmm_t a = xget(cpu, d->r0), t = a;
     uint32_t m = mx_begin(cpu);
     host_cvtdq2ps(&t, &b, &m);
+    if (!(d->fl & HVP_DF_M1)) mmx_enter(cpu); /* even when #XM follows (host) */
     mx_end(cpu, m);
-    if (!(d->fl & HVP_DF_M1)) mmx_enter(cpu);
     a.q[0] = t.q[0];
     xset(cpu, d->r0, &a);
     return NEXT(cpu, d);
@@ -664,8 +669,8 @@ HVP_HANDLER(h_cvtpi2pd)
     xmm_t a = {0};
     uint32_t m = mx_begin(cpu);
     host_cvtdq2pd(&a, &b, &m);
+    if (!(d->fl & HVP_DF_M1)) mmx_enter(cpu); /* even when #XM follows (host) */
     mx_end(cpu, m);
-    if (!(d->fl & HVP_DF_M1)) mmx_enter(cpu);
     xset(cpu, d->r0, &a);
     return NEXT(cpu, d);
 }
@@ -679,8 +684,8 @@ HVP_HANDLER(h_cvtpi2pd)
         if (lanes == 2) b.q[1] = 0; /* only the low two floats convert */                          \
         uint32_t m = mx_begin(cpu);                                                                \
         host_##via(&a, &b, &m);                                                                    \
+        mmx_enter(cpu); /* even when #XM follows (host) */                                         \
         mx_end(cpu, m);                                                                            \
-        mmx_enter(cpu);                                                                            \
         mm_set(cpu, d->r0, a.q[0]);                                                                \
         return NEXT(cpu, d);                                                                       \
     }
@@ -1910,10 +1915,11 @@ HVP_HANDLER(h_mm_pextrw)
     return NEXT(cpu, d);
 }
 
-/* EMMS: all tags empty */
+/* EMMS: TOP = 0, all tags empty */
 HVP_HANDLER(h_emms)
 {
     mmx_check(cpu);
+    mmx_top0(cpu); /* TOP = 0 as well (the host does so) */
     cpu->st.fpu.ftw = 0;
     return NEXT(cpu, d);
 }
