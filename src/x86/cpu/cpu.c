@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <cpuid.h>
 #include <x86intrin.h>
 
 #include "cpu_internal.h"
@@ -35,11 +36,6 @@ static const struct hvp_cpuid_entry default_cpuid[] = {
     {0x80000008, 0, 0x00003030, 0, 0, 0, 0}, /* 48-bit physical and linear */
 };
 
-/* Feature bits contributed by the instruction files that implement them
- * (see cpu_internal.h): weak, so that a file without the table links. */
-extern const struct hvp_cpuid_entry hvp_cpu_cpuid_sse[] __attribute__((weak));
-extern const struct hvp_cpuid_entry hvp_cpu_cpuid_x87[] __attribute__((weak));
-
 #define CPUID_MAX 32
 
 /* The default table with the contributed bits OR-ed in (or their leaves
@@ -48,22 +44,20 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out)
 {
     size_t n = sizeof default_cpuid / sizeof default_cpuid[0];
     memcpy(out, default_cpuid, sizeof default_cpuid);
-    const struct hvp_cpuid_entry *extra[] = {hvp_cpu_cpuid_sse, hvp_cpu_cpuid_x87};
-    for (size_t x = 0; x < sizeof extra / sizeof extra[0]; x++) {
-        for (const struct hvp_cpuid_entry *e = extra[x]; e && e->leaf != UINT32_MAX; e++) {
-            size_t i = 0;
-            while (i < n && !(out[i].leaf == e->leaf && out[i].subleaf == e->subleaf))
-                i++;
-            if (i == n) {
-                if (n == CPUID_MAX) break;
-                out[n++] = *e;
-                continue;
-            }
-            out[i].eax |= e->eax;
-            out[i].ebx |= e->ebx;
-            out[i].ecx |= e->ecx;
-            out[i].edx |= e->edx;
-        }
+    /* x87 (cpu_x87.c) and MMX/SSE..SSE4.2/AES/PCLMUL (cpu_sse.c). A few of
+     * them run the host's own instruction (ROUND*, DPPS/DPPD need SSE4.1,
+     * AES* needs AES-NI), so those are advertised only when the host has
+     * them. */
+    unsigned ha = 0, hb = 0, hc = 0, hd = 0;
+    __get_cpuid(1, &ha, &hb, &hc, &hd);
+    for (size_t i = 0; i < n; i++) {
+        if (out[i].leaf != 1) continue;
+        out[i].edx |= (1u << 0) /* FPU */ | (1u << 19) /* CLFSH */ | (1u << 23) /* MMX */ |
+                      (1u << 24) /* FXSR */ | (1u << 25) /* SSE */ | (1u << 26) /* SSE2 */;
+        out[i].ebx |= 8u << 8; /* CLFLUSH line size: 8 x 8 bytes */
+        out[i].ecx |= (1u << 0) /* SSE3 */ | (1u << 1) /* PCLMULQDQ */ | (1u << 9) /* SSSE3 */ |
+                      (1u << 20) /* SSE4.2 */ | (hc & (1u << 19)) /* SSE4.1 */ |
+                      (hc & (1u << 25)) /* AES */;
     }
     return n;
 }

@@ -49,15 +49,9 @@
  * and hvp_cpu_build_x87() (cpu_x87.c): each returns HVP_B_NONE when it does
  * not handle the instruction (-> #UD), else HVP_B_OK or HVP_B_END. Adding an
  * instruction set means filling such a builder in its own file, and
- * advertising it in the default CPUID table only when complete: a file
- * does that itself by defining (strong) one of the arrays that cpu.c
- * references weakly,
- *     const struct hvp_cpuid_entry hvp_cpu_cpuid_sse[] / hvp_cpu_cpuid_x87[]
- * = { {leaf, subleaf, eax, ebx, ecx, edx, flags}, ..., {UINT32_MAX} };
- * whose bits are OR-ed into the default table's leaf (or appended as a new
- * leaf), e.g. {1, 0, 0, 0, 0, 1u << 25 | 1u << 26, 0} for SSE and SSE2
- * (with FXSR, bit 24, once FXSAVE/FXRSTOR exist). hvp_cpu_create() accepts
- * embedder tables only within the merged bits.
+ * advertising it in the default CPUID table (build_cpuid() in cpu.c) only
+ * when complete — and only where the host has what the handlers borrow
+ * from it. hvp_cpu_create() accepts embedder tables only within those bits.
  * A builder starts with hvp_build_common(cpu, xi, d) (length, sizes, the
  * memory recipe, GPR codes of operands 0/1, LOCK/REP bits) and then sets
  * d->fn and whatever private fields its handlers read (d->aux, d->imm,

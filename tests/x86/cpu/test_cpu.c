@@ -484,7 +484,7 @@ Test(cpu, kick_interrupts_long_rep)
 
 /* ---- cpuid ---- */
 
-SNIP(s_cpuid, "xor eax, eax\n cpuid\n mov r8d, eax\n mov eax, 1\n cpuid\n syscall\n");
+SNIP(s_cpuid, "xor eax, eax\n cpuid\n mov r8d, eax\n mov eax, 1\n cpuid\n mov r9d, ecx\n syscall\n");
 
 Test(cpu, cpuid_table)
 {
@@ -493,10 +493,15 @@ Test(cpu, cpuid_table)
     vm_run(&v, 0);
     expect_syscall(&v, SYSCALL_AT(s_cpuid));
     cr_assert_geq(v.st.gpr[8], 1);
-    cr_assert_eq(v.st.gpr[2] & (1u << 25), 0, "SSE is not advertised");
-    cr_assert_eq(v.st.gpr[2] & 1, 0, "x87 is not advertised");
+    /* implemented: x87, MMX, FXSR, SSE, SSE2, SSE3, SSSE3, SSE4.2; not: AVX, XSAVE */
+    uint32_t want_edx = 1u | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
+    cr_assert_eq(v.st.gpr[2] & want_edx, want_edx, "x87/MMX/FXSR/SSE/SSE2 are advertised");
+    uint32_t want_ecx = 1u | (1u << 9) | (1u << 20);
+    cr_assert_eq(v.st.gpr[9] & want_ecx, want_ecx, "SSE3/SSSE3/SSE4.2 are advertised");
+    cr_assert_eq(v.st.gpr[9] & ((1u << 26) | (1u << 27) | (1u << 28)), 0,
+                 "XSAVE/OSXSAVE/AVX are not advertised");
     vm_fini(&v);
-    struct hvp_cpuid_entry bad = {1, 0, 0, 0, 0, 1u << 26 /* SSE2 */, 0};
+    struct hvp_cpuid_entry bad = {1, 0, 0, 0, 1u << 28 /* AVX */, 0, 0};
     struct hvp_cpu_config cfg = {
         .size = sizeof cfg, .model = HVP_CPU_MODEL_USER64, .cpuid = &bad, .ncpuid = 1};
     struct hvp_cpu *c;
