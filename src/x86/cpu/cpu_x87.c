@@ -203,21 +203,57 @@ static inline void x87_last(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, 
 #define XK_STORE     0x02 /* writes it */
 #define XK_FLAGS_IN  0x04 /* FCMOVcc: guest CF/PF/ZF */
 #define XK_FLAGS_OUT 0x08 /* FCOMI*: sets ZF/PF/CF, clears OF/SF/AF */
+#define XK_COPY      0x10 /* FLD ST(i): ST(i) copied into ST(1), not exchanged */
 /* d->r0: ST(i) exchanged with ST(1) around the stub, 0 = none;
  * d->imm: stub number. */
 
 /* Runs stub k on image m with buf as the memory operand; with i != 0,
- * ST(1) and ST(i) are exchanged around it (physical registers). */
-static uint64_t run_stub(struct x87_img *m, uint8_t *buf, unsigned k, unsigned i, uint64_t fl)
+ * ST(1) and ST(i) are exchanged around it (physical registers). FLD ST(i)
+ * (copy) instead gets a copy of ST(i) in ST(1) and the old ST(1) back
+ * afterwards: its push target is physical register top - 1, which is ST(7),
+ * so exchanging ST(7) into ST(1) would move the pushed value's register. */
+static uint64_t run_stub(struct x87_img *m, uint8_t *buf, unsigned k, unsigned i, bool copy,
+                         uint64_t fl)
 {
     unsigned t0 = (m->sw >> 11) & 7;
-    if (i) img_swap(m, 1, i);
+    const unsigned p1 = (t0 + 1) & 7, pi = (t0 + i) & 7;
+    uint8_t save[10];
+    unsigned stag = 0;
+    if (i && copy) {
+        memcpy(save, m->st[1], 10);
+        stag = (m->tw >> (2 * p1)) & 3;
+        memcpy(m->st[1], m->st[i], 10);
+        m->tw = (uint16_t)((m->tw & ~(3u << (2 * p1))) | ((m->tw >> (2 * pi)) & 3) << (2 * p1));
+    } else if (i)
+        img_swap(m, 1, i);
     uint64_t hf = stub_at(k)(m, buf, fl);
     if (i) {
         unsigned t1 = (m->sw >> 11) & 7;
-        img_swap(m, (t0 + 1 - t1) & 7, (t0 + i - t1) & 7);
+        if (copy) { /* FLD does not change its source: put the old ST(1) back */
+            memcpy(m->st[(p1 - t1) & 7], save, 10);
+            m->tw = (uint16_t)((m->tw & ~(3u << (2 * p1))) | stag << (2 * p1));
+        } else
+            img_swap(m, (t0 + 1 - t1) & 7, (t0 + i - t1) & 7);
     }
     return hf;
+}
+
+static inline bool x87_canonical(uint64_t a)
+{
+    return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+
+/* The access check of a memory operand that is not (or not wholly)
+ * written: the host checks the destination even when an unmasked exception
+ * suppresses the store, and FXSAVE checks all 512 bytes. A non-canonical
+ * address raises #SS(0) or #GP(0) by the segment (cpu.c), a bad page #PF
+ * (naming the second page's first byte when the operand straddles). No
+ * data moves. (A not-present page reports a read in the #PF error code.) */
+static void x87_probe(struct hvp_cpu *cpu, uint64_t a, unsigned size)
+{
+    uint64_t last = a + size - 1;
+    hvp_rmw_ptr(cpu, a, 1);
+    if ((last ^ a) & HVP_PAGE_MASK) hvp_rmw_ptr(cpu, last & HVP_PAGE_MASK, 1);
 }
 
 /* ---- fast path ----
@@ -474,17 +510,22 @@ HVP_HANDLER(h_host)
         struct x87_img m2 = m;
         uint8_t b2[16];
         memset(b2, 0xff, sizeof b2);
-        run_stub(&m, buf, (unsigned)d->imm, d->r0, fl);
+        run_stub(&m, buf, (unsigned)d->imm, d->r0, false, fl);
         /* an unmasked exception may suppress the store: find out by
          * running again over a different background */
         bool written = true;
         if (m.sw & FSW_ES) {
-            run_stub(&m2, b2, (unsigned)d->imm, d->r0, fl);
+            run_stub(&m2, b2, (unsigned)d->imm, d->r0, false, fl);
             written = memcmp(buf, b2, d->osz) == 0;
         }
-        if (written) hvp_wr_block(cpu, ea, buf, d->osz); /* may fault: state untouched */
+        /* may fault: state untouched; a suppressed store still checks
+         * its destination (#PF/#GP/#SS on the host) */
+        if (written)
+            hvp_wr_block(cpu, ea, buf, d->osz);
+        else
+            x87_probe(cpu, ea, d->osz);
     } else {
-        uint64_t hf = run_stub(&m, buf, (unsigned)d->imm, d->r0, fl);
+        uint64_t hf = run_stub(&m, buf, (unsigned)d->imm, d->r0, d->aux & XK_COPY, fl);
         if (d->aux & XK_FLAGS_OUT) {
             hvp_flags_materialize(cpu);
             cpu->rflags = (cpu->rflags & ~(uint64_t)HVP_ARITH) | (hf & (HVP_CF | HVP_PF | HVP_ZF));
@@ -679,11 +720,26 @@ static inline void fx_enter(struct hvp_cpu *cpu)
     x87_enter(cpu, false);
 }
 
+/* The 512-byte operand: a non-canonical address first (#SS(0) through SS,
+ * i.e. RSP/RBP-based, as the host does even when misaligned, else #GP(0)),
+ * then alignment (#GP(0)), then every byte's page (#PF), before anything
+ * is read or written. */
+static void fx_check(struct hvp_cpu *cpu, uint64_t ea, bool write)
+{
+    if (!x87_canonical(ea) || !x87_canonical(ea + 511)) {
+        if (write) x87_probe(cpu, ea, 512);
+        uint8_t b[512];
+        hvp_rd_block(cpu, ea, b, sizeof b); /* raises */
+    }
+    if (ea & 15) hvp_raise_gp0(cpu);
+    if (write) x87_probe(cpu, ea, 512); /* FXRSTOR reads all 512 bytes itself */
+}
+
 HVP_HANDLER(h_fxsave)
 {
     fx_enter(cpu);
     uint64_t ea = hvp_ea(cpu, d);
-    if (ea & 15) hvp_raise_gp0(cpu);
+    fx_check(cpu, ea, true);
     const struct hvp_cpu_fpu *f = &cpu->st.fpu;
     uint8_t b[416];
     memset(b, 0, sizeof b);
@@ -717,7 +773,7 @@ HVP_HANDLER(h_fxrstor)
 {
     fx_enter(cpu);
     uint64_t ea = hvp_ea(cpu, d);
-    if (ea & 15) hvp_raise_gp0(cpu);
+    fx_check(cpu, ea, false);
     uint8_t b[512]; /* the whole area is accessed */
     hvp_rd_block(cpu, ea, b, sizeof b);
     uint32_t mx;
@@ -917,6 +973,7 @@ int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     }
     d->imm = esc * 64 + sm;
     d->r1 = (uint8_t)fast_reg(esc, modrm);
+    if (esc == 1 && reg == 0 && d->r0) d->aux |= XK_COPY; /* FLD ST(i), i >= 2 */
     if ((esc == 2 || esc == 3) && reg <= 3) d->aux |= XK_FLAGS_IN;
     if ((esc == 3 || esc == 7) && (reg == 5 || reg == 6)) d->aux |= XK_FLAGS_OUT;
     return HVP_B_OK;

@@ -61,6 +61,8 @@ enum { M_NONE, M_F32, M_F64, M_F80, M_I16, M_I32, M_I64, M_BCD, M_CW, M_ENV, M_S
     X(fld_m80, "fld tbyte ptr [rsi]", M_F80, 10)                                                   \
     X(fld_st0, "fld st(0)", M_NONE, 0)                                                             \
     X(fld_st5, "fld st(5)", M_NONE, 0)                                                             \
+    X(fld_st2, "fld st(2)", M_NONE, 0)                                                             \
+    X(fld_st7, "fld st(7)", M_NONE, 0)                                                             \
     X(fild_16, "fild word ptr [rsi]", M_I16, 2)                                                    \
     X(fild_32, "fild dword ptr [rsi]", M_I32, 4)                                                   \
     X(fild_64, "fild qword ptr [rsi]", M_I64, 8)                                                   \
@@ -730,5 +732,92 @@ Test(x87, page_crossing_and_faults)
     cr_assert_eq(st.fpu.ftw, 0x80);
     for (unsigned i = 0; i < 6; i++)
         cr_assert_eq(v.data[0x1ffa + i], 0);
+    vm_fini(&v);
+}
+
+/* ---- FLD ST(7) pushes into ST(7)'s own register; suppressed stores still
+ * check their destination; FXSAVE's whole 512 bytes and #SS ---- */
+
+X87T(p_fld7, "fld st(7)");
+X87T(p_fisttp_pf, "fisttp word ptr [rsi + 0x1fff]");
+X87T(p_fist_ok, "fist dword ptr [rsi]");
+X87T(p_fxsave_end, "fxsave64 [rsi + 0x1e80]");
+X87T(p_fxsave_ss, "fxsave64 [rsp]");
+X87T(p_fxsave_ds, "fxsave64 [rax]");
+
+Test(x87, stack_fault_and_suppressed_store_checks)
+{
+    struct vm v;
+    vm_init(&v, p_fld7_i, p_fld7_e);
+    static const uint8_t indef[10] = {0, 0, 0, 0, 0, 0, 0, 0xc0, 0xff, 0xff};
+    static const uint8_t stale[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 0x40};
+    static const uint8_t one[10] = {0, 0, 0, 0, 0, 0, 0, 0x80, 0xff, 0x3f};
+    /* FLD ST(7), ST(7) empty: underflow, the indefinite is the new ST(0) */
+    struct hvp_cpu_state st = v.st0;
+    st.fpu.fsw = 3u << 11;
+    st.fpu.ftw = 0x18; /* ST(0), ST(1) valid */
+    memcpy(st.fpu.st[0], one, 10);
+    memcpy(st.fpu.st[1], one, 10);
+    memcpy(st.fpu.st[7], stale, 10);
+    struct hvp_cpu_exit ex = run_code(&v, p_fld7_i, p_fld7_e, &st, 1);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    cr_assert(memcmp(st.fpu.st[0], indef, 10) == 0);
+    cr_assert(memcmp(st.fpu.st[1], one, 10) == 0);
+    cr_assert(memcmp(st.fpu.st[2], one, 10) == 0);
+    cr_assert_eq(st.fpu.fsw, (2u << 11) | 0x41, "fsw %#x", st.fpu.fsw);
+    cr_assert_eq(st.fpu.ftw, 0x1c);
+    /* ST(7) valid: overflow, the indefinite replaces it as ST(0) */
+    st = v.st0;
+    st.fpu.fsw = 3u << 11;
+    st.fpu.ftw = 0x1c;
+    memcpy(st.fpu.st[0], one, 10);
+    memcpy(st.fpu.st[1], one, 10);
+    memcpy(st.fpu.st[7], stale, 10);
+    ex = run_code(&v, p_fld7_i, p_fld7_e, &st, 1);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    cr_assert(memcmp(st.fpu.st[0], indef, 10) == 0);
+    cr_assert(memcmp(st.fpu.st[1], one, 10) == 0);
+    cr_assert_eq(st.fpu.fsw, (2u << 11) | 0x241, "fsw %#x", st.fpu.fsw);
+
+    /* FISTTP out of range with IE unmasked: no store, but the destination
+     * (straddling into an unmapped page) faults first; nothing changes */
+    static const uint8_t big[10] = {0, 0, 0, 0, 0, 0, 0, 0x80, 0x3e, 0x40}; /* 2^63 */
+    st = v.st0;
+    st.fpu.fcw = 0x37e;
+    st.fpu.fsw = 7u << 11;
+    st.fpu.ftw = 0x80;
+    memcpy(st.fpu.st[0], big, 10);
+    struct hvp_cpu_fpu f0 = st.fpu;
+    ex = run_code(&v, p_fisttp_pf_i, p_fisttp_pf_e, &st, 1);
+    expect_exc(&ex, 14);
+    cr_assert_eq(ex.u.exception.cr2, DATA + 0x2000);
+    cr_assert_eq(st.rip, CODE);
+    cr_assert(memcmp(&st.fpu, &f0, sizeof f0) == 0);
+    /* a good destination: the store is suppressed, IE becomes pending */
+    st = v.st0;
+    st.fpu = f0;
+    memset(v.data, 0x5a, 4);
+    ex = run_code(&v, p_fist_ok_i, p_fist_ok_e, &st, 1);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    for (unsigned i = 0; i < 4; i++)
+        cr_assert_eq(v.data[i], 0x5a);
+    cr_assert_eq(st.fpu.fsw & 0x80ff, 0x8081, "fsw %#x", st.fpu.fsw);
+
+    /* FXSAVE writes 416 bytes but checks all 512 */
+    st = v.st0;
+    ex = run_code(&v, p_fxsave_end_i, p_fxsave_end_e, &st, 1);
+    expect_exc(&ex, 14);
+    cr_assert_eq(ex.u.exception.cr2 >> 12, (DATA + 0x2000) >> 12);
+    for (unsigned i = 0x1e80; i < 0x2000; i++)
+        cr_assert_eq(v.data[i], 0);
+    /* non-canonical through RSP: #SS(0) even when misaligned; through RAX #GP(0) */
+    st = v.st0;
+    st.gpr[4] = 0x8000000000000004ull;
+    ex = run_code(&v, p_fxsave_ss_i, p_fxsave_ss_e, &st, 1);
+    expect_exc(&ex, 12);
+    st = v.st0;
+    st.gpr[0] = 0x8000000000000004ull;
+    ex = run_code(&v, p_fxsave_ds_i, p_fxsave_ds_e, &st, 1);
+    expect_exc(&ex, 13);
     vm_fini(&v);
 }
