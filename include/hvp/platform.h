@@ -431,6 +431,12 @@ const char *hvp_exit_name(uint32_t reason);
 
 /* Flags of struct hvp_exit. */
 #define HVP_EXIT_F_DECODED 0x1u /* .io.access / .mmio.access are filled */
+/* The instruction has already retired but for this MMIO write: RIP is past
+ * it and there are no instruction bytes. Deliver .mmio.access.data to the
+ * device and complete (or just run again); do not emulate it. kvm sets it
+ * on every MMIO write (KVM's own emulator has finished the instruction
+ * when it exits); the WHP shim calls the memory callback directly. */
+#define HVP_EXIT_F_RETIRED 0x2u
 
 /* The decoded access of an I/O or MMIO exit. For a read, the VMM supplies
  * the value with hvp_vcpu_complete_io(); for a write, data holds it.

@@ -1107,9 +1107,15 @@ static int translate_exit(struct hvp_vcpu *v, struct hvp_exit *x)
                                         .is_write = run->mmio.is_write,
                                         .count = 1};
         m->access.buf = m->access.data;
-        if (run->mmio.is_write)
+        if (run->mmio.is_write) {
             memcpy(m->access.data, run->mmio.data, 8);
-        else
+            /* KVM wrote back RIP and the registers before exiting: the
+             * bytes at RIP belong to the next instruction. */
+            x->flags |= HVP_EXIT_F_RETIRED;
+            memset(m->ctx.instruction_bytes, 0, sizeof(m->ctx.instruction_bytes));
+            m->ctx.instruction_byte_count = 0;
+            x->vp.instruction_length = 0;
+        } else
             memset(run->mmio.data, 0, 8);
         k->pending = PEND_MMIO;
         return 0;

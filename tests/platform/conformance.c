@@ -25,6 +25,7 @@
 #define GUEST(n) extern const uint8_t n[], n##_end[]
 GUEST(g_io);
 GUEST(g_mmio);
+GUEST(g_mmio_modrm);
 GUEST(g_cpuid);
 GUEST(g_msr);
 GUEST(g_int3);
@@ -349,12 +350,17 @@ static int e_io(void *ctx, struct hvp_emu_io_access *io)
         emu_out_seen = io->data | (uint32_t)io->port << 16;
     return 0;
 }
+static uint8_t emu_mmio_written;
 static int e_mem(void *ctx, struct hvp_emu_memory_access *m)
 {
-    struct hvp_partition *p = ctx ? NULL : NULL;
-    (void)p;
-    (void)m;
-    return -EFAULT; /* no memory operands in these guests */
+    (void)ctx;
+    if (m->gpa != 0x4000 || m->access_size != 1)
+        return -EFAULT; /* the guests touch one device byte only */
+    if (m->direction == HVP_EMU_MEM_READ)
+        m->data[0] = 0x6b;
+    else
+        emu_mmio_written = m->data[0];
+    return 0;
 }
 static int e_get(void *ctx, const uint32_t *n, uint32_t c, union hvp_emu_reg_value *v)
 {
@@ -407,6 +413,71 @@ static int c_io_emulator(struct t *t)
     CHECK(x.vp.rip == 9, "Halt RIP 0x%llx: the emulator's RIP updates were not kept",
           (unsigned long long)x.vp.rip);
     return PASS;
+}
+
+/* MMIO completed WHP's way: the emulator decodes the bytes of the exit and
+ * writes the registers; the kvm backend must drop its own completion. */
+static int mmio_emulator(struct t *t, const uint8_t *g, const uint8_t *g_end, int want_outs)
+{
+    SETUP(make(t, NULL));
+    SETUP(real_mode(t, g, g_end));
+    POK(hvp_unmap_gpa(t->p, 0x4000, 0x1000));
+    t->ram[0x6000] = 0x33;
+    static const struct hvp_emulator_callbacks cb = {sizeof(cb), 0,     e_io, e_mem,
+                                                     e_get,      e_set, e_tr};
+    struct hvp_emulator *emu;
+    CHECK(hvp_emulator_create(&cb, &emu) == 0, "emulator create");
+    struct hvp_exit x;
+    int mmio = 0, outs = 0;
+    emu_mmio_written = 0;
+    for (int i = 0; i < 8; i++) {
+        RUN(&x);
+        if (x.reason == HVP_EXIT_HALT) break;
+        uint32_t st = 0;
+        int r;
+        if (x.reason == HVP_EXIT_MEMORY_ACCESS && x.flags & HVP_EXIT_F_RETIRED) {
+            /* Only the data is left to deliver (kvm's MMIO writes). */
+            mmio++;
+            struct hvp_emu_memory_access m = {.gpa = x.mmio.access.addr,
+                                              .direction = HVP_EMU_MEM_WRITE,
+                                              .access_size = x.mmio.access.size};
+            memcpy(m.data, x.mmio.access.data, 8);
+            r = e_mem(NULL, &m);
+            st = r == 0 ? HVP_EMU_STATUS_SUCCESS : 0;
+        } else if (x.reason == HVP_EXIT_MEMORY_ACCESS) {
+            mmio++;
+            r = hvp_emulator_try_mmio(emu, t->v, &x.vp, &x.mmio.ctx, &st, NULL);
+        } else if (x.reason == HVP_EXIT_IO_PORT) {
+            if (x.io.access.addr == 0x11 && x.io.access.data[0] != 0x6b) {
+                hvp_emulator_destroy(emu);
+                return fail(t, "OUT 0x11 after the emulated MMIO read: 0x%x, expected 0x6b",
+                            x.io.access.data[0]);
+            }
+            outs++;
+            r = hvp_emulator_try_io(emu, t->v, &x.vp, &x.io.ctx, &st, NULL);
+        } else
+            break;
+        if (r != 0 || !(st & HVP_EMU_STATUS_SUCCESS)) {
+            hvp_emulator_destroy(emu);
+            return fail(t, "the emulator failed on %s: status 0x%x (%s)", hvp_exit_name(x.reason),
+                        st, hvp_vcpu_error(t->v));
+        }
+    }
+    hvp_emulator_destroy(emu);
+    CHECK(x.reason == HVP_EXIT_HALT && mmio == 2 && outs == want_outs,
+          "ended with %s after %d MMIO and %d I/O exits", hvp_exit_name(x.reason), mmio, outs);
+    CHECK(emu_mmio_written == 0x77, "the MMIO write delivered 0x%x", emu_mmio_written);
+    return PASS;
+}
+
+static int c_mmio_emulator(struct t *t)
+{
+    return mmio_emulator(t, g_mmio, g_mmio_end, 2);
+}
+
+static int c_mmio_emulator_modrm(struct t *t)
+{
+    return mmio_emulator(t, g_mmio_modrm, g_mmio_modrm_end, 1);
 }
 
 static int inline_pio(void *ctx, struct hvp_vcpu *v, uint16_t port, uint8_t size, bool w,
@@ -1153,6 +1224,8 @@ static const struct tcase cases[] = {
     {"io-emulator", c_io_emulator},
     {"io-inline-handler", c_io_inline},
     {"mmio", c_mmio},
+    {"mmio-emulator", c_mmio_emulator},
+    {"mmio-emulator-modrm", c_mmio_emulator_modrm},
     {"cpuid", c_cpuid},
     {"msr", c_msr},
     {"exception-bp", c_exception_bp},

@@ -34,6 +34,15 @@ guest g_mmio
     hlt
 endguest g_mmio
 
+; The same device byte through ModRM forms.
+guest g_mmio_modrm
+    mov bx, 0x4000
+    mov al, [bx]
+    out 0x11, al
+    mov byte [bx], 0x77
+    hlt
+endguest g_mmio_modrm
+
 guest g_cpuid
     mov eax, 0x40000000
     cpuid
