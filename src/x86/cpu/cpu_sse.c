@@ -187,9 +187,8 @@ static inline void src1(struct hvp_cpu *cpu, const struct hvp_dinsn *d, xmm_t *b
 /* #XM with the flags the host leaves: when a pre-computation exception
  * (IE, DE, ZE) is unmasked, only those are recorded.
  * With OE or UE unmasked the host rounds with an unbounded exponent:
- * post_exact() recomputes the flags for the basic operations; for
- * DPPS/DPPD PE and UE come from the masked computation, which agrees
- * whenever the over/underflowing result is inexact. */
+ * post_exact() recomputes the flags for the basic operations and for each
+ * step of DPPS/DPPD (dp_end()). */
 _Noreturn static void xm_raise(struct hvp_cpu *cpu, uint32_t g, uint32_t nf)
 {
     uint32_t pre = nf & (MX_IE | MX_DE | MX_ZE);
@@ -476,38 +475,75 @@ FPI8(roundpd, "roundpd", 15)
 FPI8(roundss, "roundss", 15)
 FPI8(roundsd, "roundsd", 15)
 
-/* DPPS/DPPD are two steps (products, then sums): an unmasked exception
- * stops at the step that raised it, with the flags of the steps so far. */
+/* DPPS/DPPD run in steps (SDM DP_primitive): the products (lanes not in
+ * imm[7:4] are +0.0), then for DPPS the pair sums p0+p1 and p2+p3, then
+ * their sum; for DPPD p0+p1. With everything masked the host's own flags
+ * stand. Otherwise each step is evaluated here (post_exact() for the flags,
+ * which gets unmasked OE/UE right: the host rounds with an unbounded
+ * exponent, an exact tiny result raises UE, PE only when inexact); an
+ * unmasked exception stops at the step that raised it, with the flags of
+ * the steps so far (only the pre-computation ones of the faulting step
+ * when one of those is unmasked). */
+static uint32_t dp_step(struct hvp_cpu *cpu, uint32_t acc, uint32_t f, uint32_t um)
+{
+    uint32_t pre = MX_IE | MX_DE | MX_ZE;
+    if (f & um) {
+        if (f & um & pre) f &= pre;
+        cpu->st.fpu.mxcsr |= acc | f;
+        hvp_raise(cpu, 19, -1);
+    }
+    return acc | f;
+}
+
 static void dp_end(struct hvp_cpu *cpu, uint32_t m, const xmm_t *a, const xmm_t *b, unsigned imm,
                    bool dbl)
 {
     uint32_t g = cpu->st.fpu.mxcsr, um = ~(g >> 7) & 0x3f, nf = m & 0x3f;
-    if (likely(!(nf & um))) {
+    if (likely(!(nf & um) && (g & 0xc00u) == 0xc00u)) {
         cpu->st.fpu.mxcsr = g | nf;
         return;
     }
+    unsigned lanes = dbl ? 2u : 4u;
     xmm_t p = *a, q = *b;
-    for (unsigned i = 0; i < (dbl ? 2u : 4u); i++)
+    for (unsigned i = 0; i < lanes; i++)
         if (!(imm & (0x10u << i))) {
             if (dbl)
                 p.q[i] = q.q[i] = 0;
             else
                 p.d[i] = q.d[i] = 0;
         }
+    /* step 1: the products */
+    xmm_t pr = p;
     uint32_t m1 = mx_begin(cpu);
     if (dbl)
-        host_mulpd(&p, &q, &m1);
+        host_mulpd(&pr, &q, &m1);
     else
-        host_mulps(&p, &q, &m1);
-    uint32_t f1 = m1 & 0x3f, pre = MX_IE | MX_DE | MX_ZE;
-    if (f1 & um & pre)
-        nf = f1 & pre;
-    else if (f1 & um)
-        nf = f1;
-    else if (nf & ~f1 & um & pre)
-        nf = f1 | (nf & pre);
-    cpu->st.fpu.mxcsr = g | nf;
-    hvp_raise(cpu, 19, -1);
+        host_mulps(&pr, &q, &m1);
+    uint32_t acc = dp_step(cpu, 0, post_exact(cpu, PX_MUL, dbl, lanes, &p, &q, 0) & 0x3f, um);
+    if (dbl) {
+        /* step 2: p0 + p1 */
+        xmm_t x = {0}, y = {0};
+        x.q[0] = pr.q[0];
+        y.q[0] = pr.q[1];
+        acc = dp_step(cpu, acc, post_exact(cpu, PX_ADD, true, 1, &x, &y, 0) & 0x3f, um);
+    } else {
+        /* step 2: p0 + p1, p2 + p3 */
+        xmm_t x = {0}, y = {0};
+        x.d[0] = pr.d[0];
+        y.d[0] = pr.d[1];
+        x.d[1] = pr.d[2];
+        y.d[1] = pr.d[3];
+        acc = dp_step(cpu, acc, post_exact(cpu, PX_ADD, false, 2, &x, &y, 0) & 0x3f, um);
+        xmm_t s = x;
+        uint32_t m2 = mx_begin(cpu);
+        host_addps(&s, &y, &m2);
+        /* step 3: (p0 + p1) + (p2 + p3) */
+        xmm_t u = {0}, v = {0};
+        u.d[0] = s.d[0];
+        v.d[0] = s.d[1];
+        acc = dp_step(cpu, acc, post_exact(cpu, PX_ADD, false, 1, &u, &v, 0) & 0x3f, um);
+    }
+    cpu->st.fpu.mxcsr = g | acc;
 }
 
 /* DPPS/DPPD: the input mask (imm[7:4]) picks one of 16 (4) host asm
