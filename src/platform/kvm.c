@@ -250,7 +250,7 @@ static int set_msr_filter(struct hvp_partition *p)
         cap.args[0] |= KVM_MSR_EXIT_REASON_UNKNOWN;
     if (ioctl(k->vm, KVM_ENABLE_CAP, &cap) < 0) return kerr(p->err, "KVM_CAP_X86_USER_SPACE_MSR");
     struct kvm_msr_filter f = {.flags = KVM_MSR_FILTER_DEFAULT_ALLOW};
-    static uint8_t deny[1]; /* all zero: bit clear = the access exits; read only */
+    uint8_t deny[1] = {0}; /* bit clear: the access exits (KVM copies it) */
     int n = 0;
     for (size_t i = 0; i < p->n_msr_actions; i++) {
         const struct hvp_msr_action *a = &p->msr_actions[i];
