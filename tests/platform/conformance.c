@@ -25,6 +25,7 @@
 #define GUEST(n) extern const uint8_t n[], n##_end[]
 GUEST(g_io);
 GUEST(g_mmio);
+GUEST(g_string);
 GUEST(g_mmio_modrm);
 GUEST(g_cpuid);
 GUEST(g_msr);
@@ -335,6 +336,45 @@ static int c_io_decoded(struct t *t)
     CHECK(x.reason == HVP_EXIT_HALT, "expected Halt, got %s", hvp_exit_name(x.reason));
     CHECK(x.vp.rip == 9, "Halt RIP 0x%llx, expected 9 (past the HLT)",
           (unsigned long long)x.vp.rip);
+    return PASS;
+}
+
+static int c_io_string(struct t *t)
+{
+    SETUP(make(t, NULL));
+    SETUP(real_mode(t, g_string, g_string_end));
+    memcpy(t->ram + 0x6000, "\x11\x22\x33\x44", 4);
+    struct hvp_exit x;
+    uint8_t seen[4];
+    unsigned got = 0;
+    while (got < 4) { /* a backend may split the REP into several exits */
+        RUN(&x);
+        CHECK(x.reason == HVP_EXIT_IO_PORT && x.io.access.is_write && x.io.access.addr == 0x30 &&
+                  x.io.ctx.string_op && x.io.ctx.rep_prefix,
+              "expected REP OUTSB to 0x30, got %s port 0x%llx string %u rep %u",
+              hvp_exit_name(x.reason), (unsigned long long)x.io.access.addr, x.io.ctx.string_op,
+              x.io.ctx.rep_prefix);
+        CHECK(got + x.io.access.count <= 4, "OUTSB carried %u bytes", x.io.access.count);
+        memcpy(seen + got, x.io.access.buf, x.io.access.count);
+        got += x.io.access.count;
+        VOK(hvp_vcpu_complete_io(t->v, NULL, 0));
+    }
+    CHECK(memcmp(seen, "\x11\x22\x33\x44", 4) == 0, "OUTSB data %02x %02x %02x %02x", seen[0],
+          seen[1], seen[2], seen[3]);
+    unsigned put = 0;
+    while (put < 4) {
+        RUN(&x);
+        CHECK(x.reason == HVP_EXIT_IO_PORT && !x.io.access.is_write && x.io.ctx.string_op,
+              "expected REP INSB, got %s", hvp_exit_name(x.reason));
+        uint8_t data[4] = {0xa0, 0xa1, 0xa2, 0xa3};
+        CHECK(put + x.io.access.count <= 4, "INSB asked for %u bytes", x.io.access.count);
+        VOK(hvp_vcpu_complete_io(t->v, data + put, x.io.access.count));
+        put += x.io.access.count;
+    }
+    RUN(&x);
+    EXPECT_OUT(&x, 0x11, 0xa2, 1);
+    CHECK(memcmp(t->ram + 0x6100, "\xa0\xa1\xa2\xa3", 4) == 0, "INSB stored %02x %02x %02x %02x",
+          t->ram[0x6100], t->ram[0x6101], t->ram[0x6102], t->ram[0x6103]);
     return PASS;
 }
 
@@ -1221,6 +1261,7 @@ static const struct tcase cases[] = {
     {"properties", c_properties},
     {"memory-map", c_memory_map},
     {"io-decoded", c_io_decoded},
+    {"io-string", c_io_string},
     {"io-emulator", c_io_emulator},
     {"io-inline-handler", c_io_inline},
     {"mmio", c_mmio},

@@ -43,6 +43,21 @@ guest g_mmio_modrm
     hlt
 endguest g_mmio_modrm
 
+; String I/O: REP OUTSB of 4 bytes, REP INSB of 4 bytes, report one.
+guest g_string
+    cld
+    mov si, 0x6000
+    mov cx, 4
+    mov dx, 0x30
+    rep outsb
+    mov di, 0x6100
+    mov cx, 4
+    rep insb
+    mov al, [0x6102]
+    out 0x11, al
+    hlt
+endguest g_string
+
 guest g_cpuid
     mov eax, 0x40000000
     cpuid
