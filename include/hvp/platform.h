@@ -323,6 +323,9 @@ int hvp_get_capability(struct hvp *h, uint32_t code, void *buf, size_t len, size
 #define HVP_APIC_MODE_NONE   0 /* the VMM emulates the APIC; inject with PENDING_INTERRUPTION */
 #define HVP_APIC_MODE_XAPIC  1 /* the platform emulates it (kvm: in-kernel irqchip) */
 #define HVP_APIC_MODE_X2APIC 2
+/* In XApic and X2Apic modes the LAPIC (timer modes, IPIs, TPR) runs in the
+ * platform; X2Apic lets the guest switch it to x2APIC through
+ * IA32_APIC_BASE. Every vCPU is runnable from creation, as in WHP. */
 
 /* HVP_PROP_CPUID_RESULT_LIST entry (WHV_X64_CPUID_RESULT): what the guest
  * reads for `function` (subleaf 0, or every subleaf of leaves that have

@@ -33,6 +33,7 @@ GUEST(g_int3);
 GUEST(g_spin);
 GUEST(g_trap);
 GUEST(g_timer);
+GUEST(g_x2timer);
 GUEST(g_ipi);
 GUEST(g_dirty);
 GUEST(g_ud2);
@@ -1086,6 +1087,27 @@ static int c_apic_timer(struct t *t)
     return PASS;
 }
 
+static int c_x2apic_timer(struct t *t)
+{
+    struct props pr = {.apic_mode = HVP_APIC_MODE_X2APIC};
+    SETUP(make(t, &pr));
+    uint32_t id[4];
+    VOK(hvp_vcpu_get_cpuid(t->v, 1, 0, id));
+    CHECK(id[2] >> 21 & 1, "X2Apic mode but CPUID.1:ECX lacks x2APIC");
+    SETUP(real_mode(t, g_x2timer, g_x2timer_end));
+    uint32_t ivt = 0x100u << 16 | 0x100;
+    memcpy(t->ram + 0x44 * 4, &ivt, 4);
+    struct hvp_exit x;
+    RUN(&x);
+    EXPECT_OUT(&x, 0x11, 0x44, 1);
+    uint32_t n = HVP_REG_APIC_BASE;
+    union hvp_reg_value ab;
+    VOK(hvp_vcpu_get_registers(t->v, &n, 1, &ab));
+    CHECK((ab.reg64 & 0xc00) == 0xc00, "ApicBase 0x%llx: x2APIC not enabled",
+          (unsigned long long)ab.reg64);
+    return PASS;
+}
+
 struct ap_run {
     struct hvp_vcpu *v;
     struct hvp_exit x;
@@ -1280,6 +1302,7 @@ static const struct tcase cases[] = {
     {"apic-interrupt", c_apic_interrupt},
     {"apic-timer", c_apic_timer},
     {"apic-ipi", c_apic_ipi},
+    {"x2apic-timer", c_x2apic_timer},
     {"interrupt-window", c_interrupt_window},
     {"invalid-state", c_invalid_state},
     {"state", c_state},

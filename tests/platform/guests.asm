@@ -156,6 +156,35 @@ guest g_timer
     hlt
 endguest g_timer
 
+; x2APIC: enable it through IA32_APIC_BASE, then the timer through MSRs.
+guest g_x2timer
+    mov ecx, 0x1b
+    rdmsr
+    or eax, 0xc00              ; EN | EXTD
+    wrmsr
+    xor edx, edx
+    mov ecx, 0x80f             ; SVR
+    mov eax, 0x1ff
+    wrmsr
+    mov ecx, 0x83e             ; divide by 1
+    mov eax, 0xb
+    wrmsr
+    mov ecx, 0x832             ; LVT timer: one-shot, vector 0x44
+    mov eax, 0x44
+    wrmsr
+    mov ecx, 0x838             ; initial count
+    mov eax, 100000
+    wrmsr
+    sti
+.wait:
+    hlt
+    jmp .wait
+    times 0x100 - ($ - g_x2timer) db 0x90
+    mov al, 0x44
+    out 0x11, al
+    hlt
+endguest g_x2timer
+
 ; IPI: vCPU 0 starts at 0, sends vector 0x43 to APIC ID 1 and reports;
 ; vCPU 1 starts at 0x80, enables its APIC, reports ready, waits.
 guest g_ipi
