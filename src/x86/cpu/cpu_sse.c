@@ -1,4 +1,5 @@
-/* hvp software x86-64 CPU: MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2.
+/* hvp software x86-64 CPU: MMX, SSE, SSE2, SSE3, SSSE3, SSE4.1, SSE4.2, AES,
+ * PCLMULQDQ, SHA.
  *
  * Floating point runs the host's own SSE instruction on the operands with
  * the guest's MXCSR loaded (all exceptions masked, flags cleared), so
@@ -1686,6 +1687,143 @@ OP(pclmulqdq)
 }
 H_X(pclmulqdq)
 
+/* ---- SHA (plain C, SDM definitions; dword 3 is the most significant) ---- */
+
+static inline uint32_t rol32(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static inline uint32_t ror32(uint32_t x, unsigned n)
+{
+    return (x >> n) | (x << (32 - n));
+}
+
+OP(sha1rnds4)
+{
+    (void)cpu;
+    static const uint32_t k[4] = {0x5a827999u, 0x6ed9eba1u, 0x8f1bbcdcu, 0xca62c1d6u};
+    uint32_t A = a->d[3], B = a->d[2], C = a->d[1], D = a->d[0], E = 0;
+    unsigned fn = imm & 3;
+    for (unsigned i = 0; i < 4; i++) {
+        uint32_t f = fn == 0   ? (B & C) ^ (~B & D)
+                     : fn == 2 ? (B & C) ^ (B & D) ^ (C & D)
+                               : B ^ C ^ D;
+        uint32_t t = f + rol32(A, 5) + b->d[3 - i] + E + k[fn];
+        E = D;
+        D = C;
+        C = rol32(B, 30);
+        B = A;
+        A = t;
+    }
+    a->d[3] = A;
+    a->d[2] = B;
+    a->d[1] = C;
+    a->d[0] = D;
+}
+H_X(sha1rnds4)
+
+OP(sha1nexte)
+{
+    UNUSED_OP;
+    uint32_t t = rol32(a->d[3], 30);
+    *a = *b;
+    a->d[3] += t;
+}
+H_X(sha1nexte)
+
+OP(sha1msg1)
+{
+    UNUSED_OP;
+    uint32_t w0 = a->d[3], w1 = a->d[2], w2 = a->d[1], w3 = a->d[0], w4 = b->d[3], w5 = b->d[2];
+    a->d[3] = w2 ^ w0;
+    a->d[2] = w3 ^ w1;
+    a->d[1] = w4 ^ w2;
+    a->d[0] = w5 ^ w3;
+}
+H_X(sha1msg1)
+
+OP(sha1msg2)
+{
+    UNUSED_OP;
+    uint32_t w16 = rol32(a->d[3] ^ b->d[2], 1);
+    uint32_t w17 = rol32(a->d[2] ^ b->d[1], 1);
+    uint32_t w18 = rol32(a->d[1] ^ b->d[0], 1);
+    uint32_t w19 = rol32(a->d[0] ^ w16, 1);
+    a->d[3] = w16;
+    a->d[2] = w17;
+    a->d[1] = w18;
+    a->d[0] = w19;
+}
+H_X(sha1msg2)
+
+/* SHA256RNDS2 xmm1, xmm2/m128, <XMM0>: two rounds, WK from XMM0[63:0] */
+HVP_HANDLER(h_sha256rnds2)
+{
+    xmm_t b, a, wk;
+    src1(cpu, d, &b);
+    a = xget(cpu, d->r0);
+    wk = xget(cpu, 0);
+    uint32_t A = b.d[3], B = b.d[2], C = a.d[3], D = a.d[2];
+    uint32_t E = b.d[1], F = b.d[0], G = a.d[1], H = a.d[0];
+    for (unsigned i = 0; i < 2; i++) {
+        uint32_t ch = (E & F) ^ (~E & G), maj = (A & B) ^ (A & C) ^ (B & C);
+        uint32_t s0 = ror32(A, 2) ^ ror32(A, 13) ^ ror32(A, 22);
+        uint32_t s1 = ror32(E, 6) ^ ror32(E, 11) ^ ror32(E, 25);
+        uint32_t t = ch + s1 + wk.d[i] + H;
+        H = G;
+        G = F;
+        F = E;
+        E = t + D;
+        D = C;
+        C = B;
+        B = A;
+        A = t + maj + s0;
+    }
+    a.d[3] = A;
+    a.d[2] = B;
+    a.d[1] = E;
+    a.d[0] = F;
+    xset(cpu, d->r0, &a);
+    return NEXT(cpu, d);
+}
+
+static inline uint32_t sha256_s0(uint32_t w)
+{
+    return ror32(w, 7) ^ ror32(w, 18) ^ (w >> 3);
+}
+
+static inline uint32_t sha256_s1(uint32_t w)
+{
+    return ror32(w, 17) ^ ror32(w, 19) ^ (w >> 10);
+}
+
+OP(sha256msg1)
+{
+    UNUSED_OP;
+    uint32_t w4 = b->d[0], w3 = a->d[3], w2 = a->d[2], w1 = a->d[1], w0 = a->d[0];
+    a->d[3] = w3 + sha256_s0(w4);
+    a->d[2] = w2 + sha256_s0(w3);
+    a->d[1] = w1 + sha256_s0(w2);
+    a->d[0] = w0 + sha256_s0(w1);
+}
+H_X(sha256msg1)
+
+OP(sha256msg2)
+{
+    UNUSED_OP;
+    uint32_t w14 = b->d[2], w15 = b->d[3];
+    uint32_t w16 = a->d[0] + sha256_s1(w14);
+    uint32_t w17 = a->d[1] + sha256_s1(w15);
+    uint32_t w18 = a->d[2] + sha256_s1(w16);
+    uint32_t w19 = a->d[3] + sha256_s1(w17);
+    a->d[3] = w19;
+    a->d[2] = w18;
+    a->d[1] = w17;
+    a->d[0] = w16;
+}
+H_X(sha256msg2)
+
 /* ---- MMX ---- */
 
 /* MMX form of an xmm op: aux selects how the 64-bit operands are placed
@@ -2062,7 +2200,15 @@ static bool needs_align(unsigned op)
     case HVP_X86_OP_MOVHPS:
     case HVP_X86_OP_MOVHPD:
     case HVP_X86_OP_CVTPI2PS:
-    case HVP_X86_OP_CVTPI2PD: return false;
+    case HVP_X86_OP_CVTPI2PD:
+    /* SHA: no alignment check on the host (AMD) */
+    case HVP_X86_OP_SHA1RNDS4:
+    case HVP_X86_OP_SHA1NEXTE:
+    case HVP_X86_OP_SHA1MSG1:
+    case HVP_X86_OP_SHA1MSG2:
+    case HVP_X86_OP_SHA256RNDS2:
+    case HVP_X86_OP_SHA256MSG1:
+    case HVP_X86_OP_SHA256MSG2: return false;
     default: return true;
     }
 }
@@ -2501,6 +2647,13 @@ int hvp_cpu_build_sse(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
                                               : h_aeskeygenassist;
         return HVP_B_OK;
         C(PCLMULQDQ, h_pclmulqdq)
+        C(SHA1RNDS4, h_sha1rnds4)
+        C(SHA1NEXTE, h_sha1nexte)
+        C(SHA1MSG1, h_sha1msg1)
+        C(SHA1MSG2, h_sha1msg2)
+        C(SHA256RNDS2, h_sha256rnds2)
+        C(SHA256MSG1, h_sha256msg1)
+        C(SHA256MSG2, h_sha256msg2)
 #undef C
     default: return HVP_B_NONE;
     }

@@ -1256,3 +1256,189 @@ Test(sse, mmx_pending_x87_exception_is_mf)
     cr_assert_eq(v.st.fpu.ftw, 0, "the x87 state is untouched");
     vm_fini(&v);
 }
+
+/* ---- MMX transitions, DPPD flags, SHA ---- */
+
+ASM_RO(s_emms, "emms");
+
+Test(sse, emms_sets_top_0)
+{
+    struct vm v;
+    vm_init(&v, s_emms, s_emms_end);
+    v.st.fpu.fsw = 5u << 11; /* TOP = 5 */
+    v.st.fpu.ftw = 0xff;
+    memset(v.st.fpu.st[0], 0x5a, 10); /* ST(0) = physical register 5 */
+    vm_run(&v, 1);
+    cr_assert_eq(v.ex.reason, HVP_CPU_EXIT_BUDGET);
+    cr_assert_eq(v.st.fpu.fsw, 0, "TOP = 0");
+    cr_assert_eq(v.st.fpu.ftw, 0, "all tags empty");
+    cr_assert_eq(v.st.fpu.st[5][0], 0x5a, "physical register 5 is ST(5) now");
+    vm_fini(&v);
+}
+
+ASM_RO(s_cvtpi2ps_r, "cvtpi2ps xmm0, mm1");
+ASM_RO(s_cvtpi2ps_m, "cvtpi2ps xmm0, [rsi]");
+ASM_RO(s_cvtps2pi, "cvtps2pi mm1, xmm1");
+
+/* An unmasked precision exception: #XM, but the MMX transition (TOP = 0,
+ * all tags valid) has happened already for an mm operand (as the host). */
+Test(sse, cvt_mmx_transition_before_xm)
+{
+    static const struct {
+        const uint8_t *code, *end;
+        bool mmx;
+    } t[] = {
+        {s_cvtpi2ps_r, s_cvtpi2ps_r_end, true},
+        {s_cvtpi2ps_m, s_cvtpi2ps_m_end, false},
+        {s_cvtps2pi, s_cvtps2pi_end, true},
+    };
+    for (unsigned i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct vm v;
+        vm_init(&v, t[i].code, t[i].end);
+        v.st.fpu.fsw = 3u << 11; /* TOP = 3: MM1 is ST(6) */
+        v.st.fpu.ftw = 0;
+        v.st.fpu.mxcsr = 0x1f80 & ~0x1000u;   /* PE unmasked */
+        uint64_t big = 0x7fffffff7fffffffull; /* inexact as floats */
+        memcpy(v.st.fpu.st[6], &big, 8);
+        memcpy(v.data, &big, 8);
+        float f[4] = {1.5f, 2.5f, 0, 0}; /* inexact as integers */
+        memcpy(v.st.fpu.xmm[1], f, 16);
+        vm_run(&v, 1);
+        expect_exc(&v, 19);
+        cr_assert_eq(v.st.fpu.mxcsr & 0x3f, 0x20, "form %u: PE", i);
+        cr_assert_eq((v.st.fpu.fsw >> 11) & 7, t[i].mmx ? 0u : 3u, "form %u: TOP", i);
+        cr_assert_eq(v.st.fpu.ftw, t[i].mmx ? 0xff : 0, "form %u: tags", i);
+        vm_fini(&v);
+    }
+}
+
+ASM_RO(s_dppd, "dppd xmm0, xmm1, 0x31");
+
+/* A tiny product that is exact with an unbounded exponent: UE unmasked
+ * raises #XM with UE alone; masked, the denormal is inexact: UE and PE. */
+Test(sse, dppd_unmasked_underflow_exact)
+{
+    for (unsigned masked = 0; masked < 2; masked++) {
+        struct vm v;
+        vm_init(&v, s_dppd, s_dppd_end);
+        double a[2] = {0x1p-600, 1.0}, b[2] = {0x1p-600, 1.0};
+        memcpy(v.st.fpu.xmm[0], a, 16);
+        memcpy(v.st.fpu.xmm[1], b, 16);
+        v.st.fpu.mxcsr = masked ? 0x1f80 : 0x1f80 & ~0x800u;
+        vm_run(&v, 1);
+        if (masked) {
+            cr_assert_eq(v.ex.reason, HVP_CPU_EXIT_BUDGET);
+            cr_assert_eq(v.st.fpu.mxcsr & 0x3f, 0x30, "UE PE");
+        } else {
+            expect_exc(&v, 19);
+            cr_assert_eq(v.st.fpu.mxcsr & 0x3f, 0x10, "UE alone");
+        }
+        vm_fini(&v);
+    }
+}
+
+/* SHA: known answers (from the host's SHA instructions) for
+ * xmm1 = 0123456789abcdef fedcba9876543210, xmm2 = 0f1e2d3c4b5a6978
+ * 8796a5b4c3d2e1f0, xmm0 = 1111111122222222 428a2f9871374491. */
+ASM_RO(s_sha1rnds4_0, "sha1rnds4 xmm1, xmm2, 0");
+ASM_RO(s_sha1rnds4_3, "sha1rnds4 xmm1, xmm2, 3");
+ASM_RO(s_sha1nexte, "sha1nexte xmm1, xmm2");
+ASM_RO(s_sha1msg1, "sha1msg1 xmm1, xmm2");
+ASM_RO(s_sha1msg2, "sha1msg2 xmm1, xmm2");
+ASM_RO(s_sha256rnds2, "sha256rnds2 xmm1, xmm2, xmm0");
+ASM_RO(s_sha256msg1, "sha256msg1 xmm1, xmm2");
+ASM_RO(s_sha256msg2_m, "sha256msg2 xmm1, [rsi+3]"); /* misaligned: no #GP */
+
+Test(sse, sha_known_answers)
+{
+    static const struct {
+        const char *name;
+        const uint8_t *code, *end;
+        uint64_t lo, hi;
+    } t[] = {
+        {"sha1rnds4 0", s_sha1rnds4_0, s_sha1rnds4_0_end, 0x6dfc76b363398393ull,
+         0x933e756dc17a2516ull},
+        {"sha1rnds4 3", s_sha1rnds4_3, s_sha1rnds4_3_end, 0x62d0a5487fc33856ull,
+         0x705b4d41965789ceull},
+        {"sha1nexte", s_sha1nexte, s_sha1nexte_end, 0x8796a5b4c3d2e1f0ull, 0xcf66fe954b5a6978ull},
+        {"sha1msg1", s_sha1msg1, s_sha1msg1_end, 0xf1c297a43d0e5b68ull, 0xffffffffffffffffull},
+        {"sha1msg2", s_sha1msg2, s_sha1msg2_end, 0x7a1cb6d0c54cd45dull, 0x94f2583e1c7ad0b6ull},
+        {"sha256rnds2", s_sha256rnds2, s_sha256rnds2_end, 0x2489d1d01cee7249ull,
+         0x756d99f6b0f01558ull},
+        {"sha256msg1", s_sha256msg1, s_sha256msg1_end, 0x3c3a86e476d443a1ull,
+         0x42a50e70a92bbc5dull},
+        {"sha256msg2 m", s_sha256msg2_m, s_sha256msg2_m_end, 0xd216fc7fefd62c6cull,
+         0xa2a7dc5d5d2bed89ull},
+    };
+    const uint64_t x0[2] = {0x428a2f9871374491ull, 0x1111111122222222ull};
+    const uint64_t x1[2] = {0xfedcba9876543210ull, 0x0123456789abcdefull};
+    const uint64_t x2[2] = {0x8796a5b4c3d2e1f0ull, 0x0f1e2d3c4b5a6978ull};
+    for (unsigned i = 0; i < sizeof t / sizeof t[0]; i++) {
+        struct vm v;
+        vm_init(&v, t[i].code, t[i].end);
+        memcpy(v.st.fpu.xmm[0], x0, 16);
+        memcpy(v.st.fpu.xmm[1], x1, 16);
+        memcpy(v.st.fpu.xmm[2], x2, 16);
+        memcpy(v.data + 3, x2, 16);
+        vm_run(&v, 1);
+        cr_assert_eq(v.ex.reason, HVP_CPU_EXIT_BUDGET, "%s: exit %u", t[i].name, v.ex.reason);
+        uint64_t r[2];
+        memcpy(r, v.st.fpu.xmm[1], 16);
+        cr_assert(r[0] == t[i].lo && r[1] == t[i].hi, "%s: %016lx%016lx", t[i].name,
+                  (unsigned long)r[1], (unsigned long)r[0]);
+        vm_fini(&v);
+    }
+}
+
+#define SHA_FORMS(X)                                                                               \
+    X(sha1rnds4_0, "sha1rnds4 xmm0, xmm1, 0", K_INT)                                               \
+    X(sha1rnds4_1, "sha1rnds4 xmm0, xmm1, 1", K_INT)                                               \
+    X(sha1rnds4_2, "sha1rnds4 xmm0, xmm1, 2", K_INT)                                               \
+    X(sha1rnds4_3m, "sha1rnds4 xmm0, [rsi], 3", K_INT)                                             \
+    X(sha1nexte, "sha1nexte xmm0, xmm1", K_INT)                                                    \
+    X(sha1msg1, "sha1msg1 xmm0, xmm1", K_INT)                                                      \
+    X(sha1msg2_m, "sha1msg2 xmm0, [rsi]", K_INT)                                                   \
+    X(sha256rnds2, "sha256rnds2 xmm1, xmm2, xmm0", K_INT)                                          \
+    X(sha256rnds2_m, "sha256rnds2 xmm3, [rsi], xmm0", K_INT)                                       \
+    X(sha256msg1, "sha256msg1 xmm0, xmm1", K_INT)                                                  \
+    X(sha256msg2, "sha256msg2 xmm2, xmm3", K_INT)
+
+SHA_FORMS(DEF_FORM)
+static const struct form sha_forms[] = {SHA_FORMS(TAB_FORM)};
+
+/* Random inputs against the host's SHA instructions (where it has them),
+ * the memory operand aligned or not. */
+Test(sse, sha_match_host, .timeout = 120)
+{
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("sha")) cr_skip_test("the host has no SHA instructions");
+    struct runner r;
+    runner_init(&r);
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (size_t f = 0; f < sizeof sha_forms / sizeof sha_forms[0]; f++) {
+        const struct form *fm = &sha_forms[f];
+        size_t len = (size_t)(fm->end - fm->code);
+        runner_load(&r, fm->code, len);
+        for (unsigned it = 0; it < ITER; it++) {
+            struct ctx in, h, g;
+            uint8_t mem[MLEN];
+            random_ctx(&seed, &in, mem, fm->kind);
+            in.skew = it % 3 ? 0 : 5;
+            h = g = in;
+            run_host(&r, &h, mem);
+            uint64_t rip;
+            struct hvp_cpu_exit ex = run_guest(&r, &g, mem, &rip);
+            bool ok = ex.reason == HVP_CPU_EXIT_BUDGET && rip == CODE + len &&
+                      !memcmp(h.x, g.x, sizeof h.x) && h.mxcsr == g.mxcsr &&
+                      (h.fl & ARITH) == (g.fl & ARITH);
+            if (!ok) {
+                dump("in  ", &in);
+                dump("host", &h);
+                dump("hvp ", &g);
+            }
+            cr_assert(ok, "%s: mismatch at iteration %u (exit %u vector %u)", fm->name, it,
+                      ex.reason, ex.u.exception.vector);
+        }
+    }
+    runner_fini(&r);
+}
