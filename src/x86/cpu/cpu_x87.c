@@ -243,6 +243,15 @@ static inline bool x87_canonical(uint64_t a)
     return (uint64_t)((int64_t)(a << 16) >> 16) == a;
 }
 
+/* #SS(0) or #GP(0) for non-canonical a (by the operand's segment: cpu.c
+ * decides, through a check that raises before touching anything). */
+static _Noreturn void x87_noncanonical(struct hvp_cpu *cpu, uint64_t a)
+{
+    uint8_t b;
+    hvp_rd_block(cpu, a & HVP_PAGE_MASK, &b, 1);
+    hvp_raise_gp0(cpu); /* not reached */
+}
+
 /* The access check of a memory operand that is not (or not wholly)
  * written: the host checks the destination even when an unmasked exception
  * suppresses the store, and FXSAVE checks all 512 bytes. A non-canonical
@@ -496,6 +505,10 @@ HVP_HANDLER(h_host)
     uint64_t ea = 0;
     if (mem) {
         ea = hvp_ea(cpu, d);
+        /* the whole operand must be canonical before any page is checked
+         * (the host: #SS/#GP, not #PF on the first page, for an operand
+         * ending past the canonical boundary) */
+        if (unlikely(!x87_canonical(ea + d->osz - 1))) x87_noncanonical(cpu, ea + d->osz - 1);
         if (d->aux & XK_LOAD) hvp_rd_block(cpu, ea, buf, d->osz);
     }
     if (d->r1 && fast_try(cpu, d, buf)) {
@@ -720,18 +733,15 @@ static inline void fx_enter(struct hvp_cpu *cpu)
     x87_enter(cpu, false);
 }
 
-/* The 512-byte operand: a non-canonical address first (#SS(0) through SS,
- * i.e. RSP/RBP-based, as the host does even when misaligned, else #GP(0)),
- * then alignment (#GP(0)), then every byte's page (#PF), before anything
- * is read or written. */
+/* The 512-byte operand, in the host's order: a non-canonical first byte
+ * (#SS(0) through SS, i.e. RSP/RBP-based, even when misaligned, else
+ * #GP(0)), then alignment (#GP(0)), then the rest (a non-canonical end:
+ * #SS(0)/#GP(0); a bad page: #PF), before anything is read or written. */
 static void fx_check(struct hvp_cpu *cpu, uint64_t ea, bool write)
 {
-    if (!x87_canonical(ea) || !x87_canonical(ea + 511)) {
-        if (write) x87_probe(cpu, ea, 512);
-        uint8_t b[512];
-        hvp_rd_block(cpu, ea, b, sizeof b); /* raises */
-    }
+    if (!x87_canonical(ea)) x87_noncanonical(cpu, ea);
     if (ea & 15) hvp_raise_gp0(cpu);
+    if (!x87_canonical(ea + 511)) x87_noncanonical(cpu, ea + 511);
     if (write) x87_probe(cpu, ea, 512); /* FXRSTOR reads all 512 bytes itself */
 }
 

@@ -744,6 +744,7 @@ X87T(p_fist_ok, "fist dword ptr [rsi]");
 X87T(p_fxsave_end, "fxsave64 [rsi + 0x1e80]");
 X87T(p_fxsave_ss, "fxsave64 [rsp]");
 X87T(p_fxsave_ds, "fxsave64 [rax]");
+X87T(p_fldt_rbp, "fld tbyte ptr [rbp]");
 
 Test(x87, stack_fault_and_suppressed_store_checks)
 {
@@ -814,6 +815,21 @@ Test(x87, stack_fault_and_suppressed_store_checks)
     st = v.st0;
     st.gpr[4] = 0x8000000000000004ull;
     ex = run_code(&v, p_fxsave_ss_i, p_fxsave_ss_e, &st, 1);
+    expect_exc(&ex, 12);
+    /* only the end non-canonical: alignment first (#GP), then #SS */
+    st = v.st0;
+    st.gpr[4] = 0x7ffffffffff4ull;
+    ex = run_code(&v, p_fxsave_ss_i, p_fxsave_ss_e, &st, 1);
+    expect_exc(&ex, 13);
+    st = v.st0;
+    st.gpr[4] = 0x7ffffffffff0ull;
+    ex = run_code(&v, p_fxsave_ss_i, p_fxsave_ss_e, &st, 1);
+    expect_exc(&ex, 12);
+    /* a load or store ending past the canonical boundary: #SS, not #PF on
+     * its (unmapped) first page */
+    st = v.st0;
+    st.gpr[5] = 0x7ffffffffffaull;
+    ex = run_code(&v, p_fldt_rbp_i, p_fldt_rbp_e, &st, 1);
     expect_exc(&ex, 12);
     st = v.st0;
     st.gpr[0] = 0x8000000000000004ull;
