@@ -7,7 +7,7 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(gcc make meson ninja-build pkg-config)
-test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev)
+test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev qemu-system-x86 file)
 run_pkgs=(busybox-static binutils)
 
 case "$what" in
