@@ -134,11 +134,41 @@ static void cache_flush(struct hvp_cpu *cpu)
         memset(cpu->regions[i].code, 0, cpu->regions[i].size >> 12);
 }
 
+/* The architectural state after RESET (Intel SDM vol. 3, 10.1.1). */
+static void reset_state(struct hvp_cpu *cpu, const struct hvp_cpu_config *cfg)
+{
+    struct hvp_cpu_state *st = &cpu->st;
+    memset(st, 0, sizeof *st);
+    cpu->mode = 16;
+    cpu->cpl = 0;
+    cpu->exc_bitmap = cfg->exception_exit_bitmap;
+    memset(cpu->gpr, 0, sizeof cpu->gpr);
+    cpu->gpr[2] = 0x000806f1; /* EDX: the CPUID signature */
+    cpu->rip = 0xfff0;
+    cpu->rflags = 2;
+    cpu->fs_base = cpu->gs_base = 0;
+    st->cr0 = 0x60000010;
+    st->seg[HVP_SEG_CS] = (struct hvp_cpu_segment){0xffff0000, 0xffff, 0xf000, 0x9b};
+    for (int s = 0; s < 6; s++)
+        if (s != HVP_SEG_CS) st->seg[s] = (struct hvp_cpu_segment){0, 0xffff, 0, 0x93};
+    st->gdtr.limit = st->idtr.limit = 0xffff;
+    st->ldtr = (struct hvp_cpu_segment){0, 0xffff, 0, 0x82};
+    st->tr = (struct hvp_cpu_segment){0, 0xffff, 0, 0x8b};
+    st->dr[6] = 0xffff0ff0;
+    st->dr[7] = 0x400;
+    st->xcr0 = 1;
+    st->pat = 0x0007040600070406ull;
+    st->apic_base = 0xfee00900; /* enabled, bootstrap processor */
+    st->fpu.fcw = 0x40;
+    st->fpu.mxcsr = 0x1f80;
+}
+
 int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
 {
     *out = NULL;
-    if (!cfg || cfg->size < sizeof(struct hvp_cpu_config) || cfg->model != HVP_CPU_MODEL_USER64)
-        return -EINVAL; /* system model: part 2 */
+    if (!cfg || cfg->size < sizeof(struct hvp_cpu_config) ||
+        (cfg->model != HVP_CPU_MODEL_USER64 && cfg->model != HVP_CPU_MODEL_SYSTEM))
+        return -EINVAL;
     struct hvp_cpu *cpu = calloc(1, sizeof *cpu);
     if (!cpu) return -ENOMEM;
     cpu->pool = calloc(HVP_POOL_N, sizeof cpu->pool[0]);
@@ -172,6 +202,8 @@ int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
     for (int s = 0; s < 6; s++)
         if (s != HVP_SEG_CS) cpu->st.seg[s] = (struct hvp_cpu_segment){0, 0xffffffff, 0x2b, 0xc0f3};
     cpu->tsc_offset = 0;
+    cpu->cpl = 3;
+    if (cfg->model == HVP_CPU_MODEL_SYSTEM) reset_state(cpu, cfg);
     tlb_flush(cpu);
     *out = cpu;
     return 0;
@@ -435,8 +467,206 @@ static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
     hvp_raise(cpu, vec, 0);
 }
 
+/* ---- system model: paging ---- */
+
+#define PF_RSVD  8u
+#define CR0_PG   0x80000000ull
+#define CR0_WP   0x10000ull
+#define EFER_LMA 0x400ull
+#define EFER_NXE 0x800ull
+#define PTE_ADDR 0x000ffffffffff000ull
+
+static _Noreturn void sys_internal(struct hvp_cpu *cpu, const char *what)
+{
+    set_err(cpu, "%s", what);
+    cpu->exit->reason = HVP_CPU_EXIT_INTERNAL;
+    longjmp(cpu->jb, 3);
+}
+
+/* 4-level walk of linear a for an access of `kind` at privilege user/
+ * supervisor. On success: *gpa, and *prot = the kinds this privilege may
+ * use the page for (WRITE only once the page is dirty, so that the first
+ * store comes back here to set D). commit sets the A (and for writes D)
+ * bits atomically, as the walk of a real access does. On failure: the
+ * #PF error code in *ec. */
+static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool commit,
+                 uint64_t *gpa, unsigned *prot, uint32_t *ec)
+{
+    bool nxe = cpu->st.efer & EFER_NXE, wp = cpu->st.cr0 & CR0_WP;
+    uint32_t e0 = (kind == HVP_CPU_PROT_WRITE ? PF_W : 0) | (user ? PF_U : 0) |
+                  (kind == HVP_CPU_PROT_EXEC && nxe ? PF_I : 0);
+    uint64_t table = cpu->st.cr3 & PTE_ADDR, pte = 0;
+    uint64_t *ptes[4];
+    unsigned nl = 0, shift = 39;
+    bool rw = true, us = true, nx = false;
+    for (int lvl = 4; lvl >= 1; lvl--, shift -= 9) {
+        uint64_t pa = table + ((a >> shift) & 511) * 8;
+        struct hvp_region *r = region_find(cpu, pa);
+        if (!r) { /* a table outside RAM reads as not present */
+            *ec = e0;
+            return false;
+        }
+        uint64_t *p = (uint64_t *)(void *)(r->host + (pa - r->gpa));
+        pte = __atomic_load_n(p, __ATOMIC_RELAXED);
+        if (!(pte & 1)) {
+            *ec = e0;
+            return false;
+        }
+        bool leaf = lvl == 1 || (lvl <= 3 && (pte & 0x80));
+        uint64_t rsv = 0x000f000000000000ull | (nxe ? 0 : 1ull << 63);
+        if (lvl == 4) rsv |= 0x80;
+        if (leaf && lvl == 2) rsv |= 0x1fe000;
+        if (leaf && lvl == 3) rsv |= 0x3fffe000;
+        if (pte & rsv) {
+            *ec = e0 | PF_P | PF_RSVD;
+            return false;
+        }
+        rw &= (pte >> 1) & 1;
+        us &= (pte >> 2) & 1;
+        nx |= pte >> 63;
+        ptes[nl++] = p;
+        if (leaf) break;
+        table = pte & PTE_ADDR;
+    }
+    bool rd_ok = !user || us;
+    bool wr_ok = rd_ok && (rw || (!user && !wp));
+    bool x_ok = rd_ok && !(nx && nxe);
+    bool ok = kind == HVP_CPU_PROT_READ ? rd_ok : kind == HVP_CPU_PROT_WRITE ? wr_ok : x_ok;
+    if (!ok) {
+        *ec = e0 | PF_P;
+        return false;
+    }
+    bool dirty = pte & 0x40;
+    if (commit) {
+        for (unsigned i = 0; i < nl; i++)
+            if (!(__atomic_load_n(ptes[i], __ATOMIC_RELAXED) & 0x20))
+                __atomic_fetch_or(ptes[i], 0x20, __ATOMIC_RELAXED);
+        if (kind == HVP_CPU_PROT_WRITE && !dirty) {
+            __atomic_fetch_or(ptes[nl - 1], 0x40, __ATOMIC_RELAXED);
+            dirty = true;
+        }
+    }
+    *prot = (rd_ok ? HVP_CPU_PROT_READ : 0) | (wr_ok && dirty ? HVP_CPU_PROT_WRITE : 0) |
+            (x_ok ? HVP_CPU_PROT_EXEC : 0);
+    uint64_t mask = (1ull << shift) - 1;
+    *gpa = (pte & PTE_ADDR & ~mask) | (a & mask);
+    return true;
+}
+
+/* Guest-physical address of linear a without side effects; false when
+ * not mapped for kind. Only legacy-free 4-level paging so far. */
+static bool sys_phys(struct hvp_cpu *cpu, uint64_t a, unsigned kind, uint64_t *gpa)
+{
+    unsigned prot;
+    uint32_t ec;
+    *gpa = a;
+    if (!(cpu->st.cr0 & CR0_PG)) return true;
+    if (!(cpu->st.efer & EFER_LMA) || !canonical(a)) return false;
+    return walk(cpu, a, kind, cpu->cpl == 3, false, gpa, &prot, &ec);
+}
+
+/* Copies up to 15 bytes at RIP into the exit, insn_len = the decoded length. */
+void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex)
+{
+    unsigned got = 0;
+    while (got < 15) {
+        uint64_t a = cpu->rip + got, gpa;
+        if (!sys_phys(cpu, a, HVP_CPU_PROT_EXEC, &gpa)) break;
+        struct hvp_region *r = region_find(cpu, gpa & HVP_PAGE_MASK);
+        if (!r) break;
+        unsigned n = 0x1000 - (unsigned)(a & 0xfff);
+        if (n > 15 - got) n = 15 - got;
+        memcpy(ex->insn_bytes + got, r->host + (gpa - r->gpa), n);
+        got += n;
+    }
+    struct hvp_x86_insn xi;
+    int len = hvp_x86_decode(&xi, ex->insn_bytes, got, cpu->mode);
+    ex->insn_len = (uint8_t)(len > 0 ? len : (int)got);
+}
+
+/* An access to guest-physical memory that no mapping backs (or that the
+ * mapping's protection forbids): the instruction has not retired, RIP is
+ * at it; the embedder emulates it from insn_bytes. A fetch has size 0. */
+static _Noreturn void mmio_exit(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind)
+{
+    struct hvp_cpu_exit *ex = cpu->exit;
+    hvp_sys_insn_bytes(cpu, ex);
+    ex->reason = HVP_CPU_EXIT_MMIO;
+    ex->u.mmio.gpa = gpa;
+    ex->u.mmio.write = kind == HVP_CPU_PROT_WRITE;
+    ex->u.mmio.size = kind == HVP_CPU_PROT_EXEC ? 0 : cpu->acc_size;
+    ex->u.mmio.data = kind == HVP_CPU_PROT_WRITE ? cpu->acc_val : 0;
+    longjmp(cpu->jb, 3);
+}
+
+void hvp_sys_flush(struct hvp_cpu *cpu)
+{
+    tlb_flush(cpu);
+    for (unsigned i = 0; i < cpu->ntraces; i++)
+        memset(cpu->traces[i].link, 0, sizeof cpu->traces[i].link);
+}
+
+static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
+{
+    uint64_t gpa = a;
+    unsigned prot = HVP_CPU_PROT_READ | HVP_CPU_PROT_WRITE | HVP_CPU_PROT_EXEC;
+    if (cpu->st.cr0 & CR0_PG) {
+        if (!(cpu->st.efer & EFER_LMA)) sys_internal(cpu, "32-bit/PAE paging is not implemented");
+        if (!canonical(a)) raise_noncanonical(cpu, a);
+        uint32_t ec;
+        if (!walk(cpu, a, kind, cpu->cpl == 3, true, &gpa, &prot, &ec)) hvp_raise_pf(cpu, a, ec);
+    }
+    cpu->stats.tlb_misses++;
+    uint64_t page = a & HVP_PAGE_MASK, gpage = gpa & HVP_PAGE_MASK;
+    struct hvp_region *r = region_find(cpu, gpage);
+    if (!r || !(r->prot & kind)) mmio_exit(cpu, gpa, kind);
+    prot &= r->prot;
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    uintptr_t addend = (uintptr_t)(r->host + (gpage - r->gpa)) - (uintptr_t)page;
+    e->addend = addend;
+    e->tag_r = (prot & HVP_CPU_PROT_READ) ? page : 1;
+    e->tag_x = (prot & HVP_CPU_PROT_EXEC) ? page : 1;
+    size_t pi = (gpage - r->gpa) >> 12;
+    if (kind == HVP_CPU_PROT_WRITE && r->code[pi]) invalidate_page(cpu, gpage);
+    e->tag_w = ((prot & HVP_CPU_PROT_WRITE) && !r->code[pi]) ? page : 1;
+    return (uint8_t *)(uintptr_t)(a + addend);
+}
+
+void hvp_sys_access(struct hvp_cpu *cpu, uint64_t a, void *buf, unsigned n, bool write)
+{
+    uint8_t *hp[2];
+    unsigned len[2], np = 0;
+    unsigned kind = write ? HVP_CPU_PROT_WRITE : HVP_CPU_PROT_READ;
+    for (uint64_t x = a; x < a + n && np < 2;) {
+        unsigned c = 0x1000 - (unsigned)(x & 0xfff);
+        if (c > a + n - x) c = (unsigned)(a + n - x);
+        uint64_t gpa = x;
+        unsigned prot;
+        uint32_t ec;
+        if (cpu->st.cr0 & CR0_PG) {
+            if (!canonical(x)) hvp_raise(cpu, 13, 0);
+            if (!walk(cpu, x, kind, false, true, &gpa, &prot, &ec)) hvp_raise_pf(cpu, x, ec);
+        }
+        struct hvp_region *r = region_find(cpu, gpa & HVP_PAGE_MASK);
+        if (!r || !(r->prot & kind)) sys_internal(cpu, "system table outside RAM");
+        if (write && r->code[(gpa - r->gpa) >> 12]) invalidate_page(cpu, gpa & HVP_PAGE_MASK);
+        hp[np] = r->host + (gpa - r->gpa);
+        len[np++] = c;
+        x += c;
+    }
+    uint8_t *b = buf;
+    for (unsigned i = 0; i < np; i++) {
+        if (write)
+            memcpy(hp[i], b, len[i]);
+        else
+            memcpy(b, hp[i], len[i]);
+        b += len[i];
+    }
+}
+
 static uint8_t *translate(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
 {
+    if (unlikely(cpu->model == HVP_CPU_MODEL_SYSTEM)) return translate_sys(cpu, a, kind);
     if (!canonical(a)) raise_noncanonical(cpu, a);
     cpu->stats.tlb_misses++;
     uint64_t page = a & HVP_PAGE_MASK;
@@ -470,6 +700,7 @@ uint64_t hvp_rd_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
 void hvp_rd_block(struct hvp_cpu *cpu, uint64_t a, void *out, unsigned size)
 {
     uint8_t *o = out;
+    cpu->acc_size = (uint8_t)size;
     while (size) {
         unsigned n = 0x1000 - (unsigned)(a & 0xfff);
         if (n > size) n = size;
@@ -489,6 +720,9 @@ void hvp_wr_block(struct hvp_cpu *cpu, uint64_t a, const void *in, unsigned size
     /* check every page first so that a fault leaves memory untouched */
     uint8_t *hp[3] = {0};
     unsigned np = 0;
+    cpu->acc_size = (uint8_t)size;
+    cpu->acc_val = 0;
+    memcpy(&cpu->acc_val, in, size < 8 ? size : 8);
     uint64_t x = a;
     unsigned left = size;
     while (left) {
@@ -534,6 +768,7 @@ void hvp_wr_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size, uint64_t v)
 
 void *hvp_rmw_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
 {
+    cpu->acc_size = (uint8_t)size;
     if (((a & 0xfff) + size) > 0x1000) {
         /* crosses a page: check both pages for read and write, no pointer */
         translate(cpu, a, HVP_CPU_PROT_READ);
@@ -573,6 +808,10 @@ int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in)
     cpu->fs_base = in->seg[HVP_SEG_FS].base;
     cpu->gs_base = in->seg[HVP_SEG_GS].base;
     cpu->tsc_offset = in->tsc - __rdtsc();
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
+        cpu->cpl = 0xff; /* forces the flush */
+        hvp_sys_update_mode(cpu);
+    }
     return 0;
 }
 
@@ -626,9 +865,11 @@ static const uint8_t *fetch_ptr(struct hvp_cpu *cpu, uint64_t a)
 static const uint8_t *fetch_try(struct hvp_cpu *cpu, uint64_t a)
 {
     if (!canonical(a)) return NULL;
-    struct hvp_region *r = region_find(cpu, a & HVP_PAGE_MASK);
+    uint64_t gpa = a;
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM && !sys_phys(cpu, a, HVP_CPU_PROT_EXEC, &gpa)) return NULL;
+    struct hvp_region *r = region_find(cpu, gpa & HVP_PAGE_MASK);
     if (!r || !(r->prot & HVP_CPU_PROT_EXEC)) return NULL;
-    return r->host + (a - r->gpa);
+    return r->host + (gpa - r->gpa);
 }
 
 static void mark_code(struct hvp_cpu *cpu, uint64_t page)
@@ -639,12 +880,20 @@ static void mark_code(struct hvp_cpu *cpu, uint64_t page)
     /* stores to this page must now take the slow path */
     struct hvp_tlb_ent *e = hvp_tlb(cpu, page);
     if (e->tag_w == page) e->tag_w = 1;
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
+        uintptr_t host = (uintptr_t)(r->host + (page - r->gpa));
+        for (unsigned i = 0; i < HVP_TLB_N; i++)
+            if (cpu->tlb[i].tag_w != 1 && cpu->tlb[i].tag_w + cpu->tlb[i].addend == host)
+                cpu->tlb[i].tag_w = 1;
+    }
 }
 
 static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
 {
+    cpu->acc_size = 0;
     const uint8_t *p = fetch_ptr(cpu, pc);
     uint64_t phys = pc; /* user model: linear == physical */
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) sys_phys(cpu, pc, HVP_CPU_PROT_EXEC, &phys);
     if (cpu->ntraces >= HVP_TRACES_N || cpu->pool_used + 2 * HVP_TRACE_MAX + 1 > HVP_POOL_N)
         cache_flush(cpu);
     struct hvp_trace *t = &cpu->traces[cpu->ntraces++];
@@ -692,6 +941,10 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
             if (off + (unsigned)rc > 0x1000) {
                 if (n > 0) break; /* crossing instruction: a trace of its own */
                 t->page2 = (phys & HVP_PAGE_MASK) + 0x1000;
+                if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
+                    sys_phys(cpu, (a & HVP_PAGE_MASK) + 0x1000, HVP_CPU_PROT_EXEC, &t->page2);
+                    t->page2 &= HVP_PAGE_MASK;
+                }
                 mark_code(cpu, t->page2);
             }
             kind = hvp_cpu_build(cpu, xi, d);
@@ -730,9 +983,15 @@ static struct hvp_trace *trace_build(struct hvp_cpu *cpu, uint64_t pc)
 
 static inline struct hvp_trace *trace_lookup(struct hvp_cpu *cpu, uint64_t pc)
 {
-    struct hvp_trace *t = cpu->hash[hash_of(pc)];
+    uint64_t phys = pc;
+    if (unlikely(cpu->model == HVP_CPU_MODEL_SYSTEM)) {
+        fetch_ptr(cpu, pc); /* raises #PF / exits MMIO before anything is decoded */
+        sys_phys(cpu, pc, HVP_CPU_PROT_EXEC, &phys);
+    }
+    struct hvp_trace *t = cpu->hash[hash_of(phys)];
+    /* several linear aliases of one physical page: one trace each */
     for (; t; t = t->hnext)
-        if (t->phys == pc && t->mode == cpu->mode) goto found;
+        if (t->phys == phys && t->pc == pc && t->mode == cpu->mode) goto found;
     return trace_build(cpu, pc);
 found:
     /* the fetch permission may have been revoked since */
@@ -812,6 +1071,90 @@ static void run_loop(struct hvp_cpu *cpu)
     }
 }
 
+/* System model: exceptions not in the exit bitmap are delivered through
+ * the IDT and the loop goes on; a fault while delivering becomes #DF, one
+ * while delivering #DF shuts down (triple fault). */
+struct sys_event {
+    bool on, err, fault, soft;
+    unsigned vec;
+    uint32_t code;
+};
+
+/* After a longjmp: true when the exit stands, false when *ev is to be
+ * delivered through the IDT. */
+static bool sys_after_raise(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit, struct sys_event *ev)
+{
+    unsigned n = cpu->cur ? retired_before_rip(cpu, cpu->cur) : 0;
+    cpu->cur = NULL;
+    cpu->stats.instructions += n;
+    cpu->budget_left -= n < cpu->budget_left ? n : cpu->budget_left;
+    bool soft = cpu->soft_int;
+    cpu->soft_int = false;
+    if (exit->reason != HVP_CPU_EXIT_EXCEPTION) return true;
+    unsigned vec = exit->u.exception.vector;
+    /* faults restart the instruction (RF set in the pushed image); traps not */
+    bool fault = vec != 1 && vec != 3 && vec != 4 && !soft;
+    if (cpu->delivering) {
+        bool df = cpu->delivering == 2;
+        cpu->delivering = 0;
+        if (cpu->deliver_soft) cpu->rip -= cpu->soft_len; /* the INT n faulted */
+        /* SDM 6.15 table 6-5: contributory after contributory, or #PF or
+         * contributory after #PF, make #DF; anything after a benign event
+         * (or an INT n) is delivered on its own */
+        unsigned first = cpu->deliver_soft ? 0x100 : cpu->deliver_vec;
+        bool contrib2 = vec == 0 || (vec >= 10 && vec <= 13);
+        bool contrib1 = first == 0 || (first >= 10 && first <= 13);
+        if (!df && !((contrib1 && contrib2) || (first == 14 && (contrib2 || vec == 14))))
+            goto serial;
+        if (df) {
+            memset(&exit->u, 0, sizeof exit->u);
+            exit->reason = HVP_CPU_EXIT_SHUTDOWN;
+            return true;
+        }
+        vec = 8;
+        soft = false;
+        fault = true;
+        exit->u.exception.vector = 8;
+        exit->u.exception.has_error_code = true;
+        exit->u.exception.error_code = 0;
+        exit->u.exception.cr2 = 0;
+    }
+serial:
+    if (vec < 32 && (cpu->exc_bitmap >> vec) & 1) return true;
+    *ev = (struct sys_event){true, exit->u.exception.has_error_code, fault, soft, vec,
+                             exit->u.exception.error_code};
+    memset(exit, 0, sizeof *exit);
+    return false;
+}
+
+/* System model: exceptions not in the exit bitmap are delivered through
+ * the IDT and the loop goes on; a fault while delivering becomes #DF, one
+ * while delivering #DF shuts down (triple fault). */
+static int run_system(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit)
+{
+    struct sys_event ev = {0};
+    struct sys_event *volatile pev = &ev;
+    cpu->delivering = 0;
+    for (;;) {
+        if (setjmp(cpu->jb) == 0) {
+            if (pev->on) {
+                pev->on = false;
+                cpu->delivering = pev->vec == 8 ? 2 : 1;
+                cpu->deliver_vec = (uint8_t)pev->vec;
+                cpu->deliver_soft = pev->soft;
+                hvp_sys_deliver(cpu, pev->vec, pev->err, pev->code, pev->fault, pev->soft);
+                cpu->delivering = 0;
+            }
+            if (cpu->mode != 64) sys_internal(cpu, "only 64-bit mode runs so far");
+            run_loop(cpu);
+            break;
+        }
+        if (sys_after_raise(cpu, exit, pev)) break;
+    }
+    cpu->cur = NULL;
+    return 0;
+}
+
 int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
 {
     if (!cpu || !exit) return -EINVAL;
@@ -820,6 +1163,7 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
     cpu->budget_left = budget ? budget : UINT64_MAX;
     cpu->stop = false;
     cpu->cur = NULL;
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) return run_system(cpu, exit);
     int j = setjmp(cpu->jb);
     if (j) {
         /* an exception: count what retired in the trace before it */

@@ -1609,7 +1609,12 @@ static int cc_of(const struct hvp_x86_insn *xi)
 
 int hvp_cpu_build(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
 {
-    int k = hvp_cpu_build_int(cpu, xi, d);
+    int k = HVP_B_NONE;
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) { /* privileged forms first (cpu_sys.c) */
+        k = hvp_cpu_build_sys(cpu, xi, d);
+        if (k == HVP_B_NONE) memset(d, 0, sizeof *d);
+    }
+    if (k == HVP_B_NONE) k = hvp_cpu_build_int(cpu, xi, d);
     if (k == HVP_B_NONE) {
         memset(d, 0, sizeof *d);
         k = hvp_cpu_build_sse(cpu, xi, d);

@@ -241,6 +241,16 @@ struct hvp_cpu {
     size_t ncpuid;
     uint32_t model;
     uint64_t tsc_offset;
+    /* system model */
+    uint32_t exc_bitmap; /* cfg.exception_exit_bitmap */
+    uint8_t cpl;        /* current privilege level (SS.DPL); 3 in user mode */
+    bool soft_int;      /* the pending trap is an INT n (gate DPL is checked) */
+    uint8_t delivering; /* 1 while delivering an event, 2 while delivering #DF */
+    uint8_t deliver_vec; /* the event being delivered (double-fault classes) */
+    bool deliver_soft;   /* ... and whether it is an INT n (benign) */
+    uint8_t soft_len;    /* length of that INT n: a fault delivering it points at it */
+    uint8_t acc_size;   /* size of the access in the slow path (MMIO exits) */
+    uint64_t acc_val;   /* value of the store in the slow path (MMIO exits) */
     struct hvp_cpu_stats stats;
     char err[160];
 };
@@ -508,6 +518,25 @@ int hvp_cpu_build_sse(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
 int hvp_cpu_build_x87(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
 /* GPR register code of an hvp_x86_reg (0..15, or HVP_R8H|n), 0xff if not a GPR. */
 unsigned hvp_gpr_code(unsigned reg);
+
+/* ---- system model (cpu.c, cpu_sys.c) ---- */
+static inline bool hvp_canonical(uint64_t a)
+{
+    return (uint64_t)((int64_t)(a << 16) >> 16) == a;
+}
+/* Flushes the TLB and every trace link (links compare linear addresses). */
+void hvp_sys_flush(struct hvp_cpu *cpu);
+/* Recomputes the mode key (16/32/64 from CR0.PE, EFER.LMA, CS.L/D) and CPL. */
+void hvp_sys_update_mode(struct hvp_cpu *cpu);
+/* Supervisor-privilege access to linear memory that bypasses the TLB
+ * (descriptor tables, TSS, interrupt frames); all pages are checked first. */
+void hvp_sys_access(struct hvp_cpu *cpu, uint64_t a, void *buf, unsigned n, bool write);
+/* Copies the bytes of the instruction at RIP into the exit. */
+void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex);
+/* Delivers an event through the 64-bit IDT; may raise (-> #DF). */
+void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err, bool fault,
+                     bool soft);
+int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
 
 /* ---- misc (cpu.c) ---- */
 uint64_t hvp_cpu_rdtsc(struct hvp_cpu *cpu);

@@ -1,0 +1,506 @@
+/* hvp software x86-64 CPU, system model: privileged instructions, MSRs,
+ * SYSCALL/SYSRET, and exception delivery through the 64-bit IDT. Paging
+ * itself is in translate() (cpu.c). */
+#include "cpu_internal.h"
+
+#define CR0_PE 0x1ull
+#define CR0_PG 0x80000000ull
+#define EFER_SCE 0x1ull
+#define EFER_LME 0x100ull
+#define EFER_LMA 0x400ull
+#define EFER_NXE 0x800ull
+#define RF_BIT 0x10000ull
+
+static unsigned iopl(const struct hvp_cpu *cpu)
+{
+    return (unsigned)(cpu->rflags >> 12) & 3;
+}
+
+/* Recomputes what decoding depends on (the trace-cache mode key) and CPL. */
+void hvp_sys_update_mode(struct hvp_cpu *cpu)
+{
+    const struct hvp_cpu_segment *cs = &cpu->st.seg[HVP_SEG_CS];
+    if (!(cpu->st.cr0 & CR0_PE))
+        cpu->mode = 16;
+    else if ((cpu->st.efer & EFER_LMA) && (cs->attr & 0x2000))
+        cpu->mode = 64;
+    else
+        cpu->mode = (cs->attr & 0x4000) ? 32 : 16;
+    unsigned cpl = (cpu->st.cr0 & CR0_PE) ? (cpu->st.seg[HVP_SEG_SS].attr >> 5) & 3 : 0;
+    if (cpl != cpu->cpl) {
+        cpu->cpl = (uint8_t)cpl;
+        hvp_sys_flush(cpu); /* TLB tags were filled for the old privilege */
+    }
+}
+
+/* A code/data segment from its 8-byte descriptor. */
+static struct hvp_cpu_segment seg_from_desc(uint16_t sel, uint64_t d)
+{
+    struct hvp_cpu_segment s;
+    s.selector = sel;
+    s.base = ((d >> 16) & 0xffffff) | ((d >> 32) & 0xff000000);
+    s.limit = (uint32_t)((d & 0xffff) | ((d >> 32) & 0xf0000));
+    s.attr = (uint16_t)(((d >> 40) & 0xff) | (((d >> 52) & 0xf) << 12));
+    if (s.attr & 0x8000) s.limit = (s.limit << 12) | 0xfff;
+    return s;
+}
+
+/* Reads the GDT descriptor of sel (supervisor access); #GP(sel) outside. */
+static uint64_t gdt_desc(struct hvp_cpu *cpu, uint16_t sel, unsigned bytes, uint64_t *hi)
+{
+    if ((sel & 4) || (uint32_t)(sel & ~7u) + bytes - 1 > cpu->st.gdtr.limit)
+        hvp_raise(cpu, 13, sel & 0xfffc);
+    uint64_t v[2] = {0, 0};
+    hvp_sys_access(cpu, cpu->st.gdtr.base + (sel & ~7u), v, bytes, false);
+    if (hi) *hi = v[1];
+    return v[0];
+}
+
+/* Loads CS for a 64-bit (or compat) code descriptor at privilege cpl. */
+static void load_cs(struct hvp_cpu *cpu, uint16_t sel, unsigned cpl)
+{
+    uint64_t d = gdt_desc(cpu, sel, 8, NULL);
+    if (!(d & (1ull << 47))) hvp_raise(cpu, 11, sel & 0xfffc);
+    if (((d >> 43) & 3) != 3) hvp_raise(cpu, 13, sel & 0xfffc); /* not code */
+    cpu->st.seg[HVP_SEG_CS] = seg_from_desc((uint16_t)((sel & ~3u) | cpl), d);
+}
+
+/* ---- exception and interrupt delivery (64-bit IDT) ---- */
+
+void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err, bool fault,
+                     bool soft)
+{
+    if (!(cpu->st.efer & EFER_LMA)) {
+        /* real/protected-mode IDTs are a later slice */
+        hvp_raise(cpu, 8, 0);
+    }
+    uint32_t ext = soft ? 0 : 1;
+    if (vec * 16 + 15 > cpu->st.idtr.limit) hvp_raise(cpu, 13, (int32_t)(vec * 8 + 2 + ext));
+    uint64_t g[2];
+    hvp_sys_access(cpu, cpu->st.idtr.base + vec * 16, g, 16, false);
+    unsigned type = (unsigned)(g[0] >> 40) & 0x1f, dpl = (unsigned)(g[0] >> 45) & 3;
+    if (type != 0xe && type != 0xf) hvp_raise(cpu, 13, (int32_t)(vec * 8 + 2 + ext));
+    if (soft && dpl < cpu->cpl) hvp_raise(cpu, 13, (int32_t)(vec * 8 + 2));
+    if (!(g[0] >> 47 & 1)) hvp_raise(cpu, 11, (int32_t)(vec * 8 + 2 + ext));
+    uint64_t target = (g[0] & 0xffff) | ((g[0] >> 32) & 0xffff0000) | (g[1] << 32);
+    uint16_t sel = (uint16_t)(g[0] >> 16);
+    unsigned ist = (unsigned)(g[0] >> 32) & 7;
+    uint64_t cd = gdt_desc(cpu, sel, 8, NULL);
+    unsigned ncpl = (unsigned)(cd >> 45) & 3;
+    if (((cd >> 43) & 3) != 3 || !(cd & (1ull << 53)) || ncpl > cpu->cpl)
+        hvp_raise(cpu, 13, sel & 0xfffc);
+    if (!(cd & (1ull << 47))) hvp_raise(cpu, 11, sel & 0xfffc);
+    uint64_t rsp = cpu->gpr[4];
+    uint16_t ss = cpu->st.seg[HVP_SEG_SS].selector;
+    if (ist || ncpl < cpu->cpl) {
+        unsigned off = ist ? 0x24 + (ist - 1) * 8 : 4 + ncpl * 8;
+        if (off + 7 > cpu->st.tr.limit) hvp_raise(cpu, 10, (int32_t)(cpu->st.tr.selector & 0xfffc));
+        hvp_sys_access(cpu, cpu->st.tr.base + off, &rsp, 8, false);
+    }
+    if (ncpl < cpu->cpl) ss = (uint16_t)ncpl; /* null SS with RPL = new CPL */
+    rsp &= ~(uint64_t)15;
+    uint64_t fl = hvp_flags_get(cpu);
+    uint64_t frame[6];
+    unsigned n = 0;
+    if (has_err) frame[n++] = err;
+    frame[n++] = cpu->rip;
+    frame[n++] = cpu->st.seg[HVP_SEG_CS].selector;
+    frame[n++] = fl | (fault ? RF_BIT : 0);
+    frame[n++] = cpu->gpr[4];
+    frame[n++] = cpu->st.seg[HVP_SEG_SS].selector;
+    rsp -= n * 8;
+    if (!hvp_canonical(rsp)) hvp_raise(cpu, 12, 0);
+    /* the stack is written as the new (supervisor) privilege */
+    hvp_sys_access(cpu, rsp, frame, n * 8, true);
+    /* committed: nothing below faults */
+    cpu->st.seg[HVP_SEG_CS] = seg_from_desc((uint16_t)((sel & ~3u) | ncpl), cd);
+    if (ss != cpu->st.seg[HVP_SEG_SS].selector || ncpl != cpu->cpl)
+        cpu->st.seg[HVP_SEG_SS] =
+            (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};
+    cpu->gpr[4] = rsp;
+    cpu->rip = target;
+    fl &= ~(uint64_t)(HVP_TF | 0x4000 /* NT */ | RF_BIT | 0x20000 /* VM */);
+    if (type == 0xe) fl &= ~(uint64_t)HVP_IF;
+    hvp_flags_set(cpu, fl);
+    hvp_sys_update_mode(cpu);
+}
+
+/* ---- handlers ---- */
+
+static void need_cpl0(struct hvp_cpu *cpu)
+{
+    if (cpu->cpl) hvp_raise_gp0(cpu);
+}
+
+/* Ends the trace after an instruction that changed the mode, paging or
+ * privilege: RIP past it. */
+static const struct hvp_dinsn *end_here(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
+{
+    cpu->rip += d->len;
+    return d + 1;
+}
+
+HVP_HANDLER(h_hlt)
+{
+    need_cpl0(cpu);
+    cpu->rip += d->len;
+    cpu->exit->reason = HVP_CPU_EXIT_HLT;
+    cpu->stop = true;
+    return d + 1;
+}
+
+/* IN/OUT: exit with RIP past the instruction; for IN the embedder puts
+ * the value into AL/AX/EAX before resuming. */
+HVP_HANDLER(h_io)
+{
+    if (cpu->cpl > iopl(cpu)) hvp_raise_gp0(cpu); /* the TSS I/O bitmap: later */
+    struct hvp_cpu_exit *ex = cpu->exit;
+    uint16_t port = d->aux ? (uint16_t)cpu->gpr[2] : (uint16_t)d->imm;
+    hvp_sys_insn_bytes(cpu, ex);
+    ex->reason = HVP_CPU_EXIT_IO;
+    ex->u.io.port = port;
+    ex->u.io.size = d->osz;
+    ex->u.io.write = d->r1;
+    ex->u.io.data = d->r1 ? (uint32_t)(cpu->gpr[0] & hvp_size_mask(d->osz)) : 0;
+    cpu->rip += d->len;
+    cpu->stop = true;
+    return d + 1;
+}
+
+HVP_HANDLER(h_cli_sti)
+{
+    if (cpu->cpl > iopl(cpu)) hvp_raise_gp0(cpu);
+    if (d->aux)
+        cpu->rflags |= HVP_IF; /* interrupt shadow: matters with interrupts (later) */
+    else
+        cpu->rflags &= ~(uint64_t)HVP_IF;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_mov_from_cr)
+{
+    need_cpl0(cpu);
+    uint64_t v;
+    switch (d->aux) {
+    case 0: v = cpu->st.cr0; break;
+    case 2: v = cpu->st.cr2; break;
+    case 3: v = cpu->st.cr3; break;
+    case 4: v = cpu->st.cr4; break;
+    default: v = cpu->st.cr8; break;
+    }
+    cpu->gpr[d->r0] = v;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_mov_to_cr)
+{
+    need_cpl0(cpu);
+    uint64_t v = cpu->gpr[d->r1];
+    switch (d->aux) {
+    case 0:
+        if ((v >> 32) || ((v & CR0_PG) && !(v & CR0_PE))) hvp_raise_gp0(cpu);
+        if ((v & CR0_PG) && (cpu->st.efer & EFER_LME) && !(cpu->st.cr4 & 0x20)) hvp_raise_gp0(cpu);
+        cpu->st.cr0 = v | 0x10; /* ET is fixed */
+        if ((v & CR0_PG) && (cpu->st.efer & EFER_LME))
+            cpu->st.efer |= EFER_LMA;
+        else if (!(v & CR0_PG))
+            cpu->st.efer &= ~EFER_LMA;
+        break;
+    case 2: cpu->st.cr2 = v; break;
+    case 3: cpu->st.cr3 = v & 0x000ffffffffff018ull; break;
+    case 4:
+        if (v & ~0x3706ffull) hvp_raise_gp0(cpu);
+        if ((cpu->st.efer & EFER_LMA) && !(v & 0x20)) hvp_raise_gp0(cpu);
+        cpu->st.cr4 = v;
+        break;
+    default:
+        if (v & ~15ull) hvp_raise_gp0(cpu);
+        cpu->st.cr8 = v;
+        break;
+    }
+    if (d->aux != 2 && d->aux != 8) hvp_sys_flush(cpu); /* global pages: flushed too (allowed) */
+    hvp_sys_update_mode(cpu);
+    return end_here(cpu, d);
+}
+
+HVP_HANDLER(h_invlpg)
+{
+    need_cpl0(cpu);
+    hvp_sys_flush(cpu); /* a whole flush is always allowed; one page is a later refinement */
+    return end_here(cpu, d);
+}
+
+static uint64_t *msr_ptr(struct hvp_cpu *cpu, uint32_t idx)
+{
+    switch (idx) {
+    case 0x1b: return &cpu->st.apic_base;
+    case 0x174: return &cpu->st.sysenter_cs;
+    case 0x175: return &cpu->st.sysenter_esp;
+    case 0x176: return &cpu->st.sysenter_eip;
+    case 0x277: return &cpu->st.pat;
+    case 0xc0000081: return &cpu->st.star;
+    case 0xc0000082: return &cpu->st.lstar;
+    case 0xc0000083: return &cpu->st.cstar;
+    case 0xc0000084: return &cpu->st.sfmask;
+    case 0xc0000100: return &cpu->fs_base;
+    case 0xc0000101: return &cpu->gs_base;
+    case 0xc0000102: return &cpu->st.kernel_gs_base;
+    case 0xc0000103: return &cpu->st.tsc_aux;
+    default: return NULL;
+    }
+}
+
+HVP_HANDLER(h_rdmsr)
+{
+    need_cpl0(cpu);
+    uint32_t idx = (uint32_t)cpu->gpr[1];
+    uint64_t v;
+    if (idx == 0x10)
+        v = hvp_cpu_rdtsc(cpu);
+    else if (idx == 0xc0000080)
+        v = cpu->st.efer;
+    else {
+        uint64_t *p = msr_ptr(cpu, idx);
+        if (!p) hvp_raise_gp0(cpu);
+        v = *p;
+    }
+    cpu->gpr[0] = (uint32_t)v;
+    cpu->gpr[2] = v >> 32;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_wrmsr)
+{
+    need_cpl0(cpu);
+    uint32_t idx = (uint32_t)cpu->gpr[1];
+    uint64_t v = (uint32_t)cpu->gpr[0] | (cpu->gpr[2] << 32);
+    if (idx == 0x10) {
+        cpu->tsc_offset += v - hvp_cpu_rdtsc(cpu);
+    } else if (idx == 0xc0000080) {
+        if (v & ~(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE)) hvp_raise_gp0(cpu);
+        /* LMA is read-only; LME may not change while paging is on */
+        if ((cpu->st.cr0 & CR0_PG) && ((v ^ cpu->st.efer) & EFER_LME)) hvp_raise_gp0(cpu);
+        cpu->st.efer = (v & ~EFER_LMA) | (cpu->st.efer & EFER_LMA);
+        hvp_sys_flush(cpu);
+    } else {
+        uint64_t *p = msr_ptr(cpu, idx);
+        if (!p) hvp_raise_gp0(cpu);
+        if ((idx >= 0xc0000081 && idx != 0xc0000084 && idx != 0xc0000103 && idx != 0xc0000081) &&
+            !hvp_canonical(v))
+            hvp_raise_gp0(cpu);
+        *p = v;
+    }
+    return end_here(cpu, d);
+}
+
+HVP_HANDLER(h_swapgs)
+{
+    need_cpl0(cpu);
+    uint64_t t = cpu->gs_base;
+    cpu->gs_base = cpu->st.kernel_gs_base;
+    cpu->st.kernel_gs_base = t;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_sys_syscall)
+{
+    if (!(cpu->st.efer & EFER_SCE) || cpu->mode != 64) hvp_raise_ud(cpu);
+    uint64_t next = cpu->rip + d->len, fl = hvp_flags_get(cpu);
+    uint16_t sel = (uint16_t)(cpu->st.star >> 32) & 0xfffc;
+    cpu->gpr[1] = next;
+    cpu->gpr[11] = fl & ~RF_BIT;
+    cpu->st.seg[HVP_SEG_CS] = (struct hvp_cpu_segment){0, 0xffffffff, sel, 0xa09b};
+    cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)(sel + 8), 0xc093};
+    hvp_flags_set(cpu, (fl & ~cpu->st.sfmask & ~RF_BIT) | 2);
+    cpu->rip = cpu->st.lstar;
+    hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
+HVP_HANDLER(h_sysret)
+{
+    if (!(cpu->st.efer & EFER_SCE) || cpu->mode != 64) hvp_raise_ud(cpu);
+    need_cpl0(cpu);
+    bool w = d->osz == 8;
+    if (w && !hvp_canonical(cpu->gpr[1])) hvp_raise_gp0(cpu);
+    uint16_t base = (uint16_t)(cpu->st.star >> 48);
+    cpu->st.seg[HVP_SEG_CS] = w ? (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 16) | 3), 0xa0fb}
+                                : (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)(base | 3), 0xc0fb};
+    cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 8) | 3), 0xc0f3};
+    hvp_flags_set(cpu, (cpu->gpr[11] & 0x3c7fd7) | 2);
+    cpu->rip = w ? cpu->gpr[1] : (uint32_t)cpu->gpr[1];
+    hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
+HVP_HANDLER(h_iretq)
+{
+    if (d->osz != 8) hvp_raise_ud(cpu); /* 16/32-bit IRET: later */
+    uint64_t f[5];
+    hvp_rd_block(cpu, cpu->gpr[4], f, 40);
+    uint16_t cs = (uint16_t)f[1], ss = (uint16_t)f[4];
+    unsigned ncpl = cs & 3;
+    if (ncpl < cpu->cpl || !(cs & ~3u)) hvp_raise(cpu, 13, cs & 0xfffc);
+    if (!hvp_canonical(f[0])) hvp_raise_gp0(cpu);
+    unsigned old = cpu->cpl;
+    uint64_t keep = 0x20000 | 0x100000 | 0x80000; /* VM, VIP, VIF: not modelled */
+    if (old > 0) keep |= 0x3000;
+    if (old > iopl(cpu)) keep |= HVP_IF;
+    uint64_t fl = (f[2] & ~keep & 0x3f7fd7) | (hvp_flags_get(cpu) & keep) | 2;
+    load_cs(cpu, cs, ncpl);
+    if ((ss & ~3u) == 0)
+        cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};
+    else {
+        struct hvp_cpu_segment s = seg_from_desc(ss, gdt_desc(cpu, ss, 8, NULL));
+        s.attr = (uint16_t)((s.attr & ~0x60u) | (ncpl << 5)); /* DPL must equal the new CPL */
+        cpu->st.seg[HVP_SEG_SS] = s;
+    }
+    cpu->gpr[4] = f[3];
+    cpu->rip = f[0];
+    hvp_flags_set(cpu, fl);
+    hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
+HVP_HANDLER(h_sys_int)
+{
+    cpu->rip += d->len;
+    cpu->soft_int = true;
+    cpu->soft_len = d->len;
+    hvp_raise_trap(cpu, (unsigned)d->imm);
+}
+
+HVP_HANDLER(h_lgdt_lidt)
+{
+    need_cpl0(cpu);
+    uint64_t a = hvp_ea(cpu, d);
+    uint16_t lim = (uint16_t)hvp_rd16(cpu, a);
+    uint64_t base = hvp_rd64(cpu, a + 2);
+    struct hvp_cpu_table *t = d->aux ? &cpu->st.idtr : &cpu->st.gdtr;
+    t->base = base;
+    t->limit = lim;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_sgdt_sidt)
+{
+    uint64_t a = hvp_ea(cpu, d);
+    const struct hvp_cpu_table *t = d->aux ? &cpu->st.idtr : &cpu->st.gdtr;
+    uint8_t b[10];
+    memcpy(b, &t->limit, 2);
+    memcpy(b + 2, &t->base, 8);
+    hvp_wr_block(cpu, a, b, 10);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_ltr)
+{
+    need_cpl0(cpu);
+    uint16_t sel = (uint16_t)((d->fl & HVP_DF_M0) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r0]);
+    if (!(sel & ~3u)) hvp_raise_gp0(cpu);
+    uint64_t hi, lo = gdt_desc(cpu, sel, 16, &hi);
+    if (((lo >> 40) & 0x1f) != 9) hvp_raise(cpu, 13, sel & 0xfffc); /* available 64-bit TSS */
+    if (!(lo & (1ull << 47))) hvp_raise(cpu, 11, sel & 0xfffc);
+    struct hvp_cpu_segment s = seg_from_desc(sel, lo);
+    s.base |= hi << 32;
+    s.attr |= 2; /* busy */
+    uint64_t busy = lo | (2ull << 40);
+    hvp_sys_access(cpu, cpu->st.gdtr.base + (sel & ~7u), &busy, 8, true);
+    cpu->st.tr = s;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_str)
+{
+    if (d->fl & HVP_DF_M0)
+        hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.tr.selector);
+    else
+        hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.tr.selector);
+    return NEXT(cpu, d);
+}
+
+static unsigned cr_num(unsigned reg)
+{
+    return reg - HVP_X86_REG_CR0;
+}
+
+static bool is_cr(const struct hvp_x86_operand *o)
+{
+    return o->kind == HVP_X86_OPK_REG && o->reg >= HVP_X86_REG_CR0 && o->reg < HVP_X86_REG_CR0 + 16;
+}
+
+/* System-model forms; HVP_B_NONE leaves the instruction to the others. */
+int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
+{
+    if (xi->enc != HVP_X86_ENC_LEGACY) return HVP_B_NONE;
+    hvp_build_common(cpu, xi, d);
+    switch (xi->op) {
+    case HVP_X86_OP_HLT: d->fn = h_hlt; return HVP_B_END;
+    case HVP_X86_OP_IN:
+    case HVP_X86_OP_OUT: {
+        bool out = xi->op == HVP_X86_OP_OUT;
+        const struct hvp_x86_operand *pv = &xi->ops[out ? 0 : 1], *av = &xi->ops[out ? 1 : 0];
+        d->aux = pv->kind == HVP_X86_OPK_REG;
+        d->imm = xi->imm & 0xff;
+        d->osz = av->size;
+        d->r1 = out;
+        d->fn = h_io;
+        return HVP_B_END;
+    }
+    case HVP_X86_OP_CLI:
+    case HVP_X86_OP_STI:
+        d->aux = xi->op == HVP_X86_OP_STI;
+        d->fn = h_cli_sti;
+        return HVP_B_OK;
+    case HVP_X86_OP_MOV:
+        if (is_cr(&xi->ops[1])) {
+            unsigned n = cr_num(xi->ops[1].reg);
+            if (n != 0 && n != 2 && n != 3 && n != 4 && n != 8) return HVP_B_NONE;
+            d->aux = (uint8_t)n;
+            d->r0 = (uint8_t)(hvp_gpr_code(xi->ops[0].reg) & 15);
+            d->fn = h_mov_from_cr;
+            return HVP_B_OK;
+        }
+        if (is_cr(&xi->ops[0])) {
+            unsigned n = cr_num(xi->ops[0].reg);
+            if (n != 0 && n != 2 && n != 3 && n != 4 && n != 8) return HVP_B_NONE;
+            d->aux = (uint8_t)n;
+            d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
+            d->fn = h_mov_to_cr;
+            return HVP_B_END;
+        }
+        return HVP_B_NONE;
+    case HVP_X86_OP_INVLPG: d->fn = h_invlpg; return HVP_B_END;
+    case HVP_X86_OP_RDMSR: d->fn = h_rdmsr; return HVP_B_OK;
+    case HVP_X86_OP_WRMSR: d->fn = h_wrmsr; return HVP_B_END;
+    case HVP_X86_OP_SWAPGS: d->fn = h_swapgs; return HVP_B_OK;
+    case HVP_X86_OP_SYSCALL: d->fn = h_sys_syscall; return HVP_B_END;
+    case HVP_X86_OP_SYSRET:
+        d->osz = xi->opsize;
+        d->fn = h_sysret;
+        return HVP_B_END;
+    case HVP_X86_OP_IRETQ:
+    case HVP_X86_OP_IRETD:
+    case HVP_X86_OP_IRET:
+        d->osz = xi->op == HVP_X86_OP_IRETQ ? 8 : 4;
+        d->fn = h_iretq;
+        return HVP_B_END;
+    case HVP_X86_OP_INT:
+        d->imm = xi->imm & 0xff;
+        d->fn = h_sys_int;
+        return HVP_B_END;
+    case HVP_X86_OP_LGDT:
+    case HVP_X86_OP_LIDT:
+        d->aux = xi->op == HVP_X86_OP_LIDT;
+        d->fn = h_lgdt_lidt;
+        return HVP_B_OK;
+    case HVP_X86_OP_SGDT:
+    case HVP_X86_OP_SIDT:
+        d->aux = xi->op == HVP_X86_OP_SIDT;
+        d->fn = h_sgdt_sidt;
+        return HVP_B_OK;
+    case HVP_X86_OP_LTR: d->fn = h_ltr; return HVP_B_OK;
+    case HVP_X86_OP_STR: d->fn = h_str; return HVP_B_OK;
+    default: return HVP_B_NONE;
+    }
+}
