@@ -475,6 +475,9 @@ static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
 #define EFER_LMA 0x400ull
 #define EFER_NXE 0x800ull
 #define PTE_ADDR 0x000ffffffffff000ull
+#define PROT_GLOBAL 0x100u /* walk(): the leaf has G set */
+#define PROT_LARGE 0x200u /* walk(): a 2M or 1G page */
+#define CR4_PGE  0x80ull
 
 static _Noreturn void sys_internal(struct hvp_cpu *cpu, const char *what)
 {
@@ -547,7 +550,8 @@ static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool
         }
     }
     *prot = (rd_ok ? HVP_CPU_PROT_READ : 0) | (wr_ok && dirty ? HVP_CPU_PROT_WRITE : 0) |
-            (x_ok ? HVP_CPU_PROT_EXEC : 0);
+            (x_ok ? HVP_CPU_PROT_EXEC : 0) | (pte & 0x100 ? PROT_GLOBAL : 0) |
+            (shift > 12 ? PROT_LARGE : 0);
     uint64_t mask = (1ull << shift) - 1;
     *gpa = (pte & PTE_ADDR & ~mask) | (a & mask);
     return true;
@@ -599,11 +603,41 @@ static _Noreturn void mmio_exit(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind
     longjmp(cpu->jb, 3);
 }
 
+static void links_flush(struct hvp_cpu *cpu)
+{
+    for (unsigned i = 0; i < cpu->ntraces; i++)
+        memset(cpu->traces[i].link, 0, sizeof cpu->traces[i].link);
+}
+
 void hvp_sys_flush(struct hvp_cpu *cpu)
 {
     tlb_flush(cpu);
-    for (unsigned i = 0; i < cpu->ntraces; i++)
-        memset(cpu->traces[i].link, 0, sizeof cpu->traces[i].link);
+    memset(cpu->tlb_global, 0, sizeof cpu->tlb_global);
+    cpu->tlb_large = false;
+    links_flush(cpu);
+}
+
+void hvp_sys_flush_cr3(struct hvp_cpu *cpu)
+{
+    if (!(cpu->st.cr4 & CR4_PGE)) {
+        hvp_sys_flush(cpu);
+        return;
+    }
+    for (unsigned i = 0; i < HVP_TLB_N; i++)
+        if (!cpu->tlb_global[i]) cpu->tlb[i].tag_r = cpu->tlb[i].tag_w = cpu->tlb[i].tag_x = 1;
+    links_flush(cpu);
+}
+
+void hvp_sys_invlpg(struct hvp_cpu *cpu, uint64_t a)
+{
+    if (cpu->tlb_large) { /* the page's 4K pieces may sit in many entries */
+        hvp_sys_flush(cpu);
+        return;
+    }
+    struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    e->tag_r = e->tag_w = e->tag_x = 1;
+    cpu->tlb_global[e - cpu->tlb] = 0;
+    links_flush(cpu);
 }
 
 static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
@@ -620,8 +654,10 @@ static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
     uint64_t page = a & HVP_PAGE_MASK, gpage = gpa & HVP_PAGE_MASK;
     struct hvp_region *r = region_find(cpu, gpage);
     if (!r || !(r->prot & kind)) mmio_exit(cpu, gpa, kind);
-    prot &= r->prot;
     struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
+    cpu->tlb_global[e - cpu->tlb] = (prot & PROT_GLOBAL) && (cpu->st.cr4 & CR4_PGE);
+    cpu->tlb_large |= (prot & PROT_LARGE) != 0;
+    prot &= r->prot;
     uintptr_t addend = (uintptr_t)(r->host + (gpage - r->gpa)) - (uintptr_t)page;
     e->addend = addend;
     e->tag_r = (prot & HVP_CPU_PROT_READ) ? page : 1;

@@ -243,6 +243,8 @@ struct hvp_cpu {
     uint64_t tsc_offset;
     /* system model */
     uint32_t exc_bitmap; /* cfg.exception_exit_bitmap */
+    bool tlb_large; /* some entry holds part of a 2M/1G page: INVLPG flushes all */
+    uint8_t tlb_global[HVP_TLB_N]; /* entry filled from a global page (CR4.PGE): kept on CR3 writes */
     uint8_t cpl;        /* current privilege level (SS.DPL); 3 in user mode */
     bool soft_int;      /* the pending trap is an INT n (gate DPL is checked) */
     uint8_t delivering; /* 1 while delivering an event, 2 while delivering #DF */
@@ -526,6 +528,10 @@ static inline bool hvp_canonical(uint64_t a)
 }
 /* Flushes the TLB and every trace link (links compare linear addresses). */
 void hvp_sys_flush(struct hvp_cpu *cpu);
+/* A CR3 write: like hvp_sys_flush but global pages stay when CR4.PGE. */
+void hvp_sys_flush_cr3(struct hvp_cpu *cpu);
+/* INVLPG: the one TLB entry that may hold linear a's page, and the links. */
+void hvp_sys_invlpg(struct hvp_cpu *cpu, uint64_t a);
 /* Recomputes the mode key (16/32/64 from CR0.PE, EFER.LMA, CS.L/D) and CPL. */
 void hvp_sys_update_mode(struct hvp_cpu *cpu);
 /* Supervisor-privilege access to linear memory that bypasses the TLB

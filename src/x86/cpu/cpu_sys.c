@@ -218,7 +218,10 @@ HVP_HANDLER(h_mov_to_cr)
         cpu->st.cr8 = v;
         break;
     }
-    if (d->aux != 2 && d->aux != 8) hvp_sys_flush(cpu); /* global pages: flushed too (allowed) */
+    if (d->aux == 3)
+        hvp_sys_flush_cr3(cpu);
+    else if (d->aux != 2 && d->aux != 8)
+        hvp_sys_flush(cpu); /* CR0/CR4 (PGE toggles flush everything) */
     hvp_sys_update_mode(cpu);
     return end_here(cpu, d);
 }
@@ -226,7 +229,7 @@ HVP_HANDLER(h_mov_to_cr)
 HVP_HANDLER(h_invlpg)
 {
     need_cpl0(cpu);
-    hvp_sys_flush(cpu); /* a whole flush is always allowed; one page is a later refinement */
+    hvp_sys_invlpg(cpu, hvp_ea(cpu, d));
     return end_here(cpu, d);
 }
 
@@ -419,6 +422,54 @@ HVP_HANDLER(h_str)
     return NEXT(cpu, d);
 }
 
+/* MOV Sreg, r/m16 in 64-bit mode: null selectors for DS/ES/FS/GS (and SS
+ * below CPL 3), else a descriptor load with the privilege checks. */
+HVP_HANDLER(h_mov_to_sreg)
+{
+    unsigned sr = d->aux;
+    uint16_t sel = (uint16_t)((d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1]);
+    unsigned rpl = sel & 3;
+    struct hvp_cpu_segment *s = &cpu->st.seg[sr];
+    if (!(sel & ~3u)) {
+        if (sr == HVP_SEG_SS && (cpu->cpl == 3 || rpl != cpu->cpl)) hvp_raise_gp0(cpu);
+        /* the hidden base of FS/GS stays (FS_BASE/GS_BASE MSRs); others: unusable */
+        s->selector = sel;
+        if (sr == HVP_SEG_SS)
+            s->attr = (uint16_t)((s->attr & ~0x60u) | (cpu->cpl << 5));
+        else if (sr != HVP_SEG_FS && sr != HVP_SEG_GS)
+            *s = (struct hvp_cpu_segment){0, 0, sel, 0};
+        return NEXT(cpu, d);
+    }
+    uint64_t desc = gdt_desc(cpu, sel, 8, NULL);
+    unsigned type = (unsigned)(desc >> 40) & 0x1f, dpl = (unsigned)(desc >> 45) & 3;
+    if (!(type & 0x10)) hvp_raise(cpu, 13, sel & 0xfffc); /* system descriptor */
+    bool code = type & 8, writable = !code && (type & 2), readable = !code || (type & 2);
+    if (sr == HVP_SEG_SS) {
+        if (!writable || rpl != cpu->cpl || dpl != cpu->cpl) hvp_raise(cpu, 13, sel & 0xfffc);
+        if (!(desc >> 47 & 1)) hvp_raise(cpu, 12, sel & 0xfffc);
+    } else {
+        bool conforming = code && (type & 4);
+        if (!readable || (!conforming && dpl < (rpl > cpu->cpl ? rpl : cpu->cpl)))
+            hvp_raise(cpu, 13, sel & 0xfffc);
+        if (!(desc >> 47 & 1)) hvp_raise(cpu, 11, sel & 0xfffc);
+    }
+    struct hvp_cpu_segment n = seg_from_desc(sel, desc);
+    if (sr == HVP_SEG_FS) cpu->fs_base = n.base;
+    if (sr == HVP_SEG_GS) cpu->gs_base = n.base;
+    *s = n;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_mov_from_sreg)
+{
+    uint16_t sel = cpu->st.seg[d->aux].selector;
+    if (d->fl & HVP_DF_M0)
+        hvp_wr16(cpu, hvp_ea(cpu, d), sel);
+    else
+        hvp_reg_wr(cpu, d->r0, d->osz, sel);
+    return NEXT(cpu, d);
+}
+
 static unsigned cr_num(unsigned reg)
 {
     return reg - HVP_X86_REG_CR0;
@@ -459,6 +510,22 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
             d->aux = (uint8_t)n;
             d->r0 = (uint8_t)(hvp_gpr_code(xi->ops[0].reg) & 15);
             d->fn = h_mov_from_cr;
+            return HVP_B_OK;
+        }
+        if (xi->ops[0].kind == HVP_X86_OPK_REG && xi->ops[0].reg >= HVP_X86_REG_ES &&
+            xi->ops[0].reg < HVP_X86_REG_ES + 6) {
+            d->aux = (uint8_t)(xi->ops[0].reg - HVP_X86_REG_ES);
+            if (d->aux == HVP_SEG_CS) return HVP_B_NONE;
+            if (xi->ops[1].kind == HVP_X86_OPK_REG) d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
+            d->fn = h_mov_to_sreg;
+            return HVP_B_OK;
+        }
+        if (xi->ops[1].kind == HVP_X86_OPK_REG && xi->ops[1].reg >= HVP_X86_REG_ES &&
+            xi->ops[1].reg < HVP_X86_REG_ES + 6) {
+            d->aux = (uint8_t)(xi->ops[1].reg - HVP_X86_REG_ES);
+            d->osz = xi->ops[0].size;
+            if (xi->ops[0].kind == HVP_X86_OPK_REG) d->r0 = (uint8_t)hvp_gpr_code(xi->ops[0].reg);
+            d->fn = h_mov_from_sreg;
             return HVP_B_OK;
         }
         if (is_cr(&xi->ops[0])) {

@@ -527,3 +527,87 @@ Test(system, msrs_and_swapgs)
     cr_expect_eq(R(9), KCODE + (uint64_t)(s_msr_end - s_msr) - 3);
     sys_fini(&s);
 }
+
+/* global pages survive a CR3 write when CR4.PGE; INVLPG drops one */
+SNIP(s_global, "mov rax, [0x40000]\n mov qword ptr [0x4200], 0x41103\n mov rcx, cr3\n mov cr3, rcx\n"
+               "mov rbx, [0x40000]\n invlpg [0x40000]\n mov rdx, [0x40000]\n hlt\n");
+Test(system, global_pages_and_invlpg)
+{
+    struct sys s;
+    INIT(&s, s_global, 0);
+    *pte(&s, DATA) |= 0x100; /* G */
+    s.st.cr4 |= 0x80;        /* PGE */
+    cr_assert_eq(hvp_cpu_set_state(s.cpu, &s.st), 0);
+    *q(&s, DATA) = 111;
+    *q(&s, DATA + 0x1000) = 222;
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(0), 111);
+    cr_expect_eq(R(3), 111, "the global translation was kept (this TLB keeps them)");
+    cr_expect_eq(R(2), 222);
+    sys_fini(&s);
+}
+
+SNIP(s_1g, "mov rax, [0x40040000]\n mov qword ptr [0x40040008], 3\n hlt\n");
+Test(system, one_gig_page)
+{
+    struct sys s;
+    INIT(&s, s_1g, 0);
+    *q(&s, PDPT + 8) = 0 | PTE_P | PTE_W | PTE_PS; /* 1G..2G -> 0..1G */
+    *q(&s, DATA) = 0x5555;
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(0), 0x5555);
+    cr_expect_eq(*q(&s, DATA + 8), 3);
+    cr_expect_eq(*q(&s, PDPT + 8) & (PTE_A | PTE_D), PTE_A | PTE_D);
+    sys_fini(&s);
+}
+
+/* the guest loads its own tables and segments */
+SNIP(s_tables, "lgdt [0x42000]\n lidt [0x42010]\n mov ax, 0x28\n ltr ax\n str bx\n sgdt [0x42020]\n"
+               "mov ax, 0x10\n mov ds, ax\n mov es, ax\n xor eax, eax\n mov fs, ax\n mov cx, ds\n"
+               "mov ax, 0x28\n mov ds, ax\n");
+Test(system, descriptor_tables_and_segments)
+{
+    struct sys s;
+    INIT(&s, s_tables, 0);
+    s.st.gdtr = (struct hvp_cpu_table){0, 0};
+    s.st.idtr = (struct hvp_cpu_table){0, 0};
+    s.st.tr = (struct hvp_cpu_segment){0, 0, 0, 0x8b};
+    s.st.seg[4].base = 0x1234; /* FS_BASE: a null selector load keeps it */
+    cr_assert_eq(hvp_cpu_set_state(s.cpu, &s.st), 0);
+    *(uint16_t *)(void *)(s.ram + DATA + 0x2000) = 0x37;
+    memcpy(s.ram + DATA + 0x2002, &(uint64_t){GDT}, 8);
+    *(uint16_t *)(void *)(s.ram + DATA + 0x2010) = 0xfff;
+    memcpy(s.ram + DATA + 0x2012, &(uint64_t){IDT}, 8);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(8), 0x28, "a TSS selector in DS -> #GP(sel)");
+    cr_expect_eq(R(3) & 0xffff, 0x28);
+    cr_expect_eq(R(1) & 0xffff, 0x10);
+    cr_expect_eq(s.st.tr.base, TSS);
+    cr_expect_eq(s.st.tr.attr & 0xf, 0xb, "busy");
+    cr_expect_eq((q(&s, GDT)[5] >> 40) & 0xf, 0xb);
+    cr_expect_eq(s.st.gdtr.base, GDT);
+    cr_expect_eq(s.st.idtr.limit, 0xfff);
+    cr_expect_eq(memcmp(s.ram + DATA + 0x2020, s.ram + DATA + 0x2000, 10), 0);
+    cr_expect_eq(s.st.seg[3].selector, 0x10);
+    cr_expect_eq(s.st.seg[4].selector, 0);
+    cr_expect_eq(s.st.seg[4].base, 0x1234);
+    sys_fini(&s);
+}
+
+SNIP(s_mmio_rd, "mov rbx, 0x50000\n mov ax, [rbx + 2]\n hlt\n");
+Test(system, mmio_read_exit)
+{
+    struct sys s;
+    INIT(&s, s_mmio_rd, 0);
+    *pte(&s, 0x50000) = 0xfee00000 | PTE_P | PTE_W;
+    sys_run(&s);
+    cr_assert_eq(s.ex.reason, HVP_CPU_EXIT_MMIO);
+    cr_expect_eq(s.ex.u.mmio.gpa, 0xfee00002);
+    cr_expect_eq(s.ex.u.mmio.size, 2);
+    cr_expect(!s.ex.u.mmio.write);
+    cr_expect_eq(s.ex.insn_len, 4);
+    sys_fini(&s);
+}
