@@ -50,7 +50,23 @@ enum hvp_cpu_model {
      *   privileged instructions: #GP(0). Unimplemented instructions: #UD.
      * - FS/GS bases are seg[4].base / seg[5].base in the state. */
     HVP_CPU_MODEL_USER64 = 1,
-    /* The whole machine's CPU, starting from the reset state. */
+    /* The whole machine's CPU, starting from the reset state (real mode,
+     * CS.base = 0xFFFF0000, RIP = 0xFFF0, CR0 = 0x60000010, EDX = the
+     * CPUID signature). Exceptions are delivered through the guest's IDT
+     * unless their vector is in exception_exit_bitmap; a fault while
+     * delivering a fault becomes #DF, one while delivering #DF exits with
+     * HVP_CPU_EXIT_SHUTDOWN.
+     * Details the embedder can rely on:
+     * - HLT exits with RIP past it.
+     * - IN/OUT exit (HVP_CPU_EXIT_IO) with RIP past the instruction; for
+     *   IN the embedder puts the value into AL/AX/EAX before resuming.
+     * - An access whose guest-physical address no mapping backs (or whose
+     *   mapping forbids it) exits with HVP_CPU_EXIT_MMIO: RIP at the
+     *   instruction, which did not retire; the embedder emulates it from
+     *   insn_bytes and advances RIP. Size 0: an instruction fetch.
+     * Implemented so far: 64-bit mode (long-mode 4-level paging, 64-bit
+     * IDT, SYSCALL/SYSRET, IRETQ, MSRs, CRs, descriptor-table loads). A
+     * run in another mode exits with HVP_CPU_EXIT_INTERNAL. */
     HVP_CPU_MODEL_SYSTEM = 2,
 };
 

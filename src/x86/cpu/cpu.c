@@ -40,7 +40,7 @@ static const struct hvp_cpuid_entry default_cpuid[] = {
 
 /* The default table with the contributed bits OR-ed in (or their leaves
  * appended). Returns the number of entries in out[CPUID_MAX]. */
-static size_t build_cpuid(struct hvp_cpuid_entry *out)
+static size_t build_cpuid(struct hvp_cpuid_entry *out, uint32_t model)
 {
     size_t n = sizeof default_cpuid / sizeof default_cpuid[0];
     memcpy(out, default_cpuid, sizeof default_cpuid);
@@ -58,15 +58,19 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out)
         out[i].ecx |= (1u << 0) /* SSE3 */ | (1u << 1) /* PCLMULQDQ */ | (1u << 9) /* SSSE3 */ |
                       (1u << 20) /* SSE4.2 */ | (hc & (1u << 19)) /* SSE4.1 */ |
                       (hc & (1u << 25)) /* AES */;
+        /* system model: MSR, PAE, PGE, PAT (long-mode paging, cpu_sys.c) */
+        if (model == HVP_CPU_MODEL_SYSTEM)
+            out[i].edx |= (1u << 5) | (1u << 6) | (1u << 13) | (1u << 16);
     }
+    for (size_t i = 0; i < n && model == HVP_CPU_MODEL_SYSTEM; i++)
+        if (out[i].leaf == 0x80000001) out[i].edx |= (1u << 20) /* NX */ | (1u << 26) /* 1G pages */;
     return n;
 }
 
 size_t hvp_cpu_default_cpuid(enum hvp_cpu_model model, struct hvp_cpuid_entry *out, size_t max)
 {
-    (void)model;
     struct hvp_cpuid_entry t[CPUID_MAX];
-    size_t n = build_cpuid(t);
+    size_t n = build_cpuid(t, model);
     for (size_t i = 0; i < n && i < max; i++)
         out[i] = t[i];
     return n;
@@ -89,10 +93,11 @@ void hvp_cpu_cpuid(struct hvp_cpu *cpu, uint32_t leaf, uint32_t sub, uint32_t ou
 
 /* Rejects tables that advertise features the CPU lacks: every bit must be
  * in the default table's bit (for feature leaves). */
-static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, size_t n)
+static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, size_t n,
+                       uint32_t model)
 {
     struct hvp_cpuid_entry def[CPUID_MAX];
-    size_t nd = build_cpuid(def);
+    size_t nd = build_cpuid(def, model);
     static const struct {
         uint32_t leaf;
         unsigned reg;
@@ -176,7 +181,7 @@ int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
     cpu->traces = calloc(HVP_TRACES_N, sizeof cpu->traces[0]);
     cpu->hash = calloc(HVP_HASH_N, sizeof cpu->hash[0]);
     struct hvp_cpuid_entry def[CPUID_MAX];
-    size_t nd = build_cpuid(def);
+    size_t nd = build_cpuid(def, cfg->model);
     const struct hvp_cpuid_entry *t = cfg->cpuid ? cfg->cpuid : def;
     size_t n = cfg->cpuid ? cfg->ncpuid : nd;
     cpu->cpuid = calloc(n ? n : 1, sizeof *cpu->cpuid);
@@ -184,7 +189,7 @@ int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
         hvp_cpu_destroy(cpu);
         return -ENOMEM;
     }
-    if (check_cpuid(cpu, t, n)) {
+    if (check_cpuid(cpu, t, n, cfg->model)) {
         hvp_cpu_destroy(cpu);
         return -EINVAL;
     }

@@ -28,8 +28,14 @@ void hvp_sys_update_mode(struct hvp_cpu *cpu)
         cpu->mode = (cs->attr & 0x4000) ? 32 : 16;
     unsigned cpl = (cpu->st.cr0 & CR0_PE) ? (cpu->st.seg[HVP_SEG_SS].attr >> 5) & 3 : 0;
     if (cpl != cpu->cpl) {
+        /* TLB tags were filled for the old privilege (U/S); the mappings
+         * themselves, hence the trace links, are unchanged */
+        if (cpl == 0xff || cpu->cpl == 0xff)
+            hvp_sys_flush(cpu);
+        else
+            for (unsigned i = 0; i < HVP_TLB_N; i++)
+                cpu->tlb[i].tag_r = cpu->tlb[i].tag_w = cpu->tlb[i].tag_x = 1;
         cpu->cpl = (uint8_t)cpl;
-        hvp_sys_flush(cpu); /* TLB tags were filled for the old privilege */
     }
 }
 

@@ -98,8 +98,8 @@ static void sys_init(struct sys *s, const uint8_t *code, const uint8_t *end, uin
     q(s, GDT)[4] = 0x00affb000000ffffull;
     q(s, GDT)[5] = 0x67 | (TSS << 16) | (0x89ull << 40);
     q(s, GDT)[6] = 0;
-    *q(s, TSS + 4) = KSTACK;
-    *q(s, TSS + 0x24) = ISTSTACK;
+    memcpy(s->ram + TSS + 4, &(uint64_t){KSTACK}, 8); /* RSP0: unaligned in the TSS */
+    memcpy(s->ram + TSS + 0x24, &(uint64_t){ISTSTACK}, 8); /* IST1 */
     for (unsigned v = 0; v < 32; v++) {
         bool err = v == 8 || (v >= 10 && v <= 14) || v == 17;
         set_gate(s, v, err ? HCODE : HCODE + 0x100, 0, 0);
@@ -576,9 +576,9 @@ Test(system, descriptor_tables_and_segments)
     s.st.tr = (struct hvp_cpu_segment){0, 0, 0, 0x8b};
     s.st.seg[4].base = 0x1234; /* FS_BASE: a null selector load keeps it */
     cr_assert_eq(hvp_cpu_set_state(s.cpu, &s.st), 0);
-    *(uint16_t *)(void *)(s.ram + DATA + 0x2000) = 0x37;
+    memcpy(s.ram + DATA + 0x2000, &(uint16_t){0x37}, 2);
     memcpy(s.ram + DATA + 0x2002, &(uint64_t){GDT}, 8);
-    *(uint16_t *)(void *)(s.ram + DATA + 0x2010) = 0xfff;
+    memcpy(s.ram + DATA + 0x2010, &(uint16_t){0xfff}, 2);
     memcpy(s.ram + DATA + 0x2012, &(uint64_t){IDT}, 8);
     sys_run(&s);
     expect_hlt(&s);
