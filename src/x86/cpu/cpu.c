@@ -1132,6 +1132,15 @@ static bool sys_after_raise(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit, stru
     bool soft = cpu->soft_int;
     cpu->soft_int = false;
     if (exit->reason != HVP_CPU_EXIT_EXCEPTION) return true;
+    /* events that keep faulting without retiring anything (a handler whose
+     * fetch faults, on an IST stack) would loop forever: each counts as an
+     * instruction against the budget */
+    cpu->stuck = n ? 0 : cpu->stuck + 1;
+    if (cpu->stuck > cpu->budget_left) {
+        memset(&exit->u, 0, sizeof exit->u);
+        exit->reason = HVP_CPU_EXIT_BUDGET;
+        return true;
+    }
     unsigned vec = exit->u.exception.vector;
     /* faults restart the instruction (RF set in the pushed image); traps not */
     bool fault = vec != 1 && vec != 3 && vec != 4 && !soft;
@@ -1176,6 +1185,7 @@ static int run_system(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit)
     struct sys_event ev = {0};
     struct sys_event *volatile pev = &ev;
     cpu->delivering = 0;
+    cpu->stuck = 0;
     for (;;) {
         if (setjmp(cpu->jb) == 0) {
             if (pev->on) {

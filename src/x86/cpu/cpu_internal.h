@@ -251,6 +251,7 @@ struct hvp_cpu {
     uint8_t deliver_vec; /* the event being delivered (double-fault classes) */
     bool deliver_soft;   /* ... and whether it is an INT n (benign) */
     uint8_t soft_len;    /* length of that INT n: a fault delivering it points at it */
+    uint64_t stuck;      /* events delivered in a row with nothing retired */
     uint8_t acc_size;   /* size of the access in the slow path (MMIO exits) */
     uint64_t acc_val;   /* value of the store in the slow path (MMIO exits) */
     struct hvp_cpu_stats stats;

@@ -611,3 +611,46 @@ Test(system, mmio_read_exit)
     cr_expect_eq(s.ex.insn_len, 4);
     sys_fini(&s);
 }
+
+/* random bytes as ring-0 code (page tables, IDT and GDT in reach): every
+ * run must end in an exit, never a host fault or a hang */
+Test(system, hostile_ring0)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int iter = 0; iter < 300; iter++) {
+        struct sys s;
+        INIT(&s, s_hlt, 0);
+        for (unsigned i = 0; i < 0x1000; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.ram[KCODE + i] = (uint8_t)x;
+        }
+        s.st.gpr[3] = DATA; /* some registers point into RAM */
+        s.st.gpr[6] = PT;
+        s.st.gpr[7] = IDT;
+        cr_assert_eq(hvp_cpu_set_state(s.cpu, &s.st), 0);
+        for (int k = 0; k < 20; k++) {
+            cr_assert_eq(hvp_cpu_run(s.cpu, 2000, &s.ex), 0);
+            cr_assert(s.ex.reason >= HVP_CPU_EXIT_BUDGET && s.ex.reason <= HVP_CPU_EXIT_INTERNAL);
+            if (s.ex.reason == HVP_CPU_EXIT_SHUTDOWN || s.ex.reason == HVP_CPU_EXIT_INTERNAL ||
+                s.ex.reason == HVP_CPU_EXIT_MMIO)
+                break;
+            if (s.ex.reason == HVP_CPU_EXIT_IO || s.ex.reason == HVP_CPU_EXIT_HLT) continue;
+        }
+        sys_fini(&s);
+    }
+}
+
+/* a #PF handler that is itself not present, on an IST stack: the CPU
+ * keeps delivering; the budget still ends the run */
+Test(system, fault_loop_ends_on_budget)
+{
+    struct sys s;
+    INIT(&s, s_pf_np, 0);
+    *pte(&s, 0x50000) = 0;
+    set_gate(&s, 14, 0x50000, 1, 0);
+    cr_assert_eq(hvp_cpu_run(s.cpu, 1000, &s.ex), 0);
+    cr_expect_eq(s.ex.reason, HVP_CPU_EXIT_BUDGET);
+    sys_fini(&s);
+}
