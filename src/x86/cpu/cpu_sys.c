@@ -355,7 +355,9 @@ HVP_HANDLER(h_iretq)
     uint64_t keep = 0x20000 | 0x100000 | 0x80000; /* VM, VIP, VIF: not modelled */
     if (old > 0) keep |= 0x3000;
     if (old > iopl(cpu)) keep |= HVP_IF;
-    uint64_t fl = (f[2] & ~keep & 0x3f7fd7) | (hvp_flags_get(cpu) & keep) | 2;
+    /* RF would suppress instruction breakpoints for one instruction; none
+     * are modelled yet, so it is dropped rather than left set forever */
+    uint64_t fl = (f[2] & ~keep & 0x3f7fd7 & ~RF_BIT) | (hvp_flags_get(cpu) & keep) | 2;
     load_cs(cpu, cs, ncpl);
     if ((ss & ~3u) == 0)
         cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};

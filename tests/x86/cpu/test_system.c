@@ -654,3 +654,44 @@ Test(system, fault_loop_ends_on_budget)
     cr_expect_eq(s.ex.reason, HVP_CPU_EXIT_BUDGET);
     sys_fini(&s);
 }
+
+/* privileged instructions at CPL 3 raise #GP(0) through the IDT */
+SNIP(s_user_priv, "mov rax, cr3\n");
+SNIP(s_user_hlt, "nop\n hlt\n");
+Test(system, ring3_privileged_gp)
+{
+    struct sys s;
+    INIT(&s, s_user_start, 0);
+    put(&s, UCODE, s_user_priv, s_user_priv_end);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(8), 0);
+    cr_expect_eq(R(9), UCODE);
+    cr_expect_eq(R(10), 0x23);
+    sys_fini(&s);
+    INIT(&s, s_user_start, 0);
+    put(&s, UCODE, s_user_hlt, s_user_hlt_end);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(8), 0);
+    cr_expect_eq(R(9), UCODE + 1);
+    sys_fini(&s);
+}
+
+/* INT3 is delivered as a trap (RIP past it, RF clear); CR0/CR4/EFER read back */
+SNIP(s_int3, "mov rax, cr0\n mov rbx, cr4\n mov ecx, 0xc0000080\n rdmsr\n mov rsi, rax\n"
+             "mov rax, cr0\n int3\n");
+Test(system, int3_and_control_registers)
+{
+    struct sys s;
+    INIT(&s, s_int3, 0);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(0), 0x80050033);
+    cr_expect_eq(R(3), 0x20);
+    cr_expect_eq(R(6), 0xd01);
+    cr_expect_eq(R(8), (uint64_t)-1);
+    cr_expect_eq(R(9), KCODE + (uint64_t)(s_int3_end - s_int3));
+    cr_expect_eq(R(11) & 0x10000, 0);
+    sys_fini(&s);
+}
