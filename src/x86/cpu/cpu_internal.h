@@ -76,18 +76,26 @@
  * remembers its last two successors (link[]), validated by pc, mode and
  * dead before use, so a loop never hashes.
  *
- * ---- Part 2 (system architecture) hooks ----
- * - Paging goes into translate(): walk the page tables for linear -> phys,
- *   fill tag_r/tag_w/tag_x from the PTE bits (U/S, R/W, NX), raise #PF
- *   with the architectural error code. Flush the TLB and every trace
- *   link on CR3/CR0/CR4/EFER writes and INVLPG (links compare linear pc).
- * - Traces are already keyed by physical address + mode; trace_build()
- *   must translate pc (today phys = pc) and mode must encode CS.L/CS.D,
- *   CPL and anything else decoding or checks depend on.
- * - Exceptions: hvp_raise() fills the exit; in system mode it must deliver
- *   through the IDT instead unless the vector is in exception_exit_bitmap.
- * - Interrupts: add bits to cpu->async (checked once per trace) and
- *   deliver them in the run loop between traces.
+ * ---- System model (part 2; cpu_sys.c, translate_sys() in cpu.c) ----
+ * - Paging: translate() walks the 4-level tables (walk()) and fills
+ *   tag_r/tag_w/tag_x for the current CPL; tag_w only once D is set, so
+ *   the first store comes back to set it. cpu->tlb_global marks entries
+ *   kept by CR3 writes under CR4.PGE; INVLPG clears one entry (all when a
+ *   2M/1G page is cached: its 4K pieces sit in many entries). A CPL change
+ *   clears the TLB (U/S rights), not the trace links; every change of the
+ *   linear->physical mapping also clears the links (hvp_sys_flush).
+ * - Traces are keyed by guest-physical address + linear pc + mode
+ *   (16/32/64 from CR0.PE, EFER.LMA, CS.L/D: hvp_sys_update_mode), so
+ *   aliases share invalidation: a store through any alias kills the
+ *   physical page's traces (mark_code clears every alias's tag_w).
+ * - Exceptions: hvp_raise() still fills the exit and longjmps; the
+ *   system run loop (run_system) then delivers it through the 64-bit IDT
+ *   unless the vector is in exception_exit_bitmap, turning faults while
+ *   delivering into #DF and a fault while delivering #DF into SHUTDOWN.
+ * - Not yet: real mode, 16/32-bit protected mode (a run there exits
+ *   INTERNAL), 32-bit/PAE paging, segmentation checks, call gates,
+ *   SYSENTER, the I/O bitmap, debug registers and TF, interrupts (add
+ *   bits to cpu->async, deliver them between traces; STI/MOV SS shadow).
  * - Not yet modelled in user mode: RFLAGS.TF single-step (#DB), #SS for
  *   stack accesses (non-canonical stack addresses raise #GP(0)), #AC.
  */
