@@ -206,6 +206,8 @@ HVP_HANDLER(h_mov_to_cr)
     case 0:
         if ((v >> 32) || ((v & CR0_PG) && !(v & CR0_PE))) hvp_raise_gp0(cpu);
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME) && !(cpu->st.cr4 & 0x20)) hvp_raise_gp0(cpu);
+        if (cpu->mode == 64 && !(v & CR0_PG)) hvp_raise_gp0(cpu); /* paging stays on in 64-bit mode */
+        if ((v & 0x20000000) && !(v & 0x40000000)) hvp_raise_gp0(cpu); /* NW without CD */
         cpu->st.cr0 = v | 0x10; /* ET is fixed */
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME))
             cpu->st.efer |= EFER_LMA;
@@ -213,7 +215,10 @@ HVP_HANDLER(h_mov_to_cr)
             cpu->st.efer &= ~EFER_LMA;
         break;
     case 2: cpu->st.cr2 = v; break;
-    case 3: cpu->st.cr3 = v & 0x000ffffffffff018ull; break;
+    case 3:
+        if (v >> 48) hvp_raise_gp0(cpu); /* beyond MAXPHYADDR = 48 (no PCID, so bit 63 too) */
+        cpu->st.cr3 = v & 0x000ffffffffff018ull;
+        break;
     case 4:
         if (v & ~0x3706ffull) hvp_raise_gp0(cpu);
         if ((cpu->st.efer & EFER_LMA) && !(v & 0x20)) hvp_raise_gp0(cpu);

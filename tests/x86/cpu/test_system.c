@@ -695,3 +695,17 @@ Test(system, int3_and_control_registers)
     cr_expect_eq(R(11) & 0x10000, 0);
     sys_fini(&s);
 }
+
+/* clearing CR0.PG in 64-bit mode is #GP(0) */
+SNIP(s_pg_off, "mov rax, cr0\n btr eax, 31\n mov cr0, rax\n");
+Test(system, paging_off_in_long_mode_gp)
+{
+    struct sys s;
+    INIT(&s, s_pg_off, 0);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(8), 0);
+    cr_expect_eq(R(9), KCODE + 7);
+    cr_expect(s.st.cr0 & 0x80000000);
+    sys_fini(&s);
+}
