@@ -63,7 +63,8 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out, uint32_t model)
             out[i].edx |= (1u << 5) | (1u << 6) | (1u << 13) | (1u << 16);
     }
     for (size_t i = 0; i < n && model == HVP_CPU_MODEL_SYSTEM; i++)
-        if (out[i].leaf == 0x80000001) out[i].edx |= (1u << 20) /* NX */ | (1u << 26) /* 1G pages */;
+        if (out[i].leaf == 0x80000001)
+            out[i].edx |= (1u << 20) /* NX */ | (1u << 26) /* 1G pages */;
     return n;
 }
 
@@ -474,15 +475,15 @@ static _Noreturn void raise_noncanonical(struct hvp_cpu *cpu, uint64_t a)
 
 /* ---- system model: paging ---- */
 
-#define PF_RSVD  8u
-#define CR0_PG   0x80000000ull
-#define CR0_WP   0x10000ull
-#define EFER_LMA 0x400ull
-#define EFER_NXE 0x800ull
-#define PTE_ADDR 0x000ffffffffff000ull
+#define PF_RSVD     8u
+#define CR0_PG      0x80000000ull
+#define CR0_WP      0x10000ull
+#define EFER_LMA    0x400ull
+#define EFER_NXE    0x800ull
+#define PTE_ADDR    0x000ffffffffff000ull
 #define PROT_GLOBAL 0x100u /* walk(): the leaf has G set */
-#define PROT_LARGE 0x200u /* walk(): a 2M or 1G page */
-#define CR4_PGE  0x80ull
+#define PROT_LARGE  0x200u /* walk(): a 2M or 1G page */
+#define CR4_PGE     0x80ull
 
 static _Noreturn void sys_internal(struct hvp_cpu *cpu, const char *what)
 {
@@ -907,7 +908,8 @@ static const uint8_t *fetch_try(struct hvp_cpu *cpu, uint64_t a)
 {
     if (!canonical(a)) return NULL;
     uint64_t gpa = a;
-    if (cpu->model == HVP_CPU_MODEL_SYSTEM && !sys_phys(cpu, a, HVP_CPU_PROT_EXEC, &gpa)) return NULL;
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM && !sys_phys(cpu, a, HVP_CPU_PROT_EXEC, &gpa))
+        return NULL;
     struct hvp_region *r = region_find(cpu, gpa & HVP_PAGE_MASK);
     if (!r || !(r->prot & HVP_CPU_PROT_EXEC)) return NULL;
     return r->host + (gpa - r->gpa);
@@ -1171,8 +1173,8 @@ static bool sys_after_raise(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit, stru
     }
 serial:
     if (vec < 32 && (cpu->exc_bitmap >> vec) & 1) return true;
-    *ev = (struct sys_event){true, exit->u.exception.has_error_code, fault, soft, vec,
-                             exit->u.exception.error_code};
+    *ev = (struct sys_event){true, exit->u.exception.has_error_code, fault, soft,
+                             vec,  exit->u.exception.error_code};
     memset(exit, 0, sizeof *exit);
     return false;
 }

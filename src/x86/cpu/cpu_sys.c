@@ -3,13 +3,13 @@
  * itself is in translate() (cpu.c). */
 #include "cpu_internal.h"
 
-#define CR0_PE 0x1ull
-#define CR0_PG 0x80000000ull
+#define CR0_PE   0x1ull
+#define CR0_PG   0x80000000ull
 #define EFER_SCE 0x1ull
 #define EFER_LME 0x100ull
 #define EFER_LMA 0x400ull
 #define EFER_NXE 0x800ull
-#define RF_BIT 0x10000ull
+#define RF_BIT   0x10000ull
 
 static unsigned iopl(const struct hvp_cpu *cpu)
 {
@@ -206,9 +206,10 @@ HVP_HANDLER(h_mov_to_cr)
     case 0:
         if ((v >> 32) || ((v & CR0_PG) && !(v & CR0_PE))) hvp_raise_gp0(cpu);
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME) && !(cpu->st.cr4 & 0x20)) hvp_raise_gp0(cpu);
-        if (cpu->mode == 64 && !(v & CR0_PG)) hvp_raise_gp0(cpu); /* paging stays on in 64-bit mode */
+        if (cpu->mode == 64 && !(v & CR0_PG))
+            hvp_raise_gp0(cpu); /* paging stays on in 64-bit mode */
         if ((v & 0x20000000) && !(v & 0x40000000)) hvp_raise_gp0(cpu); /* NW without CD */
-        cpu->st.cr0 = v | 0x10; /* ET is fixed */
+        cpu->st.cr0 = v | 0x10;                                        /* ET is fixed */
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME))
             cpu->st.efer |= EFER_LMA;
         else if (!(v & CR0_PG))
@@ -338,9 +339,11 @@ HVP_HANDLER(h_sysret)
     bool w = d->osz == 8;
     if (w && !hvp_canonical(cpu->gpr[1])) hvp_raise_gp0(cpu);
     uint16_t base = (uint16_t)(cpu->st.star >> 48);
-    cpu->st.seg[HVP_SEG_CS] = w ? (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 16) | 3), 0xa0fb}
-                                : (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)(base | 3), 0xc0fb};
-    cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 8) | 3), 0xc0f3};
+    cpu->st.seg[HVP_SEG_CS] =
+        w ? (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 16) | 3), 0xa0fb}
+          : (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)(base | 3), 0xc0fb};
+    cpu->st.seg[HVP_SEG_SS] =
+        (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((base + 8) | 3), 0xc0f3};
     hvp_flags_set(cpu, (cpu->gpr[11] & 0x3c7fd7) | 2);
     cpu->rip = w ? cpu->gpr[1] : (uint32_t)cpu->gpr[1];
     hvp_sys_update_mode(cpu);
@@ -365,7 +368,8 @@ HVP_HANDLER(h_iretq)
     uint64_t fl = (f[2] & ~keep & 0x3f7fd7 & ~RF_BIT) | (hvp_flags_get(cpu) & keep) | 2;
     load_cs(cpu, cs, ncpl);
     if ((ss & ~3u) == 0)
-        cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};
+        cpu->st.seg[HVP_SEG_SS] =
+            (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};
     else {
         struct hvp_cpu_segment s = seg_from_desc(ss, gdt_desc(cpu, ss, 8, NULL));
         s.attr = (uint16_t)((s.attr & ~0x60u) | (ncpl << 5)); /* DPL must equal the new CPL */
@@ -412,7 +416,8 @@ HVP_HANDLER(h_sgdt_sidt)
 HVP_HANDLER(h_ltr)
 {
     need_cpl0(cpu);
-    uint16_t sel = (uint16_t)((d->fl & HVP_DF_M0) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r0]);
+    uint16_t sel =
+        (uint16_t)((d->fl & HVP_DF_M0) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r0]);
     if (!(sel & ~3u)) hvp_raise_gp0(cpu);
     uint64_t hi, lo = gdt_desc(cpu, sel, 16, &hi);
     if (((lo >> 40) & 0x1f) != 9) hvp_raise(cpu, 13, sel & 0xfffc); /* available 64-bit TSS */
@@ -440,7 +445,8 @@ HVP_HANDLER(h_str)
 HVP_HANDLER(h_mov_to_sreg)
 {
     unsigned sr = d->aux;
-    uint16_t sel = (uint16_t)((d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1]);
+    uint16_t sel =
+        (uint16_t)((d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1]);
     unsigned rpl = sel & 3;
     struct hvp_cpu_segment *s = &cpu->st.seg[sr];
     if (!(sel & ~3u)) {
@@ -529,7 +535,8 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
             xi->ops[0].reg < HVP_X86_REG_ES + 6) {
             d->aux = (uint8_t)(xi->ops[0].reg - HVP_X86_REG_ES);
             if (d->aux == HVP_SEG_CS) return HVP_B_NONE;
-            if (xi->ops[1].kind == HVP_X86_OPK_REG) d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
+            if (xi->ops[1].kind == HVP_X86_OPK_REG)
+                d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
             d->fn = h_mov_to_sreg;
             return HVP_B_OK;
         }

@@ -76,8 +76,8 @@ SNIP(h_rsp, "mov r15, rsp\n pop r8\n mov r14, cr2\n hlt\n");
 
 static void sys_init(struct sys *s, const uint8_t *code, const uint8_t *end, uint32_t bitmap)
 {
-    struct hvp_cpu_config cfg = {.size = sizeof cfg, .model = HVP_CPU_MODEL_SYSTEM,
-                                 .exception_exit_bitmap = bitmap};
+    struct hvp_cpu_config cfg = {
+        .size = sizeof cfg, .model = HVP_CPU_MODEL_SYSTEM, .exception_exit_bitmap = bitmap};
     cr_assert_eq(hvp_cpu_create(&cfg, &s->cpu), 0);
     s->ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     cr_assert(s->ram != MAP_FAILED);
@@ -98,7 +98,7 @@ static void sys_init(struct sys *s, const uint8_t *code, const uint8_t *end, uin
     q(s, GDT)[4] = 0x00affb000000ffffull;
     q(s, GDT)[5] = 0x67 | (TSS << 16) | (0x89ull << 40);
     q(s, GDT)[6] = 0;
-    memcpy(s->ram + TSS + 4, &(uint64_t){KSTACK}, 8); /* RSP0: unaligned in the TSS */
+    memcpy(s->ram + TSS + 4, &(uint64_t){KSTACK}, 8);      /* RSP0: unaligned in the TSS */
     memcpy(s->ram + TSS + 0x24, &(uint64_t){ISTSTACK}, 8); /* IST1 */
     for (unsigned v = 0; v < 32; v++) {
         bool err = v == 8 || (v >= 10 && v <= 14) || v == 17;
@@ -111,7 +111,7 @@ static void sys_init(struct sys *s, const uint8_t *code, const uint8_t *end, uin
     cr_assert_eq(hvp_cpu_get_state(s->cpu, &s->st), 0);
     s->st.cr0 = 0x80050033; /* PG WP NE ET MP PE */
     s->st.cr3 = PML4;
-    s->st.cr4 = 0x20; /* PAE */
+    s->st.cr4 = 0x20;   /* PAE */
     s->st.efer = 0xd01; /* NXE LMA LME SCE */
     s->st.seg[1] = (struct hvp_cpu_segment){0, 0xffffffff, 0x08, 0xa09b};
     for (int i = 0; i < 6; i++)
@@ -145,9 +145,8 @@ static void sys_fini(struct sys *s)
 
 static void expect_hlt(struct sys *s)
 {
-    cr_assert_eq(s->ex.reason, HVP_CPU_EXIT_HLT, "exit %u vector %u err %#x rip %#lx",
-                 s->ex.reason, s->ex.u.exception.vector, s->ex.u.exception.error_code,
-                 (unsigned long)s->st.rip);
+    cr_assert_eq(s->ex.reason, HVP_CPU_EXIT_HLT, "exit %u vector %u err %#x rip %#lx", s->ex.reason,
+                 s->ex.u.exception.vector, s->ex.u.exception.error_code, (unsigned long)s->st.rip);
 }
 
 Test(system, reset_state_and_round_trip)
@@ -172,7 +171,8 @@ Test(system, reset_state_and_round_trip)
     st.rip = 0x123456;
     st.rflags = 0x246;
     for (int i = 0; i < 6; i++)
-        st.seg[i] = (struct hvp_cpu_segment){0x1000u * (unsigned)i, 0xfffff, (uint16_t)(8 * i), 0xc093};
+        st.seg[i] =
+            (struct hvp_cpu_segment){0x1000u * (unsigned)i, 0xfffff, (uint16_t)(8 * i), 0xc093};
     st.seg[1].attr = 0xa09b;
     st.ldtr = (struct hvp_cpu_segment){0x7000, 0xff, 0x38, 0x82};
     st.tr = (struct hvp_cpu_segment){0x6000, 0x67, 0x28, 0x8b};
@@ -359,7 +359,7 @@ Test(system, pf_user_supervisor_and_stack_switch)
     cr_expect_eq(R(12), USTACK);
     cr_expect_eq(R(13), 0x1b);
     cr_expect_eq(s.st.seg[1].selector, 0x08);
-    cr_expect_eq(s.st.gpr[4], KSTACK); /* 6 pushed, 6 popped */
+    cr_expect_eq(s.st.gpr[4], KSTACK);     /* 6 pushed, 6 popped */
     cr_expect_eq(s.st.seg[2].selector, 0); /* null SS at CPL 0 */
     sys_fini(&s);
 }
@@ -529,8 +529,9 @@ Test(system, msrs_and_swapgs)
 }
 
 /* global pages survive a CR3 write when CR4.PGE; INVLPG drops one */
-SNIP(s_global, "mov rax, [0x40000]\n mov qword ptr [0x4200], 0x41103\n mov rcx, cr3\n mov cr3, rcx\n"
-               "mov rbx, [0x40000]\n invlpg [0x40000]\n mov rdx, [0x40000]\n hlt\n");
+SNIP(s_global,
+     "mov rax, [0x40000]\n mov qword ptr [0x4200], 0x41103\n mov rcx, cr3\n mov cr3, rcx\n"
+     "mov rbx, [0x40000]\n invlpg [0x40000]\n mov rdx, [0x40000]\n hlt\n");
 Test(system, global_pages_and_invlpg)
 {
     struct sys s;
