@@ -663,6 +663,7 @@ static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
     struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
     cpu->tlb_global[e - cpu->tlb] = (prot & PROT_GLOBAL) && (cpu->st.cr4 & CR4_PGE);
     cpu->tlb_large |= (prot & PROT_LARGE) != 0;
+    cpu->tlb_sup[e - cpu->tlb] = cpu->cpl < 3;
     prot &= r->prot;
     uintptr_t addend = (uintptr_t)(r->host + (gpage - r->gpa)) - (uintptr_t)page;
     e->addend = addend;

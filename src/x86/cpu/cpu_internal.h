@@ -253,16 +253,17 @@ struct hvp_cpu {
     uint32_t exc_bitmap; /* cfg.exception_exit_bitmap */
     bool tlb_large;      /* some entry holds part of a 2M/1G page: INVLPG flushes all */
     uint8_t
-        tlb_global[HVP_TLB_N]; /* entry filled from a global page (CR4.PGE): kept on CR3 writes */
-    uint8_t cpl;               /* current privilege level (SS.DPL); 3 in user mode */
-    bool soft_int;             /* the pending trap is an INT n (gate DPL is checked) */
-    uint8_t delivering;        /* 1 while delivering an event, 2 while delivering #DF */
-    uint8_t deliver_vec;       /* the event being delivered (double-fault classes) */
-    bool deliver_soft;         /* ... and whether it is an INT n (benign) */
-    uint8_t soft_len;          /* length of that INT n: a fault delivering it points at it */
-    uint64_t stuck;            /* events delivered in a row with nothing retired */
-    uint8_t acc_size;          /* size of the access in the slow path (MMIO exits) */
-    uint64_t acc_val;          /* value of the store in the slow path (MMIO exits) */
+        tlb_global[HVP_TLB_N];  /* entry filled from a global page (CR4.PGE): kept on CR3 writes */
+    uint8_t tlb_sup[HVP_TLB_N]; /* entry filled at CPL < 3: dropped on the way to CPL 3 */
+    uint8_t cpl;                /* current privilege level (SS.DPL); 3 in user mode */
+    bool soft_int;              /* the pending trap is an INT n (gate DPL is checked) */
+    uint8_t delivering;         /* 1 while delivering an event, 2 while delivering #DF */
+    uint8_t deliver_vec;        /* the event being delivered (double-fault classes) */
+    bool deliver_soft;          /* ... and whether it is an INT n (benign) */
+    uint8_t soft_len;           /* length of that INT n: a fault delivering it points at it */
+    uint64_t stuck;             /* events delivered in a row with nothing retired */
+    uint8_t acc_size;           /* size of the access in the slow path (MMIO exits) */
+    uint64_t acc_val;           /* value of the store in the slow path (MMIO exits) */
     struct hvp_cpu_stats stats;
     char err[160];
 };

@@ -28,13 +28,18 @@ void hvp_sys_update_mode(struct hvp_cpu *cpu)
         cpu->mode = (cs->attr & 0x4000) ? 32 : 16;
     unsigned cpl = (cpu->st.cr0 & CR0_PE) ? (cpu->st.seg[HVP_SEG_SS].attr >> 5) & 3 : 0;
     if (cpl != cpu->cpl) {
-        /* TLB tags were filled for the old privilege (U/S); the mappings
-         * themselves, hence the trace links, are unchanged */
+        /* TLB rights were filled for a privilege (U/S). Those of CPL 3 are a
+         * subset of the supervisor's (no SMEP/SMAP), so only the way down to
+         * CPL 3 drops entries: the ones filled above it. The mappings, hence
+         * the trace links, are unchanged. */
         if (cpl == 0xff || cpu->cpl == 0xff)
             hvp_sys_flush(cpu);
-        else
+        else if (cpl == 3)
             for (unsigned i = 0; i < HVP_TLB_N; i++)
-                cpu->tlb[i].tag_r = cpu->tlb[i].tag_w = cpu->tlb[i].tag_x = 1;
+                if (cpu->tlb_sup[i]) {
+                    cpu->tlb[i].tag_r = cpu->tlb[i].tag_w = cpu->tlb[i].tag_x = 1;
+                    cpu->tlb_sup[i] = 0;
+                }
         cpu->cpl = (uint8_t)cpl;
     }
 }

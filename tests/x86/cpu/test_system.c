@@ -710,3 +710,21 @@ Test(system, paging_off_in_long_mode_gp)
     cr_expect(s.st.cr0 & 0x80000000);
     sys_fini(&s);
 }
+
+/* the kernel's cached rights on a supervisor page do not leak to ring 3,
+ * and ring 3's cached user pages still work after a round trip */
+SNIP(s_leak,
+     "mov rax, [0x40000]\n mov rcx, 0x20000\n mov r11, 0x202\n mov rsp, 0x31000\n sysretq\n");
+SNIP(s_user_leak, "mov rax, [0x40000]\n");
+Test(system, supervisor_tlb_rights_do_not_leak)
+{
+    struct sys s;
+    INIT(&s, s_leak, 0);
+    put(&s, UCODE, s_user_leak, s_user_leak_end);
+    sys_run(&s);
+    expect_hlt(&s);
+    cr_expect_eq(R(8), 5);
+    cr_expect_eq(R(9), UCODE);
+    cr_expect_eq(R(14), DATA);
+    sys_fini(&s);
+}
