@@ -20,13 +20,13 @@ static void set_err(struct hvp_cpu *cpu, const char *fmt, ...)
 /* ---- CPUID ---- */
 
 /* What the CPU implements. Leaf 1 EDX: FPU-less baseline (TSC, CX8, CMOV);
- * ECX: CX16, MOVBE, POPCNT. Leaf 7 EBX: BMI1, BMI2, ADX. 0x80000001:
+ * ECX: CX16, MOVBE, POPCNT. Leaf 7 EBX: BMI1, BMI2, ADX, SHA. 0x80000001:
  * LAHF/SAHF in 64-bit mode, LZCNT, SYSCALL, LM, RDTSCP. */
 static const struct hvp_cpuid_entry default_cpuid[] = {
     {0, 0, 7, 0x20707668 /* "hvp " */, 0x20757063 /* "cpu " */, 0x74666f73 /* "soft" */, 0},
     {1, 0, 0x000806f1, 0x00000800, (1u << 13) | (1u << 22) | (1u << 23),
      (1u << 4) | (1u << 8) | (1u << 15), 0},
-    {7, 0, 0, (1u << 3) | (1u << 8) | (1u << 19), 0, 0, HVP_CPUID_F_SUBLEAF},
+    {7, 0, 0, (1u << 3) | (1u << 8) | (1u << 19) | (1u << 29) /* SHA */, 0, 0, HVP_CPUID_F_SUBLEAF},
     {0x80000000, 0, 0x80000008, 0, 0, 0, 0},
     {0x80000001, 0, 0, 0, (1u << 0) | (1u << 5), (1u << 11) | (1u << 27) | (1u << 29), 0},
     {0x80000002, 0, 0x20707668, 0x74666f73, 0x65726177, 0x3638782d,
