@@ -1792,7 +1792,6 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_PREFETCHT0:
     case HVP_X86_OP_PREFETCHT1:
     case HVP_X86_OP_PREFETCHT2:
-    case HVP_X86_OP_FWAIT: /* no x87 exceptions are pending without x87 */
         d->fn = h_nop;
         return HVP_B_OK;
     case HVP_X86_OP_LFENCE:
