@@ -592,10 +592,20 @@ Test(x87, pending_exception_mf)
     /* FWAIT: #MF too */
     st = st0;
     ex = run_code(&v, p_fwait_i, p_fwait_e, &st, 1);
-    if (ex.reason != HVP_CPU_EXIT_EXCEPTION)
-        fprintf(stderr, "note: FWAIT does not raise #MF yet (the integer builder's NOP)\n");
-    else
-        expect_exc(&ex, 16);
+    expect_exc(&ex, 16);
+    cr_assert_eq(st.rip, CODE);
+    /* nothing pending: FWAIT retires; #NM only with CR0.MP and TS both set */
+    st = v.st0;
+    ex = run_code(&v, p_fwait_i, p_fwait_e, &st, 1);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    st = v.st0;
+    st.cr0 = (st.cr0 & ~0xeull) | 8; /* TS */
+    ex = run_code(&v, p_fwait_i, p_fwait_e, &st, 1);
+    cr_assert_eq(ex.reason, HVP_CPU_EXIT_BUDGET);
+    st = v.st0;
+    st.cr0 = (st.cr0 & ~0xeull) | 0xa; /* MP, TS */
+    ex = run_code(&v, p_fwait_i, p_fwait_e, &st, 1);
+    expect_exc(&ex, 7);
     vm_fini(&v);
 }
 
