@@ -1,6 +1,7 @@
 #!/bin/sh
-# Short libFuzzer run of one disk parser (fuzz/disk_<target>.c), built with
-# clang into a temporary directory. Usage: fuzz.sh SRCROOT TARGET HVP [SECONDS]
+# Short libFuzzer run of the disk parsers (fuzz/disk_image.c) seeded with
+# images of one format (TARGET: vhd or vhdx), built with clang into a
+# temporary directory. Usage: fuzz.sh SRCROOT TARGET HVP [SECONDS]
 # A longer run: FUZZ_SECONDS=3600 sh tests/disk/fuzz.sh . vhdx build/hvp
 src=$(realpath "$1") target=$2 hvp=$(realpath "$3")
 secs=${4:-${FUZZ_SECONDS:-15}}
@@ -10,8 +11,8 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/hvp-fuzz-$target.XXXXXX") || exit 1
 printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' > "$T/probe.c"
 "$cc" -fsanitize=fuzzer "$T/probe.c" -o "$T/probe" 2>/dev/null || { echo "SKIP: libFuzzer is missing ($cc -fsanitize=fuzzer fails)"; exit 77; }
 "$cc" -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -D_GNU_SOURCE \
-    -I"$src/include" -I"$src/src/disk" "$src"/src/disk/*.c "$src/fuzz/disk_$target.c" \
-    -pthread -o "$T/fuzz" || { echo "FAIL: build of fuzz/disk_$target.c"; exit 1; }
+    -I"$src/include" -I"$src/src/disk" "$src"/src/disk/*.c "$src/fuzz/disk_image.c" \
+    -pthread -o "$T/fuzz" || { echo "FAIL: build of fuzz/disk_image.c"; exit 1; }
 # seeds: small images of every type
 mkdir "$T/corpus"
 cd "$T/corpus" || exit 1

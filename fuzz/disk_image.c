@@ -1,6 +1,9 @@
-/* libFuzzer target: the VHDX parser (headers, region table, log replay
- * refusal, metadata, parent locator, BAT) and the read path. Build and run: tests/disk/fuzz.sh (see
- * tests/disk/README.md for a long run). */
+/* libFuzzer target: every disk parser (raw, VHD: footer, dynamic header,
+ * BAT, parent locators; VHDX: headers, region table, log replay refusal,
+ * metadata, parent locator, BAT) and the read, write, check and repair
+ * paths. The format is detected from the bytes, so one target serves all;
+ * tests/disk/fuzz.sh picks the seed corpus (vhd or vhdx). See
+ * tests/disk/README.md for a long run. */
 #define _GNU_SOURCE
 #include "hvp/disk.h"
 
