@@ -167,6 +167,9 @@ struct hvp_cpu_state {
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t tsc, tsc_aux, pat, apic_base;
     struct hvp_cpu_fpu fpu;
+    /* Interruptibility (system mode). */
+    uint8_t interrupt_shadow; /* the next instruction runs before any interrupt (STI, MOV SS) */
+    uint8_t nmi_masked;       /* an NMI handler runs: NMIs wait for the next IRET */
 };
 
 int hvp_cpu_get_state(struct hvp_cpu *cpu, struct hvp_cpu_state *out);
@@ -186,6 +189,9 @@ enum hvp_cpu_exit_reason {
     HVP_CPU_EXIT_MMIO,     /* system mode: access to an unmapped guest-physical address */
     HVP_CPU_EXIT_SHUTDOWN, /* triple fault */
     HVP_CPU_EXIT_INTERNAL, /* the CPU could not continue; see hvp_cpu_error() */
+    HVP_CPU_EXIT_WINDOW,   /* hvp_cpu_request_window(): an interrupt/NMI can be delivered now */
+    HVP_CPU_EXIT_CPUID,    /* the cpuid hook asked for an exit; RIP at the CPUID */
+    HVP_CPU_EXIT_MSR,      /* the msr hook asked for an exit; RIP at the RDMSR/WRMSR */
 };
 
 struct hvp_cpu_exit {
@@ -210,6 +216,18 @@ struct hvp_cpu_exit {
             bool write;
             uint64_t data;
         } mmio;
+        struct {
+            uint32_t index;
+            bool write;
+            uint64_t value; /* for a write */
+        } msr;
+        struct {
+            uint32_t leaf, subleaf;
+            uint32_t regs[4]; /* the table's answer (eax, ebx, ecx, edx) */
+        } cpuid;
+        struct {
+            bool nmi; /* the window opened for an NMI, else for an interrupt */
+        } window;
     } u;
     /* The instruction involved (IO, MMIO, EXCEPTION when decoded). */
     uint8_t insn_bytes[16];
@@ -224,6 +242,87 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
 /* Makes a running hvp_cpu_run() return with HVP_CPU_EXIT_KICK as soon as
  * possible; safe from any thread and from signal handlers. */
 void hvp_cpu_kick(struct hvp_cpu *cpu);
+
+/* Puts the CPU in its power-on reset state (INIT: the same but for the
+ * x87/SSE state, which INIT keeps). Mappings stay; pending events go. */
+int hvp_cpu_reset(struct hvp_cpu *cpu, bool init);
+
+/* ---- embedder hooks (system mode) ----
+ *
+ * Called on the CPU's own thread from inside hvp_cpu_run(), so that a
+ * backend completes frequent requests (a device register, the local APIC,
+ * an x2APIC MSR) without leaving the run loop. Each returns 0 when it
+ * handled the request, HVP_CPU_HOOK_EXIT to make the CPU exit exactly as
+ * it would without the hook, or (msr only) HVP_CPU_HOOK_GP for #GP(0).
+ * A hook must not call hvp_cpu_run/set_state on the same CPU. */
+#define HVP_CPU_HOOK_EXIT 1
+#define HVP_CPU_HOOK_GP   2
+struct hvp_cpu_hooks {
+    void *ctx;
+    /* IN/OUT, not the string forms: *val is the value written, or receives
+     * the value read (the CPU keeps the low `size` bytes). */
+    int (*pio)(void *ctx, uint16_t port, unsigned size, bool write, uint32_t *val);
+    /* A data access of 1, 2, 4 or 8 bytes, within one page, to a
+     * guest-physical address no mapping backs. */
+    int (*mmio)(void *ctx, uint64_t gpa, unsigned size, bool write, uint64_t *val);
+    /* RDMSR/WRMSR of an MSR the CPU does not implement itself, and of
+     * those a local APIC owns: IA32_APIC_BASE writes (0x1B; the CPU keeps
+     * the value too), TSC_DEADLINE (0x6E0) and the x2APIC range
+     * 0x800..0x8FF. Without the hook these raise #GP(0). */
+    int (*msr)(void *ctx, uint32_t index, bool write, uint64_t *val);
+    /* Every CPUID, with the table's answer in regs (eax, ebx, ecx, edx),
+     * which the hook may change. */
+    int (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t regs[4]);
+    /* Interrupt acknowledge: INTR is asserted (hvp_cpu_set_intr) and the
+     * CPU can take an interrupt now. Returns the vector (0..255) the CPU
+     * delivers, or -1 when nothing is pending any more. */
+    int (*intr_ack)(void *ctx);
+    /* CR8 (the APIC's TPR bits 7:4): MOV to/from CR8. Optional; without
+     * them CR8 is a plain register. */
+    void (*tpr_write)(void *ctx, uint8_t cr8);
+    uint8_t (*tpr_read)(void *ctx);
+};
+/* Replaces the hooks (NULL clears them). Not while the CPU runs. */
+int hvp_cpu_set_hooks(struct hvp_cpu *cpu, const struct hvp_cpu_hooks *hooks);
+
+/* ---- events (system mode) ----
+ *
+ * The INTR line is a level: while asserted, the CPU checks between
+ * instructions (through its one async-event word, never per instruction
+ * otherwise) whether it can take an interrupt (RFLAGS.IF, no interrupt
+ * shadow, no event in delivery), then asks hooks.intr_ack for the vector
+ * and delivers it through the IDT (or IVT in real mode). A HLT exit
+ * leaves the waiting to the embedder. Safe from any thread; wakes a
+ * running CPU. */
+void hvp_cpu_set_intr(struct hvp_cpu *cpu, bool asserted);
+/* NMI (an edge): delivered at the next instruction boundary unless an NMI
+ * handler is still running (blocked until its IRET). Any thread. */
+void hvp_cpu_nmi(struct hvp_cpu *cpu);
+
+/* An event injected by the embedder, delivered before the next instruction
+ * (WHP's PendingInterruption, KVM's vcpu events). Types are WHP's. */
+#define HVP_CPU_EVENT_EXTINT         0 /* external interrupt */
+#define HVP_CPU_EVENT_NMI            2
+#define HVP_CPU_EVENT_EXCEPTION      3 /* hardware exception (error code if has_error_code) */
+#define HVP_CPU_EVENT_SOFT_INT       4 /* INT n: RIP advanced by insn_len first */
+#define HVP_CPU_EVENT_PRIV_SOFT_EXC  5 /* INT1 */
+#define HVP_CPU_EVENT_SOFT_EXCEPTION 6 /* INT3, INTO */
+struct hvp_cpu_event {
+    bool pending;
+    uint8_t type; /* HVP_CPU_EVENT_* */
+    uint8_t vector;
+    bool has_error_code;
+    uint32_t error_code;
+    uint8_t insn_len; /* soft types */
+};
+/* ev->pending == false clears the pending event. Not while the CPU runs. */
+int hvp_cpu_set_event(struct hvp_cpu *cpu, const struct hvp_cpu_event *ev);
+int hvp_cpu_get_event(struct hvp_cpu *cpu, struct hvp_cpu_event *ev);
+
+/* Asks for one HVP_CPU_EXIT_WINDOW exit as soon as an interrupt (irq)
+ * and/or an NMI could be delivered; false, false cancels. Not while the
+ * CPU runs. */
+void hvp_cpu_request_window(struct hvp_cpu *cpu, bool irq, bool nmi);
 
 /* Counters since creation. */
 struct hvp_cpu_stats {
