@@ -1,11 +1,12 @@
 # hvp top-level Makefile: the README's two commands, wrapping meson + ninja.
 #   make run   - set-up, build, and the main job
+#   make guest - the default guest (kernel + initramfs from Debian's packages)
 #   make test  - set-up, build (plain and ASan+UBSan), every suite, one summary line
 BUILD ?= build
 ASAN  ?= build-asan
 MESON_OPTS ?= --buildtype=debugoptimized -Dwerror=true
 
-.PHONY: all build asan deps test-deps run test test-kvm bench clean
+.PHONY: all build asan deps test-deps guest run test test-kvm bench clean
 
 all: build
 
@@ -27,8 +28,13 @@ build: deps $(BUILD)/build.ninja
 asan: test-deps $(ASAN)/build.ninja
 	ninja -C $(ASAN)
 
-run: deps $(BUILD)/build.ninja
+# The default guest (Debian's kernel + busybox, in a cache outside the tree;
+# see scripts/guest.sh): quick when cached.
+guest:
 	@scripts/deps.sh run
+	@scripts/guest.sh >/dev/null
+
+run: deps guest $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 	@scripts/run.sh $(BUILD)
 

@@ -7,8 +7,9 @@ set -euo pipefail
 what=${1:-build}
 
 build_pkgs=(gcc make meson ninja-build pkg-config)
-test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev qemu-system-x86 file)
-run_pkgs=(busybox-static binutils)
+test_pkgs=(libcriterion-dev libzydis-dev qemu-utils qemu-user clang python3 busybox-static nasm libc6-dev qemu-system-x86 file acpica-tools python3-pexpect)
+# python3: scripts/guest.sh writes the default guest's initramfs with it.
+run_pkgs=(busybox-static binutils python3)
 
 case "$what" in
 build) pkgs=("${build_pkgs[@]}") ;;
