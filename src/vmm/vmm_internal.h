@@ -20,6 +20,11 @@
 #include <stdint.h>
 
 struct hvp_vm;
+struct hvp_partition;
+
+/* The platform partition the VM runs in: devices that deliver interrupts
+ * as messages (the IOAPIC, MSI) use hvp_request_interrupt() on it. */
+struct hvp_partition *vmm_partition(struct hvp_vm *vm);
 
 /* ---- the bus: one range map for I/O ports and MMIO ---- */
 enum vmm_space { VMM_PIO = 0, VMM_MMIO = 1 };
@@ -106,6 +111,10 @@ struct vmm_ioapic *vmm_ioapic_new(struct hvp_vm *vm);
 void vmm_ioapic_set_irq(struct vmm_ioapic *io, unsigned pin, bool level);
 /* The local APIC signalled EOI for vector (level-triggered: Remote IRR). */
 void vmm_ioapic_eoi(struct vmm_ioapic *io, uint8_t vector);
+/* Wires the PIC behind redirection entries in ExtINT mode (virtual wire
+ * through the IOAPIC): such an entry acknowledges the PIC and delivers its
+ * vector. Without it, ExtINT entries deliver nothing. */
+void vmm_ioapic_set_pic(struct vmm_ioapic *io, struct vmm_pic *pic);
 void vmm_ioapic_free(struct vmm_ioapic *io);
 
 struct vmm_pit; /* 8254 at 0x40-0x43, channel 0 -> GSI 0, port 0x61 gate/speaker */
@@ -121,16 +130,63 @@ struct vmm_i8042; /* 0x60/0x64; command 0xFE resets the machine; port 0x92 (A20/
 struct vmm_i8042 *vmm_i8042_new(struct hvp_vm *vm);
 void vmm_i8042_free(struct vmm_i8042 *k);
 
-struct vmm_misc; /* port 0x80 (POST codes, ignored), 0xCF9 (reset control) */
+struct vmm_misc; /* port 0x80 (POST codes / io_delay: writes ignored, reads 0xFF) */
 struct vmm_misc *vmm_misc_new(struct hvp_vm *vm);
 void vmm_misc_free(struct vmm_misc *m);
 
-struct vmm_pci; /* host bridge: 0xCF8/0xCFC configuration mechanism #1, bus 0 */
+/* Host bridge: configuration mechanism #1 at 0xCF8-0xCFF, bus 0. The
+ * bridge at 00:00.0 is an Intel 440FX (8086:1237), as the DSDT says.
+ * It also owns the byte register 0xCF9 (reset control, as on the PIIX:
+ * the port overlaps CONFIG_ADDRESS, and the bus rejects overlaps):
+ * writing VMM_RESET_VALUE (bits 1|2) resets the machine; the FADT's
+ * RESET_REG names it. */
+#define VMM_PCI_HOST_VENDOR 0x8086
+#define VMM_PCI_HOST_DEVICE 0x1237
+#define VMM_RESET_PORT      0xCF9
+#define VMM_RESET_VALUE     0x06
+struct vmm_pci;
 struct vmm_pci *vmm_pci_new(struct hvp_vm *vm);
 void vmm_pci_free(struct vmm_pci *pci);
 
+/* A PCI function for later devices. The PCI core keeps the standard
+ * header (IDs, command/status, BARs, interrupt line/pin) and claims a
+ * BAR on the bus while its decode bit in COMMAND is set and the guest
+ * has programmed it; config bytes 0x40..0xFF go to cfg_read/cfg_write
+ * (NULL: they read 0 and ignore writes). */
+struct vmm_pci_bar {
+    uint64_t size; /* power of two (I/O >= 4, MMIO >= 16); 0 = unused */
+    enum vmm_space space;
+    const struct vmm_io_ops *ops;
+    const char *name;
+};
+struct vmm_pci_func {
+    uint16_t vendor, device, subsys_vendor, subsys;
+    uint8_t revision, prog_if, subclass, class_code;
+    uint8_t irq_pin; /* 1 = INTA# .. 4 = INTD#, 0 = none */
+    struct vmm_pci_bar bars[6];
+    uint32_t (*cfg_read)(void *dev, unsigned offset, unsigned size);
+    void (*cfg_write)(void *dev, unsigned offset, unsigned size, uint32_t value);
+    void *dev; /* passed to the BAR ops and the cfg hooks */
+};
+/* devfn = slot << 3 | function (bus 0). -EEXIST when taken, -EINVAL on a
+ * bad description. f is copied. */
+int vmm_pci_register(struct vmm_pci *pci, unsigned devfn, const struct vmm_pci_func *f);
+/* The GSI an INTx pin of a slot is wired to (the DSDT's _PRT must agree):
+ * the usual swizzle onto the IOAPIC's PCI lines 16..19. */
+static inline unsigned vmm_pci_intx_gsi(unsigned slot, unsigned pin)
+{
+    return 16 + ((slot + pin - 1) & 3);
+}
+
 struct vmm_acpi_pm; /* PM1a event/control block + PM timer at VMM_ACPI_PM_BASE, SCI on GSI 9 */
-#define VMM_ACPI_PM_BASE 0x600
+#define VMM_ACPI_PM_BASE   0x600
+#define VMM_ACPI_PM1_EVT   (VMM_ACPI_PM_BASE + 0) /* PM1a_EVT_BLK: status, enable (2+2) */
+#define VMM_ACPI_PM1_CNT   (VMM_ACPI_PM_BASE + 4) /* PM1a_CNT_BLK (2) */
+#define VMM_ACPI_PM_TMR    (VMM_ACPI_PM_BASE + 8) /* PM_TMR_BLK (4): 24 bits, FADT TMR_VAL_EXT = 0 */
+#define VMM_ACPI_PM_LEN    12
+#define VMM_ACPI_PM_TMR_HZ 3579545
+/* SLP_TYP for S5 in PM1a_CNT; the DSDT's \_S5 package carries this value. */
+#define VMM_ACPI_S5_SLP_TYP 5
 struct vmm_acpi_pm *vmm_acpi_pm_new(struct hvp_vm *vm);
 void vmm_acpi_pm_free(struct vmm_acpi_pm *pm);
 
