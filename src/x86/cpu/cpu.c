@@ -885,10 +885,17 @@ static const struct hvp_dinsn *h_decode_gp(struct hvp_cpu *cpu, const struct hvp
 }
 
 /* A fetch of the instruction's second page failed when it was decoded as
- * a trace's first instruction: the fault belongs to it. */
+ * a trace's first instruction: the fault belongs to it. The page's own
+ * walk gives the error code (U only at CPL 3, P for NX), #GP or an MMIO
+ * exit; if the page has become fetchable since, the trace is dropped and
+ * the instruction decoded again (not retired). */
 static const struct hvp_dinsn *h_fetch_pf(struct hvp_cpu *cpu, const struct hvp_dinsn *d)
 {
-    hvp_raise_pf(cpu, (uint64_t)d->imm, PF_U | PF_I);
+    uint64_t page2 = (uint64_t)d->imm, phys = page2 - 0x1000;
+    translate(cpu, page2, HVP_CPU_PROT_EXEC);
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) sys_phys(cpu, page2 - 0x1000, HVP_CPU_PROT_EXEC, &phys);
+    invalidate_page(cpu, phys & HVP_PAGE_MASK);
+    return NULL;
 }
 
 static inline unsigned hash_of(uint64_t phys)
