@@ -10,11 +10,18 @@ static uint64_t ticks_at(uint64_t ns)
     return (uint64_t)((unsigned __int128)ns * PIT_HZ / 1000000000u);
 }
 
+/* LSB then MSB, in that order. */
+static uint16_t read16(struct hvp_vm *vm, unsigned ch)
+{
+    uint8_t lo = fake_inb(vm, 0x40 + ch);
+    uint8_t hi = fake_inb(vm, 0x40 + ch);
+    return (uint16_t)(lo | hi << 8);
+}
+
 static uint16_t latch_read(struct hvp_vm *vm, unsigned ch)
 {
     fake_outb(vm, 0x43, (uint8_t)(ch << 6)); /* counter latch command */
-    uint8_t lo = fake_inb(vm, 0x40 + ch);
-    return (uint16_t)(lo | fake_inb(vm, 0x40 + ch) << 8);
+    return read16(vm, ch);
 }
 
 Test(pit, mode2_periodic_tick_and_count)
@@ -158,12 +165,12 @@ Test(pit, readback_status_and_count)
     st = fake_inb(vm, 0x40);
     cr_assert_eq(st & 0x40, 0, "count loaded");
     cr_assert_eq(st & 0x80, 0x80, "OUT high in mode 2");
-    uint16_t v = (uint16_t)(fake_inb(vm, 0x40) | fake_inb(vm, 0x40) << 8);
+    uint16_t v = read16(vm, 0);
     cr_assert_eq(v, 4096 - ticks_at(100000));
     /* A latched count holds while time passes, until it is read. */
     fake_outb(vm, 0x43, 0x00);
     fake_advance(vm, 500000);
-    uint16_t l = (uint16_t)(fake_inb(vm, 0x40) | fake_inb(vm, 0x40) << 8);
+    uint16_t l = read16(vm, 0);
     cr_assert_eq(l, v);
     /* LSB-only and MSB-only access modes. */
     fake_outb(vm, 0x43, 0x90); /* ch2, LSB only, mode 0 */
