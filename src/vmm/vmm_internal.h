@@ -188,6 +188,10 @@ struct vmm_acpi_pm; /* PM1a event/control block + PM timer at VMM_ACPI_PM_BASE, 
 /* SLP_TYP for S5 in PM1a_CNT; the DSDT's \_S5 package carries this value. */
 #define VMM_ACPI_S5_SLP_TYP 5
 struct vmm_acpi_pm *vmm_acpi_pm_new(struct hvp_vm *vm);
+/* Presses the fixed-hardware power button (PWRBTN_STS; an SCI when the
+ * guest enabled it): a polite shutdown request. The FADT must leave its
+ * PWR_BUTTON flag clear. Called with the device lock held. */
+void vmm_acpi_pm_power_button(struct vmm_acpi_pm *pm);
 void vmm_acpi_pm_free(struct vmm_acpi_pm *pm);
 
 /* ---- firmware tables (acpi.c) ----

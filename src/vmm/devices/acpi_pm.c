@@ -10,11 +10,10 @@
 #define PM1_PWRBTN_STS 0x0100
 #define PM1_WAK_STS    0x8000
 #define PM1_TMR_EN     0x0001
-#define PM1_GBL_EN     0x0020
-#define PM1_PWRBTN_EN  0x0100
-#define PM1_SLPBTN_EN  0x0200
-#define PM1_STS_MASK   (PM1_TMR_STS | PM1_PWRBTN_STS | PM1_WAK_STS)
-#define PM1_EN_MASK    (PM1_TMR_EN | PM1_GBL_EN | PM1_PWRBTN_EN | PM1_SLPBTN_EN)
+/* Every PM1 enable bit the spec defines reads back (TMR, GBL, PWRBTN,
+ * SLPBTN, RTC, PCIEXP_WAKE_DIS): ACPICA verifies an enable by reading it. */
+#define PM1_EN_MASK    0x4721
+#define PM1_STS_MASK   0xC731 /* status bits that can raise the SCI */
 #define CNT_SCI_EN     0x0001
 #define CNT_SLP_EN     0x2000
 #define CNT_SLP_TYP(v) (((v) >> 10) & 7)
@@ -118,6 +117,12 @@ static void pm_write(void *dev, uint64_t offset, unsigned size, uint64_t value)
 }
 
 static const struct vmm_io_ops pm_ops = {pm_read, pm_write};
+
+void vmm_acpi_pm_power_button(struct vmm_acpi_pm *pm)
+{
+    pm->sts |= PM1_PWRBTN_STS;
+    update(pm);
+}
 
 struct vmm_acpi_pm *vmm_acpi_pm_new(struct hvp_vm *vm)
 {

@@ -72,3 +72,24 @@ Test(acpi_pm, timer_carry_sets_tmr_sts_and_raises_sci_when_enabled)
     vmm_acpi_pm_free(pm);
     fake_vm_free(vm);
 }
+
+Test(acpi_pm, power_button_raises_sci_once_enabled)
+{
+    struct hvp_vm *vm = fake_vm_new();
+    struct vmm_acpi_pm *pm = vmm_acpi_pm_new(vm);
+    vmm_acpi_pm_power_button(pm);
+    cr_assert(!vm->level[9], "PWRBTN_EN clear: status only");
+    cr_assert_eq(fake_in(vm, VMM_ACPI_PM1_EVT, 2) & 0x100, 0x100);
+    /* ACPICA enables the fixed event and reads the enable back. */
+    fake_out(vm, VMM_ACPI_PM1_EVT + 2, 2, 0x0100);
+    cr_assert_eq(fake_in(vm, VMM_ACPI_PM1_EVT + 2, 2), 0x0100);
+    cr_assert(vm->level[9], "SCI for the pending press");
+    fake_out(vm, VMM_ACPI_PM1_EVT, 2, 0x0100);
+    cr_assert(!vm->level[9]);
+    /* RTC_EN reads back too (rtc-cmos enables the RTC fixed event). */
+    fake_out(vm, VMM_ACPI_PM1_EVT + 2, 2, 0x0500);
+    cr_assert_eq(fake_in(vm, VMM_ACPI_PM1_EVT + 2, 2), 0x0500);
+    cr_assert_eq(vm->stop, VMM_STOP_NONE, "the button itself powers nothing off");
+    vmm_acpi_pm_free(pm);
+    fake_vm_free(vm);
+}
