@@ -11,6 +11,7 @@ typedef int (*hvp_cli_fn)(int argc, char **argv);
 int hvp_cmd_dis(int argc, char **argv);
 int hvp_cmd_disk(int argc, char **argv);
 int hvp_cmd_user(int argc, char **argv);
+int hvp_cmd_run(int argc, char **argv);
 
 /* Prints "hvp: <what>: <why>" to stderr (printf-style why). */
 void hvp_cli_error(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

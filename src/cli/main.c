@@ -16,6 +16,7 @@ struct cmd {
 static const struct cmd commands[] = {
     {"dis", hvp_cmd_dis, "disassemble a raw file of x86 code"},
     {"disk", hvp_cmd_disk, "create, inspect, check and convert virtual disks"},
+    {"run", hvp_cmd_run, "run a VM: boot a Linux kernel with its console on the terminal"},
     {"user", hvp_cmd_user, "run a static x86-64 Linux program on the software CPU"},
 };
 
