@@ -179,8 +179,86 @@ struct machine_device {
     void (*destroy)(struct hvp_vm *vm);
 };
 
+#define NEW(field_, expr_)                                                                         \
+    do {                                                                                           \
+        vm->field_ = (expr_);                                                                      \
+        return vm->field_ ? 0 : -ENODEV;                                                           \
+    } while (0)
+
+static int new_pic(struct hvp_vm *vm)
+{
+    vm->wire.pic_set_irq = vmm_pic_set_irq;
+    vm->wire.pic_intr = vmm_pic_intr;
+    vm->wire.pic_ack = vmm_pic_ack;
+    NEW(pic, vmm_pic_new(vm));
+}
+static void free_pic(struct hvp_vm *vm)
+{
+    vmm_pic_free(vm->pic);
+    vm->pic = NULL;
+}
+static int new_pit(struct hvp_vm *vm)
+{
+    NEW(pit, vmm_pit_new(vm));
+}
+static void free_pit(struct hvp_vm *vm)
+{
+    vmm_pit_free(vm->pit);
+    vm->pit = NULL;
+}
+static int new_com1(struct hvp_vm *vm)
+{
+    vm->wire.uart_receive = vmm_uart_receive;
+    vm->wire.uart_rx_room = vmm_uart_rx_room;
+    NEW(com1, vmm_uart_new(vm, 0x3f8, 4));
+}
+static void free_com1(struct hvp_vm *vm)
+{
+    vmm_uart_free(vm->com1);
+    vm->com1 = NULL;
+}
+static int new_i8042(struct hvp_vm *vm)
+{
+    NEW(i8042, vmm_i8042_new(vm));
+}
+static void free_i8042(struct hvp_vm *vm)
+{
+    vmm_i8042_free(vm->i8042);
+    vm->i8042 = NULL;
+}
+static int new_misc(struct hvp_vm *vm)
+{
+    NEW(misc, vmm_misc_new(vm));
+}
+static void free_misc(struct hvp_vm *vm)
+{
+    vmm_misc_free(vm->misc);
+    vm->misc = NULL;
+}
+static int new_pci(struct hvp_vm *vm)
+{
+    NEW(pci, vmm_pci_new(vm));
+}
+static void free_pci(struct hvp_vm *vm)
+{
+    vmm_pci_free(vm->pci);
+    vm->pci = NULL;
+}
+static int new_pm(struct hvp_vm *vm)
+{
+    NEW(pm, vmm_acpi_pm_new(vm));
+}
+static void free_pm(struct hvp_vm *vm)
+{
+    vmm_acpi_pm_free(vm->pm);
+    vm->pm = NULL;
+}
+
 static const struct machine_device devices[] = {
-    {NULL, false, NULL, NULL}, /* the list ends here: devices join as they land */
+    {"pic", true, new_pic, free_pic},     {"pit", false, new_pit, free_pit},
+    {"com1", false, new_com1, free_com1}, {"i8042", false, new_i8042, free_i8042},
+    {"misc", false, new_misc, free_misc}, {"pci", false, new_pci, free_pci},
+    {"acpi-pm", false, new_pm, free_pm},  {NULL, false, NULL, NULL},
 };
 
 static int create_devices(struct hvp_vm *vm)
