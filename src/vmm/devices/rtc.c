@@ -112,9 +112,16 @@ static struct tm tm_of(struct vmm_rtc *r)
 }
 
 /* Restarts the clock at the time in tm (a whole second), now. */
+/* The clock keeps nanoseconds since 1970 in 64 bits: a guest that sets
+ * a date outside 1970..2199 gets the nearest end of that range. */
+#define MAX_SECS 7258118400ll /* 2200-01-01 */
+
 static void set_clock(struct vmm_rtc *r, struct tm *tm, int64_t subsec)
 {
-    int64_t ns = (int64_t)timegm(tm) * (int64_t)NS + subsec;
+    int64_t secs = (int64_t)timegm(tm);
+    if (secs < 0) secs = 0;
+    if (secs > MAX_SECS) secs = MAX_SECS;
+    int64_t ns = secs * (int64_t)NS + subsec;
     if (r->frozen) {
         r->frozen_ns = ns;
     } else {

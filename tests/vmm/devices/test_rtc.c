@@ -238,3 +238,28 @@ Test(rtc, nvram_and_memory_size)
     vmm_rtc_free(r);
     fake_vm_free(vm);
 }
+
+Test(rtc, hostile_dates_are_clamped_not_fatal)
+{
+    struct hvp_vm *vm = fake_vm_new();
+    struct vmm_rtc *r = vmm_rtc_new(vm, 0, 0);
+    /* Year 9999, BCD garbage, binary 255s: the clock must stay sane (UBSan
+     * would stop on an overflow here). */
+    cmos_set(vm, 0x0B, 0x82);
+    cmos_set(vm, 0x32, 0x99);
+    cmos_set(vm, 0x09, 0x99);
+    cmos_set(vm, 0x08, 0xFF);
+    cmos_set(vm, 0x07, 0xFF);
+    cmos_set(vm, 0x0B, 0x12); /* clear SET, UIE on */
+    fake_advance(vm, 3000000000ull);
+    int year = bcd(cmos(vm, 0x32)) * 100 + bcd(cmos(vm, 0x09));
+    cr_assert(year >= 2199 && year <= 2200, "clamped to the top: %d", year);
+    cr_assert(vm->level[8], "updates go on");
+    cmos_set(vm, 0x0B, 0x06);
+    cmos_set(vm, 0x32, 0);
+    cmos_set(vm, 0x09, 0);
+    cr_assert_eq(cmos(vm, 0x32), 19, "before 1970: 1970");
+    cr_assert_eq(cmos(vm, 0x09), 70);
+    vmm_rtc_free(r);
+    fake_vm_free(vm);
+}
