@@ -206,6 +206,15 @@ static void free_pit(struct hvp_vm *vm)
     vmm_pit_free(vm->pit);
     vm->pit = NULL;
 }
+static int new_rtc(struct hvp_vm *vm)
+{
+    NEW(rtc, vmm_rtc_new(vm, vm->layout.low_size, vm->layout.high_size));
+}
+static void free_rtc(struct hvp_vm *vm)
+{
+    vmm_rtc_free(vm->rtc);
+    vm->rtc = NULL;
+}
 static int new_com1(struct hvp_vm *vm)
 {
     vm->wire.uart_receive = vmm_uart_receive;
@@ -255,10 +264,15 @@ static void free_pm(struct hvp_vm *vm)
 }
 
 static const struct machine_device devices[] = {
-    {"pic", true, new_pic, free_pic},     {"pit", false, new_pit, free_pit},
-    {"com1", false, new_com1, free_com1}, {"i8042", false, new_i8042, free_i8042},
-    {"misc", false, new_misc, free_misc}, {"pci", false, new_pci, free_pci},
-    {"acpi-pm", false, new_pm, free_pm},  {NULL, false, NULL, NULL},
+    {"pic", true, new_pic, free_pic},
+    {"pit", false, new_pit, free_pit},
+    {"rtc", false, new_rtc, free_rtc},
+    {"com1", false, new_com1, free_com1},
+    {"i8042", false, new_i8042, free_i8042},
+    {"misc", false, new_misc, free_misc},
+    {"pci", false, new_pci, free_pci},
+    {"acpi-pm", false, new_pm, free_pm},
+    {NULL, false, NULL, NULL},
 };
 
 static int create_devices(struct hvp_vm *vm)
