@@ -104,6 +104,12 @@ bool vmm_pic_intr(struct vmm_pic *pic);
 /* Interrupt acknowledge: the vector to deliver (spurious IRQ7/15 vector
  * when nothing is pending any more). */
 uint8_t vmm_pic_ack(struct vmm_pic *pic);
+/* Optional: fn(ctx, level) runs (device lock held) whenever INTR changes,
+ * whatever changed it: a line, an acknowledge, or the guest writing the
+ * PIC (an EOI or unmask that lets a pending IRQ through). The machine
+ * uses it to ask for an interrupt window and to drive the IOAPIC's ExtINT
+ * pin. fn may call back into the PIC (vmm_pic_ack). */
+void vmm_pic_set_intr_notify(struct vmm_pic *pic, void (*fn)(void *ctx, bool level), void *ctx);
 void vmm_pic_free(struct vmm_pic *pic);
 
 struct vmm_ioapic; /* 24 pins at 0xFEC00000; delivers with hvp_request_interrupt() */

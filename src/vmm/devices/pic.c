@@ -24,6 +24,9 @@ struct chip {
 struct vmm_pic {
     struct hvp_vm *vm;
     struct chip c[2]; /* master, slave */
+    void (*notify)(void *ctx, bool level);
+    void *notify_ctx;
+    bool intr; /* INTR as last notified */
 };
 
 /* Priority level (0 = highest) of the highest request in mask, 8 if none. */
@@ -70,9 +73,23 @@ static void chip_set_line(struct chip *s, unsigned irq, bool level)
 }
 
 /* Feeds the slave's output into master IRQ 2. */
+/* Feeds the slave's output into master IRQ 2, then tells the machine
+ * when INTR moved. The level is recorded before the call, so a nested
+ * change (the callback acknowledging) is reported in order. */
 static void update(struct vmm_pic *pic)
 {
     chip_set_line(&pic->c[0], CASCADE, chip_pending(&pic->c[1], false) >= 0);
+    bool intr = chip_pending(&pic->c[0], true) >= 0;
+    if (intr == pic->intr) return;
+    pic->intr = intr;
+    if (pic->notify) pic->notify(pic->notify_ctx, intr);
+}
+
+void vmm_pic_set_intr_notify(struct vmm_pic *pic, void (*fn)(void *ctx, bool level), void *ctx)
+{
+    pic->notify = fn;
+    pic->notify_ctx = ctx;
+    pic->intr = chip_pending(&pic->c[0], true) >= 0;
 }
 
 static void chip_ack(struct chip *s, unsigned irq)

@@ -199,3 +199,69 @@ Test(pic, auto_eoi_rotate_poll_special_mask)
     vmm_pic_free(pic);
     fake_vm_free(vm);
 }
+
+struct intr_log {
+    struct vmm_pic *pic;
+    bool levels[16];
+    unsigned n;
+    bool ack_on_rise; /* like an IOAPIC ExtINT entry */
+    uint8_t vectors[16];
+    unsigned nvec;
+};
+
+static void on_intr(void *ctx, bool level)
+{
+    struct intr_log *l = ctx;
+    if (l->n < 16) l->levels[l->n] = level;
+    l->n++;
+    if (level && l->ack_on_rise && l->nvec < 16) l->vectors[l->nvec++] = vmm_pic_ack(l->pic);
+}
+
+Test(pic, intr_notify_follows_guest_writes)
+{
+    struct hvp_vm *vm = fake_vm_new();
+    struct vmm_pic *pic = vmm_pic_new(vm);
+    struct intr_log log = {.pic = pic};
+    linux_init(vm);
+    fake_outb(vm, 0x21, 0xFB); /* masks restored after init, as Linux does */
+    vmm_pic_set_intr_notify(pic, on_intr, &log);
+    vmm_pic_set_irq(pic, 3, true);
+    cr_assert_eq(log.n, 0, "masked: INTR stays low");
+    fake_outb(vm, 0x21, 0x00); /* unmasking raises INTR: the machine must hear it */
+    cr_assert_eq(log.n, 1);
+    cr_assert(log.levels[0]);
+    vmm_pic_set_irq(pic, 4, true);
+    cr_assert_eq(log.n, 1, "already high");
+    cr_assert_eq(vmm_pic_ack(pic), 0x33);
+    cr_assert_eq(log.n, 2);
+    cr_assert(!log.levels[1], "4 waits behind 3 in service");
+    fake_outb(vm, 0x20, 0x63); /* the EOI lets 4 through */
+    cr_assert_eq(log.n, 3);
+    cr_assert(log.levels[2]);
+    vmm_pic_free(pic);
+    fake_vm_free(vm);
+}
+
+Test(pic, intr_notify_may_acknowledge)
+{
+    struct hvp_vm *vm = fake_vm_new();
+    struct vmm_pic *pic = vmm_pic_new(vm);
+    struct intr_log log = {.pic = pic, .ack_on_rise = true};
+    linux_init(vm);
+    fake_outb(vm, 0x21, 0x00);
+    fake_outb(vm, 0xA1, 0x00);
+    vmm_pic_set_intr_notify(pic, on_intr, &log);
+    vmm_pic_set_irq(pic, 1, true);
+    cr_assert_eq(log.nvec, 1);
+    cr_assert_eq(log.vectors[0], 0x31);
+    cr_assert(!vmm_pic_intr(pic));
+    cr_assert_eq(log.n, 2, "rise, then the nested fall from the acknowledge");
+    cr_assert(log.levels[0] && !log.levels[1]);
+    vmm_pic_set_irq(pic, 9, true); /* through the cascade: nested acknowledge of the slave */
+    cr_assert_eq(log.nvec, 1, "blocked: 1 is in service and outranks the cascade");
+    fake_outb(vm, 0x20, 0x20);
+    cr_assert_eq(log.nvec, 2);
+    cr_assert_eq(log.vectors[1], 0x39);
+    vmm_pic_free(pic);
+    fake_vm_free(vm);
+}
