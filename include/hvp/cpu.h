@@ -193,6 +193,15 @@ enum hvp_cpu_exit_reason {
     HVP_CPU_EXIT_CPUID,    /* the cpuid hook asked for an exit; RIP at the CPUID */
     HVP_CPU_EXIT_MSR,      /* the msr hook asked for an exit; RIP at the RDMSR/WRMSR */
 };
+/* Completing exits. IO: RIP is already past the instruction; for IN put
+ * the value in u.io.data and call hvp_cpu_complete() (or write AL/AX/EAX
+ * with set_state). CPUID and MSR: the instruction has not retired; put the
+ * answer in u.cpuid.regs / u.msr.value (RDMSR) and call hvp_cpu_complete(),
+ * which sets the registers and steps RIP past it; to refuse an MSR, inject
+ * #GP(0) instead (hvp_cpu_set_event, HVP_CPU_EVENT_EXCEPTION, vector 13,
+ * error code 0). MMIO: the instruction has not retired; the embedder
+ * emulates it from insn_bytes and sets the state (WHP's protocol), or
+ * registers an mmio hook so that such accesses never exit. */
 
 struct hvp_cpu_exit {
     uint32_t reason; /* enum hvp_cpu_exit_reason */
@@ -243,6 +252,10 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
  * possible; safe from any thread and from signal handlers. */
 void hvp_cpu_kick(struct hvp_cpu *cpu);
 
+/* Completes an IO (IN), CPUID or MSR exit as described above, with the
+ * values the embedder put in *ex. -EINVAL for other exits. Between runs. */
+int hvp_cpu_complete(struct hvp_cpu *cpu, const struct hvp_cpu_exit *ex);
+
 /* Puts the CPU in its power-on reset state (INIT: the same but for the
  * x87/SSE state, which INIT keeps). Mappings stay; pending events go. */
 int hvp_cpu_reset(struct hvp_cpu *cpu, bool init);
@@ -263,26 +276,36 @@ struct hvp_cpu_hooks {
      * the value read (the CPU keeps the low `size` bytes). */
     int (*pio)(void *ctx, uint16_t port, unsigned size, bool write, uint32_t *val);
     /* A data access of 1, 2, 4 or 8 bytes, within one page, to a
-     * guest-physical address no mapping backs. */
+     * guest-physical address no mapping backs (reads and writes, operands
+     * of ALU instructions too; a read-modify-write instruction calls it
+     * twice: read, then write; it is never atomic). *val holds the value
+     * written, or receives the value read (the low `size` bytes count).
+     * Other accesses (fetches, page-crossing, wider) exit as MMIO. An
+     * exit after a read of an RMW instruction repeats that read when the
+     * embedder emulates the instruction. */
     int (*mmio)(void *ctx, uint64_t gpa, unsigned size, bool write, uint64_t *val);
     /* RDMSR/WRMSR of an MSR the CPU does not implement itself, and of
      * those a local APIC owns: IA32_APIC_BASE writes (0x1B; the CPU keeps
-     * the value too), TSC_DEADLINE (0x6E0) and the x2APIC range
-     * 0x800..0x8FF. Without the hook these raise #GP(0). */
+     * the value too, unless the hook refuses it), TSC_DEADLINE (0x6E0) and
+     * the x2APIC range 0x800..0x8FF. Without the hook these raise #GP(0);
+     * HVP_CPU_HOOK_EXIT gives HVP_CPU_EXIT_MSR. For a read, *val receives
+     * the value. */
     int (*msr)(void *ctx, uint32_t index, bool write, uint64_t *val);
     /* Every CPUID, with the table's answer in regs (eax, ebx, ecx, edx),
-     * which the hook may change. */
+     * which the hook may change. HVP_CPU_HOOK_EXIT: HVP_CPU_EXIT_CPUID. */
     int (*cpuid)(void *ctx, uint32_t leaf, uint32_t subleaf, uint32_t regs[4]);
     /* Interrupt acknowledge: INTR is asserted (hvp_cpu_set_intr) and the
      * CPU can take an interrupt now. Returns the vector (0..255) the CPU
-     * delivers, or -1 when nothing is pending any more. */
+     * delivers, or -1 when nothing is pending any more. Without it the
+     * INTR line is ignored. It may change the INTR level. */
     int (*intr_ack)(void *ctx);
     /* CR8 (the APIC's TPR bits 7:4): MOV to/from CR8. Optional; without
      * them CR8 is a plain register. */
     void (*tpr_write)(void *ctx, uint8_t cr8);
     uint8_t (*tpr_read)(void *ctx);
 };
-/* Replaces the hooks (NULL clears them). Not while the CPU runs. */
+/* Replaces the hooks (NULL clears them). Not while the CPU runs. System
+ * model only (-EINVAL otherwise). */
 int hvp_cpu_set_hooks(struct hvp_cpu *cpu, const struct hvp_cpu_hooks *hooks);
 
 /* ---- events (system mode) ----
@@ -292,15 +315,25 @@ int hvp_cpu_set_hooks(struct hvp_cpu *cpu, const struct hvp_cpu_hooks *hooks);
  * otherwise) whether it can take an interrupt (RFLAGS.IF, no interrupt
  * shadow, no event in delivery), then asks hooks.intr_ack for the vector
  * and delivers it through the IDT (or IVT in real mode). A HLT exit
- * leaves the waiting to the embedder. Safe from any thread; wakes a
- * running CPU. */
+ * leaves the waiting to the embedder; HLT itself does not exit when an
+ * event it would wake for is already pending (STI;HLT).
+ * Instructions that can unmask interrupts (STI, IRET, MOV CR8, WRMSR)
+ * end their trace, so a pending interrupt is taken right after them (STI:
+ * after the next instruction, the shadow); POPF's unmasking is seen at the
+ * end of its trace (a few instructions later at most). Safe from any
+ * thread; wakes a running CPU. */
 void hvp_cpu_set_intr(struct hvp_cpu *cpu, bool asserted);
 /* NMI (an edge): delivered at the next instruction boundary unless an NMI
  * handler is still running (blocked until its IRET). Any thread. */
 void hvp_cpu_nmi(struct hvp_cpu *cpu);
 
 /* An event injected by the embedder, delivered before the next instruction
- * (WHP's PendingInterruption, KVM's vcpu events). Types are WHP's. */
+ * whatever RFLAGS.IF and the shadow say (WHP's PendingInterruption, KVM's
+ * vcpu events). Types are WHP's. Soft types: RIP is at the instruction
+ * (INT n, INT3, INTO, INT1) and the frame gets RIP + insn_len; INT n,
+ * INT3 and INTO check the gate's DPL, INT1 does not. EXCEPTION: faults
+ * push RFLAGS with RF set; for #PF set CR2 in the state first. NMI blocks
+ * further NMIs until IRET. */
 #define HVP_CPU_EVENT_EXTINT         0 /* external interrupt */
 #define HVP_CPU_EVENT_NMI            2
 #define HVP_CPU_EVENT_EXCEPTION      3 /* hardware exception (error code if has_error_code) */
@@ -319,9 +352,10 @@ struct hvp_cpu_event {
 int hvp_cpu_set_event(struct hvp_cpu *cpu, const struct hvp_cpu_event *ev);
 int hvp_cpu_get_event(struct hvp_cpu *cpu, struct hvp_cpu_event *ev);
 
-/* Asks for one HVP_CPU_EXIT_WINDOW exit as soon as an interrupt (irq)
- * and/or an NMI could be delivered; false, false cancels. Not while the
- * CPU runs. */
+/* Asks for one HVP_CPU_EXIT_WINDOW exit as soon as an interrupt (irq:
+ * RFLAGS.IF and no shadow) and/or an NMI (no NMI handler running, no
+ * shadow) could be delivered; false, false cancels. Checked at the same
+ * points as INTR; an exit clears both requests. Not while the CPU runs. */
 void hvp_cpu_request_window(struct hvp_cpu *cpu, bool irq, bool nmi);
 
 /* Counters since creation. */

@@ -597,7 +597,7 @@ void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex)
 /* An access to guest-physical memory that no mapping backs (or that the
  * mapping's protection forbids): the instruction has not retired, RIP is
  * at it; the embedder emulates it from insn_bytes. A fetch has size 0. */
-static _Noreturn void mmio_exit(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind)
+_Noreturn void hvp_sys_mmio_exit(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind)
 {
     struct hvp_cpu_exit *ex = cpu->exit;
     hvp_sys_insn_bytes(cpu, ex);
@@ -659,7 +659,7 @@ static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
     cpu->stats.tlb_misses++;
     uint64_t page = a & HVP_PAGE_MASK, gpage = gpa & HVP_PAGE_MASK;
     struct hvp_region *r = region_find(cpu, gpage);
-    if (!r || !(r->prot & kind)) mmio_exit(cpu, gpa, kind);
+    if (!r || !(r->prot & kind)) return hvp_sys_mmio(cpu, gpa, kind); /* hooked, or exits */
     struct hvp_tlb_ent *e = hvp_tlb(cpu, a);
     cpu->tlb_global[e - cpu->tlb] = (prot & PROT_GLOBAL) && (cpu->st.cr4 & CR4_PGE);
     cpu->tlb_large |= (prot & PROT_LARGE) != 0;
@@ -812,6 +812,15 @@ void hvp_wr_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size, uint64_t v)
 void *hvp_rmw_slow(struct hvp_cpu *cpu, uint64_t a, unsigned size)
 {
     cpu->acc_size = (uint8_t)size;
+    if (cpu->hooks.mmio) {
+        /* MMIO through the hook: no pointer, the caller reads then writes
+         * (two hook calls) */
+        cpu->mmio_probe = true;
+        void *p = translate(cpu, a, HVP_CPU_PROT_READ);
+        if (p) p = translate(cpu, a, HVP_CPU_PROT_WRITE);
+        cpu->mmio_probe = false;
+        if (!p) return NULL;
+    }
     if (((a & 0xfff) + size) > 0x1000) {
         /* crosses a page: check both pages for read and write, no pointer */
         translate(cpu, a, HVP_CPU_PROT_READ);
@@ -838,6 +847,10 @@ int hvp_cpu_get_state(struct hvp_cpu *cpu, struct hvp_cpu_state *out)
     out->seg[HVP_SEG_FS].base = cpu->fs_base;
     out->seg[HVP_SEG_GS].base = cpu->gs_base;
     out->tsc = hvp_cpu_rdtsc(cpu);
+    uint32_t ev = atomic_load_explicit(&cpu->async, memory_order_relaxed);
+    out->interrupt_shadow = (ev & HVP_ASYNC_SHADOW) && cpu->shadow_rip == cpu->rip;
+    out->nmi_masked = cpu->nmi_masked;
+    if (cpu->hooks.tpr_read) out->cr8 = cpu->hooks.tpr_read(cpu->hooks.ctx) & 15;
     return 0;
 }
 
@@ -854,6 +867,13 @@ int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in)
     if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
         cpu->cpl = 0xff; /* forces the flush */
         hvp_sys_update_mode(cpu);
+        cpu->nmi_masked = in->nmi_masked;
+        if (in->interrupt_shadow)
+            hvp_sys_shadow(cpu, in->rip);
+        else
+            atomic_fetch_and_explicit(&cpu->async, ~HVP_ASYNC_SHADOW, memory_order_relaxed);
+        if (cpu->rflags & HVP_TF)
+            atomic_fetch_or_explicit(&cpu->async, HVP_ASYNC_STEP, memory_order_relaxed);
     }
     return 0;
 }
@@ -1089,25 +1109,25 @@ static void run_loop(struct hvp_cpu *cpu)
 {
     struct hvp_trace *prev = NULL;
     for (;;) {
-        if (unlikely(atomic_load_explicit(&cpu->async, memory_order_relaxed))) {
-            uint32_t ev = atomic_exchange_explicit(&cpu->async, 0, memory_order_acquire);
-            if (ev & HVP_ASYNC_KICK) {
-                cpu->exit->reason = HVP_CPU_EXIT_KICK;
-                break;
-            }
-        }
         if (cpu->budget_left == 0) {
             cpu->exit->reason = HVP_CPU_EXIT_BUDGET;
             break;
         }
+        /* events (kick, interrupts, shadows, single-step): one test per trace */
+        uint64_t lim = cpu->budget_left;
+        if (unlikely(atomic_load_explicit(&cpu->async, memory_order_relaxed))) {
+            int r = hvp_cpu_async(cpu);
+            if (r < 0) break;
+            if (r > 0) lim = 1;
+        }
         struct hvp_trace *t = trace_get(cpu, prev);
         cpu->cur = t;
         const struct hvp_dinsn *d = t->insns, *nd;
-        if (likely(t->n <= cpu->budget_left)) {
+        if (likely(t->n <= lim)) {
             while ((nd = d->fn(cpu, d)) != NULL)
                 d = nd;
         } else {
-            for (uint64_t k = cpu->budget_left; k; k--) {
+            for (uint64_t k = lim; k; k--) {
                 if (!(nd = d->fn(cpu, d))) break;
                 d = nd;
             }
@@ -1200,16 +1220,14 @@ static int run_system(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit)
         if (setjmp(cpu->jb) == 0) {
             if (pev->on) {
                 pev->on = false;
-                cpu->delivering = pev->vec == 8 ? 2 : 1;
-                cpu->deliver_vec = (uint8_t)pev->vec;
-                cpu->deliver_soft = pev->soft;
-                hvp_sys_deliver(cpu, pev->vec, pev->err, pev->code, pev->fault, pev->soft);
-                cpu->delivering = 0;
+                hvp_sys_deliver_event(cpu, pev->vec, pev->err, pev->code, pev->fault, pev->soft,
+                                      cpu->soft_len);
             }
             if (cpu->mode != 64) sys_internal(cpu, "only 64-bit mode runs so far");
             run_loop(cpu);
             break;
         }
+        cpu->mmio_probe = false;
         if (sys_after_raise(cpu, exit, pev)) break;
     }
     cpu->cur = NULL;
@@ -1235,6 +1253,28 @@ int hvp_cpu_run(struct hvp_cpu *cpu, uint64_t budget, struct hvp_cpu_exit *exit)
     run_loop(cpu);
 done:
     cpu->cur = NULL;
+    return 0;
+}
+
+int hvp_cpu_reset(struct hvp_cpu *cpu, bool init)
+{
+    if (!cpu) return -EINVAL;
+    if (cpu->model != HVP_CPU_MODEL_SYSTEM) {
+        set_err(cpu, "reset: system model only");
+        return -EINVAL;
+    }
+    struct hvp_cpu_fpu fpu = cpu->st.fpu;
+    uint64_t xcr0 = cpu->st.xcr0;
+    struct hvp_cpu_config cfg = {.exception_exit_bitmap = cpu->exc_bitmap};
+    reset_state(cpu, &cfg);
+    if (init) { /* INIT keeps the x87/SSE/AVX state */
+        cpu->st.fpu = fpu;
+        cpu->st.xcr0 = xcr0;
+    }
+    hvp_flags_set(cpu, 2);
+    hvp_sys_reset_events(cpu);
+    cpu->cpl = 0xff; /* forces the flush */
+    hvp_sys_update_mode(cpu);
     return 0;
 }
 

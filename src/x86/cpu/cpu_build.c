@@ -769,6 +769,19 @@ HVP_HANDLER(h_cpuid)
 {
     uint32_t r[4];
     hvp_cpu_cpuid(cpu, (uint32_t)cpu->gpr[0], (uint32_t)cpu->gpr[1], r);
+    if (unlikely(cpu->hooks.cpuid != NULL)) {
+        int rc = cpu->hooks.cpuid(cpu->hooks.ctx, (uint32_t)cpu->gpr[0], (uint32_t)cpu->gpr[1], r);
+        if (rc != 0) { /* exit with the table's answer; RIP at the CPUID */
+            struct hvp_cpu_exit *ex = cpu->exit;
+            hvp_cpu_cpuid(cpu, (uint32_t)cpu->gpr[0], (uint32_t)cpu->gpr[1], ex->u.cpuid.regs);
+            ex->reason = HVP_CPU_EXIT_CPUID;
+            ex->u.cpuid.leaf = (uint32_t)cpu->gpr[0];
+            ex->u.cpuid.subleaf = (uint32_t)cpu->gpr[1];
+            hvp_sys_insn_bytes(cpu, ex);
+            cpu->stop = true;
+            return NULL;
+        }
+    }
     cpu->gpr[0] = r[0];
     cpu->gpr[3] = r[1];
     cpu->gpr[1] = r[2];

@@ -213,8 +213,17 @@ struct hvp_trace {
 #define HVP_TRACES_N 8192  /* trace headers */
 #define HVP_HASH_N   8192
 
-/* Async-event bits (cpu->async). */
-#define HVP_ASYNC_KICK 0x1u
+/* Async-event bits (cpu->async): the one word the run loop tests between
+ * traces. KICK is an edge (cleared when taken); INTR is a level the
+ * embedder owns; NMI stays set while blocked; the others are set by the
+ * CPU's own thread and cleared by hvp_cpu_async(). */
+#define HVP_ASYNC_KICK   0x1u
+#define HVP_ASYNC_INTR   0x2u  /* the INTR line is asserted */
+#define HVP_ASYNC_NMI    0x4u  /* an NMI is pending */
+#define HVP_ASYNC_EVENT  0x8u  /* an injected event (cpu->pend) waits */
+#define HVP_ASYNC_WINDOW 0x10u /* a window exit is requested */
+#define HVP_ASYNC_SHADOW 0x20u /* an interrupt shadow covers the instruction at shadow_rip */
+#define HVP_ASYNC_STEP   0x40u /* single-step: RFLAGS.TF or a debug condition (cpu_event.c) */
 
 struct hvp_cpu {
     /* hot state first */
@@ -264,6 +273,15 @@ struct hvp_cpu {
     uint64_t stuck;             /* events delivered in a row with nothing retired */
     uint8_t acc_size;           /* size of the access in the slow path (MMIO exits) */
     uint64_t acc_val;           /* value of the store in the slow path (MMIO exits) */
+    /* events and hooks (cpu_event.c) */
+    struct hvp_cpu_hooks hooks;
+    struct hvp_cpu_event pend; /* injected by the embedder (HVP_ASYNC_EVENT) */
+    uint64_t shadow_rip;       /* HVP_ASYNC_SHADOW: the instruction the shadow covers */
+    bool nmi_masked;           /* an NMI handler runs: NMIs wait for IRET */
+    bool win_irq, win_nmi;     /* requested window exits */
+    bool hlt_skipped;          /* HLT found a wake event pending: exit HLT if it vanishes */
+    bool mmio_probe;           /* hvp_rmw_slow: an MMIO page makes translate() return NULL */
+    uint8_t mmio_buf[16];      /* a hooked MMIO access reads from / writes into this */
     struct hvp_cpu_stats stats;
     char err[160];
 };
@@ -554,6 +572,31 @@ void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex);
 void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err, bool fault,
                      bool soft);
 int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+
+/* ---- events (cpu_event.c) ---- */
+/* The run loop's slow path when cpu->async is not 0: returns -1 to stop
+ * (exit filled), 1 to run exactly one instruction next (an interrupt
+ * shadow or single-step), 0 to go on. May deliver an event (and raise). */
+int hvp_cpu_async(struct hvp_cpu *cpu);
+/* HLT: is an event pending that would wake the CPU at once? */
+bool hvp_sys_wake_pending(struct hvp_cpu *cpu);
+/* STI (from IF = 0), MOV SS, POP SS: the next instruction runs before any
+ * interrupt, NMI or debug trap. */
+static inline void hvp_sys_shadow(struct hvp_cpu *cpu, uint64_t next_rip)
+{
+    cpu->shadow_rip = next_rip;
+    atomic_fetch_or_explicit(&cpu->async, HVP_ASYNC_SHADOW, memory_order_relaxed);
+}
+/* Delivers one event through the guest's tables, with the double-fault
+ * bookkeeping of run_system. soft_len: the INT n / INT3 / INTO length. */
+void hvp_sys_deliver_event(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err,
+                           bool fault, bool soft, unsigned soft_len);
+/* MMIO: data access at guest-physical gpa that no mapping backs. Returns a
+ * host buffer holding the value (reads) or taking it (writes) when the hook
+ * or a completion handled it; NULL in probe mode; else exits. */
+uint8_t *hvp_sys_mmio(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind);
+_Noreturn void hvp_sys_mmio_exit(struct hvp_cpu *cpu, uint64_t gpa, unsigned kind);
+void hvp_sys_reset_events(struct hvp_cpu *cpu);
 
 /* ---- misc (cpu.c) ---- */
 uint64_t hvp_cpu_rdtsc(struct hvp_cpu *cpu);

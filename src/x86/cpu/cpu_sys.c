@@ -155,18 +155,31 @@ HVP_HANDLER(h_hlt)
 {
     need_cpl0(cpu);
     cpu->rip += d->len;
+    if (hvp_sys_wake_pending(cpu)) {
+        /* STI;HLT with an interrupt pending: it wakes at once (the run
+         * loop delivers it, or exits HLT if it went away) */
+        cpu->hlt_skipped = true;
+        return d + 1;
+    }
     cpu->exit->reason = HVP_CPU_EXIT_HLT;
     cpu->stop = true;
     return d + 1;
 }
 
-/* IN/OUT: exit with RIP past the instruction; for IN the embedder puts
- * the value into AL/AX/EAX before resuming. */
+/* IN/OUT: the pio hook, else an exit with RIP past the instruction; for
+ * IN the embedder puts the value into AL/AX/EAX before resuming. */
 HVP_HANDLER(h_io)
 {
     if (cpu->cpl > iopl(cpu)) hvp_raise_gp0(cpu); /* the TSS I/O bitmap: later */
     struct hvp_cpu_exit *ex = cpu->exit;
     uint16_t port = d->aux ? (uint16_t)cpu->gpr[2] : (uint16_t)d->imm;
+    if (cpu->hooks.pio) {
+        uint32_t v = d->r1 ? (uint32_t)(cpu->gpr[0] & hvp_size_mask(d->osz)) : 0;
+        if (cpu->hooks.pio(cpu->hooks.ctx, port, d->osz, d->r1, &v) == 0) {
+            if (!d->r1) hvp_reg_wr(cpu, 0, d->osz, v);
+            return NEXT(cpu, d);
+        }
+    }
     hvp_sys_insn_bytes(cpu, ex);
     ex->reason = HVP_CPU_EXIT_IO;
     ex->u.io.port = port;
@@ -181,9 +194,12 @@ HVP_HANDLER(h_io)
 HVP_HANDLER(h_cli_sti)
 {
     if (cpu->cpl > iopl(cpu)) hvp_raise_gp0(cpu);
-    if (d->aux)
-        cpu->rflags |= HVP_IF; /* interrupt shadow: matters with interrupts (later) */
-    else
+    if (d->aux) {
+        /* STI from IF = 0: the next instruction runs before any interrupt
+         * (the trace ends here, so the run loop sees the shadow) */
+        if (!(cpu->rflags & HVP_IF)) hvp_sys_shadow(cpu, cpu->rip + d->len);
+        cpu->rflags |= HVP_IF;
+    } else
         cpu->rflags &= ~(uint64_t)HVP_IF;
     return NEXT(cpu, d);
 }
@@ -197,7 +213,9 @@ HVP_HANDLER(h_mov_from_cr)
     case 2: v = cpu->st.cr2; break;
     case 3: v = cpu->st.cr3; break;
     case 4: v = cpu->st.cr4; break;
-    default: v = cpu->st.cr8; break;
+    default:
+        v = cpu->hooks.tpr_read ? cpu->hooks.tpr_read(cpu->hooks.ctx) & 15u : cpu->st.cr8;
+        break;
     }
     cpu->gpr[d->r0] = v;
     return NEXT(cpu, d);
@@ -233,6 +251,7 @@ HVP_HANDLER(h_mov_to_cr)
     default:
         if (v & ~15ull) hvp_raise_gp0(cpu);
         cpu->st.cr8 = v;
+        if (cpu->hooks.tpr_write) cpu->hooks.tpr_write(cpu->hooks.ctx, (uint8_t)v);
         break;
     }
     if (d->aux == 3)
@@ -270,19 +289,47 @@ static uint64_t *msr_ptr(struct hvp_cpu *cpu, uint32_t idx)
     }
 }
 
+/* MSRs a local APIC owns: the hook sees them first (APIC_BASE writes too,
+ * after the CPU kept the value). */
+static bool msr_apic(uint32_t idx)
+{
+    return idx == 0x6e0 || (idx >= 0x800 && idx <= 0x8ff);
+}
+
+/* An MSR the CPU does not implement: the msr hook, else #GP(0). Returns
+ * true when handled; false after setting up an MSR exit (RIP at the
+ * instruction). */
+static bool msr_hook(struct hvp_cpu *cpu, uint32_t idx, bool write, uint64_t *v)
+{
+    int rc = HVP_CPU_HOOK_GP;
+    if (cpu->hooks.msr) rc = cpu->hooks.msr(cpu->hooks.ctx, idx, write, v);
+    if (rc == 0) return true;
+    if (rc != HVP_CPU_HOOK_EXIT) hvp_raise_gp0(cpu);
+    struct hvp_cpu_exit *ex = cpu->exit;
+    hvp_sys_insn_bytes(cpu, ex);
+    ex->reason = HVP_CPU_EXIT_MSR;
+    ex->u.msr.index = idx;
+    ex->u.msr.write = write;
+    ex->u.msr.value = write ? *v : 0;
+    cpu->stop = true;
+    return false;
+}
+
 HVP_HANDLER(h_rdmsr)
 {
     need_cpl0(cpu);
     uint32_t idx = (uint32_t)cpu->gpr[1];
-    uint64_t v;
+    uint64_t v = 0;
     if (idx == 0x10)
         v = hvp_cpu_rdtsc(cpu);
     else if (idx == 0xc0000080)
         v = cpu->st.efer;
     else {
-        uint64_t *p = msr_ptr(cpu, idx);
-        if (!p) hvp_raise_gp0(cpu);
-        v = *p;
+        uint64_t *p = msr_apic(idx) ? NULL : msr_ptr(cpu, idx);
+        if (p)
+            v = *p;
+        else if (!msr_hook(cpu, idx, false, &v))
+            return NULL; /* exit: not retired */
     }
     cpu->gpr[0] = (uint32_t)v;
     cpu->gpr[2] = v >> 32;
@@ -303,11 +350,19 @@ HVP_HANDLER(h_wrmsr)
         cpu->st.efer = (v & ~EFER_LMA) | (cpu->st.efer & EFER_LMA);
         hvp_sys_flush(cpu);
     } else {
-        uint64_t *p = msr_ptr(cpu, idx);
-        if (!p) hvp_raise_gp0(cpu);
+        uint64_t *p = msr_apic(idx) ? NULL : msr_ptr(cpu, idx);
+        if (!p) {
+            if (!msr_hook(cpu, idx, true, &v)) return NULL; /* exit: not retired */
+            return end_here(cpu, d);
+        }
         if ((idx >= 0xc0000081 && idx != 0xc0000084 && idx != 0xc0000103 && idx != 0xc0000081) &&
             !hvp_canonical(v))
             hvp_raise_gp0(cpu);
+        if (idx == 0x1b && cpu->hooks.msr) {
+            /* the APIC sees the new base/enable bits; it may refuse them */
+            uint64_t nv = v;
+            if (!msr_hook(cpu, idx, true, &nv)) return NULL;
+        }
         *p = v;
     }
     return end_here(cpu, d);
@@ -384,6 +439,7 @@ HVP_HANDLER(h_iretq)
     cpu->rip = f[0];
     hvp_flags_set(cpu, fl);
     hvp_sys_update_mode(cpu);
+    cpu->nmi_masked = false; /* IRET ends NMI blocking (any IRET, as hardware) */
     return d + 1;
 }
 
@@ -458,8 +514,10 @@ HVP_HANDLER(h_mov_to_sreg)
         if (sr == HVP_SEG_SS && (cpu->cpl == 3 || rpl != cpu->cpl)) hvp_raise_gp0(cpu);
         /* the hidden base of FS/GS stays (FS_BASE/GS_BASE MSRs); others: unusable */
         s->selector = sel;
-        if (sr == HVP_SEG_SS)
+        if (sr == HVP_SEG_SS) {
             s->attr = (uint16_t)((s->attr & ~0x60u) | (cpu->cpl << 5));
+            hvp_sys_shadow(cpu, cpu->rip + d->len);
+        }
         else if (sr != HVP_SEG_FS && sr != HVP_SEG_GS)
             *s = (struct hvp_cpu_segment){0, 0, sel, 0};
         return NEXT(cpu, d);
@@ -481,6 +539,7 @@ HVP_HANDLER(h_mov_to_sreg)
     if (sr == HVP_SEG_FS) cpu->fs_base = n.base;
     if (sr == HVP_SEG_GS) cpu->gs_base = n.base;
     *s = n;
+    if (sr == HVP_SEG_SS) hvp_sys_shadow(cpu, cpu->rip + d->len); /* MOV SS: the shadow */
     return NEXT(cpu, d);
 }
 
@@ -526,7 +585,7 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_STI:
         d->aux = xi->op == HVP_X86_OP_STI;
         d->fn = h_cli_sti;
-        return HVP_B_OK;
+        return d->aux ? HVP_B_END : HVP_B_OK; /* after STI the run loop looks at INTR */
     case HVP_X86_OP_MOV:
         if (is_cr(&xi->ops[1])) {
             unsigned n = cr_num(xi->ops[1].reg);
