@@ -94,6 +94,10 @@ struct vmm_uart *vmm_uart_new(struct hvp_vm *vm, uint16_t port, unsigned gsi);
 void vmm_uart_receive(struct vmm_uart *u, const uint8_t *buf, size_t len);
 /* How many received bytes the UART can take now (its FIFO space). */
 size_t vmm_uart_rx_room(struct vmm_uart *u);
+/* Optional: fn(ctx) runs (device lock held) when the guest has read the
+ * receive FIFO empty, so queued console input can follow at once instead
+ * of on a poll; fn may call vmm_uart_receive(). */
+void vmm_uart_set_rx_notify(struct vmm_uart *u, void (*fn)(void *ctx), void *ctx);
 void vmm_uart_free(struct vmm_uart *u);
 
 struct vmm_pic;                                 /* 8259A master + slave, ports 0x20/0xA0, ELCR 0x4D0 */

@@ -59,6 +59,8 @@ struct vmm_uart {
     bool thre_pending; /* THR empty, not yet consumed by IIR read or THR write */
     bool timeout_pending;
     bool irq; /* level driven on the GSI */
+    void (*rx_notify)(void *ctx);
+    void *rx_ctx;
 };
 
 static bool fifo_on(const struct vmm_uart *u)
@@ -184,8 +186,13 @@ static uint64_t uart_read(void *dev, uint64_t offset, unsigned size)
             v = u->rx[u->rx_head];
             u->rx_head = (u->rx_head + 1) % FIFO;
             if (!--u->rx_count) u->lsr &= (uint8_t)~LSR_DR;
+            restart_timeout(u);
+            /* Drained: the other end may send more now (not in loopback,
+             * where the receiver listens to the transmitter). */
+            if (!u->rx_count && u->rx_notify && !(u->mcr & MCR_LOOP)) u->rx_notify(u->rx_ctx);
+        } else {
+            restart_timeout(u);
         }
-        restart_timeout(u);
         break;
     case 1: v = (u->lcr & LCR_DLAB) ? u->dlm : u->ier; break;
     case 2:
@@ -260,6 +267,12 @@ void vmm_uart_receive(struct vmm_uart *u, const uint8_t *buf, size_t len)
         rx_push(u, buf[i]);
     restart_timeout(u);
     update_irq(u);
+}
+
+void vmm_uart_set_rx_notify(struct vmm_uart *u, void (*fn)(void *ctx), void *ctx)
+{
+    u->rx_notify = fn;
+    u->rx_ctx = ctx;
 }
 
 size_t vmm_uart_rx_room(struct vmm_uart *u)
