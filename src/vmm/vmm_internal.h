@@ -88,7 +88,8 @@ void vmm_console_write(struct hvp_vm *vm, const uint8_t *buf, size_t len);
 
 /* ---- devices (one file each; created in order by machine.c) ----
  * Every constructor claims its ranges and returns NULL with the machine's
- * message set on failure; every destructor accepts NULL. */
+ * message set on failure; every destructor accepts NULL, releases its
+ * claims and frees its timers (so call it before the bus goes). */
 struct vmm_uart;
 struct vmm_uart *vmm_uart_new(struct hvp_vm *vm, uint16_t port, unsigned gsi);
 void vmm_uart_receive(struct vmm_uart *u, const uint8_t *buf, size_t len);
@@ -117,7 +118,10 @@ void vmm_pic_set_intr_notify(struct vmm_pic *pic, void (*fn)(void *ctx, bool lev
 void vmm_pic_free(struct vmm_pic *pic);
 
 struct vmm_ioapic; /* 24 pins at 0xFEC00000; delivers with hvp_request_interrupt() */
+/* Version 0x20 (EOI register at +0x40), ID 0 (the MADT must say 0). */
 struct vmm_ioapic *vmm_ioapic_new(struct hvp_vm *vm);
+/* level is the logical request (true = asserted) whatever the entry's
+ * polarity bit says: the board inverts active-low lines. */
 void vmm_ioapic_set_irq(struct vmm_ioapic *io, unsigned pin, bool level);
 /* The local APIC signalled EOI for vector (level-triggered: Remote IRR). */
 void vmm_ioapic_eoi(struct vmm_ioapic *io, uint8_t vector);
@@ -131,12 +135,14 @@ struct vmm_pit; /* 8254 at 0x40-0x43, channel 0 -> GSI 0, port 0x61 gate/speaker
 struct vmm_pit *vmm_pit_new(struct hvp_vm *vm);
 void vmm_pit_free(struct vmm_pit *pit);
 
-struct vmm_rtc; /* MC146818 CMOS/RTC at 0x70/0x71, GSI 8 */
+struct vmm_rtc; /* MC146818 at 0x70/0x71 (0x72/0x73: upper NVRAM bank), GSI 8, UTC */
 /* mem_below_4g/above_4g fill the CMOS memory-size bytes firmware reads. */
 struct vmm_rtc *vmm_rtc_new(struct hvp_vm *vm, uint64_t mem_below_4g, uint64_t mem_above_4g);
 void vmm_rtc_free(struct vmm_rtc *rtc);
 
-struct vmm_i8042; /* 0x60/0x64; command 0xFE resets the machine; port 0x92 (A20/reset) too */
+/* 0x60/0x64 with a PS/2 keyboard (no AUX port: Linux finds no mouse at
+ * once); command 0xFE resets the machine; port 0x92 (A20/reset) too */
+struct vmm_i8042;
 struct vmm_i8042 *vmm_i8042_new(struct hvp_vm *vm);
 void vmm_i8042_free(struct vmm_i8042 *k);
 
