@@ -45,12 +45,14 @@ extern char **environ;
 /* The ROM header (sysguest.inc, SG_HEADER), at ROM offset 0. */
 #define HDR_LONG     1u
 #define HDR_SHUTDOWN 2u
+#define HDR_NO_QEMU  4u
 struct header {
     char magic[8]; /* "HVPSG" 1 0 0 */
     uint32_t flags;
     uint32_t ram_mib;
     uint64_t entry, cr0, cr3, cr4, efer, gdt_base;
     uint16_t gdt_limit, cs, ds, pad;
+    char no_qemu_why[64]; /* HDR_NO_QEMU: why QEMU's half is skipped */
 };
 
 struct opts {
@@ -600,7 +602,10 @@ int main(int argc, char **argv)
             }
         }
 
-        if (!qemu) {
+        if (h.flags & HDR_NO_QEMU) {
+            printf("ok %d - %s: qemu # SKIP the guest says QEMU differs: %.*s\n", n2, name,
+                   (int)strnlen(h.no_qemu_why, sizeof h.no_qemu_why), h.no_qemu_why);
+        } else if (!qemu) {
             printf("ok %d - %s: qemu # SKIP %s\n", n2, name,
                    o.no_qemu ? "--no-qemu" : "qemu-system-x86_64 not found (HVP_QEMU, PATH)");
         } else if (!dir) {
