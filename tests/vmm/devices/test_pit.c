@@ -200,3 +200,64 @@ Test(pit, bcd_counting)
     vmm_pit_free(pit);
     fake_vm_free(vm);
 }
+
+static bool out2(struct hvp_vm *vm)
+{
+    return fake_inb(vm, 0x61) & 0x20;
+}
+
+Test(pit, gate_triggered_modes_1_and_5_and_square_wave_out2)
+{
+    struct hvp_vm *vm = fake_vm_new();
+    struct vmm_pit *pit = vmm_pit_new(vm);
+    /* Mode 1: the count starts on a rising gate; OUT low until it ends. */
+    fake_outb(vm, 0x61, 0x00);
+    fake_outb(vm, 0x43, 0xB2);
+    fake_outb(vm, 0x42, 0xE8);
+    fake_outb(vm, 0x42, 0x03); /* 1000 ticks */
+    fake_advance(vm, 2000000);
+    cr_assert(out2(vm), "no trigger yet: OUT high");
+    fake_outb(vm, 0x61, 0x01);
+    cr_assert(!out2(vm), "triggered: OUT low");
+    fake_advance(vm, 800000);
+    cr_assert(!out2(vm));
+    fake_advance(vm, 100000);
+    cr_assert(out2(vm), "one shot over after 838 us");
+    fake_outb(vm, 0x61, 0x00);
+    fake_outb(vm, 0x61, 0x01); /* retriggered */
+    cr_assert(!out2(vm));
+    /* Mode 5: a one-tick low strobe at the end of a gate-triggered count. */
+    fake_outb(vm, 0x61, 0x00);
+    fake_outb(vm, 0x43, 0xBA);
+    fake_outb(vm, 0x42, 0x64);
+    fake_outb(vm, 0x42, 0x00); /* 100 ticks */
+    fake_outb(vm, 0x61, 0x01);
+    uint64_t t0 = vm->now_ns;
+    unsigned low = 0;
+    for (unsigned i = 0; i < 300; i++) {
+        fake_advance(vm, 419); /* half a tick */
+        if (!out2(vm)) {
+            low++;
+            uint64_t t = ticks_at(vm->now_ns - t0);
+            cr_assert_eq(t, 100, "low only at terminal count");
+        }
+    }
+    cr_assert(low >= 1 && low <= 3);
+    /* Mode 3 on channel 2 (the speaker): OUT is a square wave. */
+    fake_outb(vm, 0x43, 0xB6);
+    fake_outb(vm, 0x42, 0xA9);
+    fake_outb(vm, 0x42, 0x04); /* 1193 ticks: ~1 kHz */
+    t0 = vm->now_ns;
+    unsigned high = 0, samples = 0;
+    for (unsigned i = 0; i < 10000; i++) {
+        fake_advance(vm, 1000);
+        samples++;
+        if (out2(vm)) high++;
+    }
+    cr_assert(high > samples * 45 / 100 && high < samples * 55 / 100, "duty %u/%u", high, samples);
+    /* Gate low stops mode 3 with OUT high. */
+    fake_outb(vm, 0x61, 0x00);
+    cr_assert(out2(vm));
+    vmm_pit_free(pit);
+    fake_vm_free(vm);
+}
