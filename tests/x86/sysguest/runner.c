@@ -46,6 +46,7 @@ extern char **environ;
 #define HDR_LONG     1u
 #define HDR_SHUTDOWN 2u
 #define HDR_NO_QEMU  4u
+#define HDR_KNOWN    8u
 struct header {
     char magic[8]; /* "HVPSG" 1 0 0 */
     uint32_t flags;
@@ -53,6 +54,7 @@ struct header {
     uint64_t entry, cr0, cr3, cr4, efer, gdt_base;
     uint16_t gdt_limit, cs, ds, pad;
     char no_qemu_why[64]; /* HDR_NO_QEMU: why QEMU's half is skipped */
+    char known_bug[64];   /* HDR_KNOWN: the hvp bug the guest exposes */
 };
 
 struct opts {
@@ -575,6 +577,7 @@ int main(int argc, char **argv)
             continue;
         }
         const char *expected = (h.flags & HDR_SHUTDOWN) ? "shutdown" : "exit 0";
+        bool known = h.flags & HDR_KNOWN;
 
         struct result hv = {.out = {malloc(MAX_OUTPUT), 0}};
         struct result qm = {.out = {malloc(MAX_OUTPUT), 0}};
@@ -587,10 +590,14 @@ int main(int argc, char **argv)
         } else {
             bool ok = !strcmp(hv.outcome, expected);
             diag_output("hvp", &hv.out);
-            printf("%s %d - %s: hvp from %s: %s%s%s (%.2f s)\n", ok ? "ok" : "not ok", n1, name,
+            char todo[100] = "";
+            if (known)
+                snprintf(todo, sizeof todo, " # TODO known hvp bug: %.*s",
+                         (int)strnlen(h.known_bug, sizeof h.known_bug), h.known_bug);
+            printf("%s %d - %s: hvp from %s: %s%s%s (%.2f s)%s\n", ok ? "ok" : "not ok", n1, name,
                    hv.start, hv.outcome, ok ? " as expected" : ", expected ", ok ? "" : expected,
-                   hvp_s);
-            failed += !ok;
+                   hvp_s, todo);
+            failed += !ok && !known;
             if (o.keep) {
                 char p[4096];
                 snprintf(p, sizeof p, "%s/%s.hvp.out", o.keep, name);
@@ -616,12 +623,12 @@ int main(int argc, char **argv)
             double qemu_s = (double)(now_ns() - t0) / 1e9;
             if (qm.skipped) {
                 printf("ok %d - %s: qemu # SKIP %s\n", n2, name, qm.why);
-            } else if (hv.skipped) {
+            } else if (hv.skipped || known) {
                 /* nothing to compare: the guest itself must still be right */
                 bool ok = !strcmp(qm.outcome, expected);
                 if (!ok) diag_output("qemu", &qm.out);
-                printf("%s %d - %s: qemu alone (hvp skipped): %s%s%s (%.2f s)\n",
-                       ok ? "ok" : "not ok", n2, name, qm.outcome,
+                printf("%s %d - %s: qemu alone (hvp %s): %s%s%s (%.2f s)\n", ok ? "ok" : "not ok",
+                       n2, name, known ? "has a known bug" : "skipped", qm.outcome,
                        ok ? " as expected" : ", expected ", ok ? "" : expected, qemu_s);
                 failed += !ok;
             } else {
