@@ -160,6 +160,11 @@ void vmm_misc_free(struct vmm_misc *m);
 #define VMM_PCI_HOST_DEVICE 0x1237
 #define VMM_RESET_PORT      0xCF9
 #define VMM_RESET_VALUE     0x06
+/* The 32-bit window for PCI BARs, which the DSDT's \_SB.PCI0._CRS offers:
+ * from the 3 GiB hole in RAM up to the IOAPIC. The machine's memory map
+ * keeps RAM out of it. */
+#define VMM_PCI_MMIO_BASE  0xC0000000ull
+#define VMM_PCI_MMIO_LIMIT 0xFEBFFFFFull /* last byte */
 struct vmm_pci;
 struct vmm_pci *vmm_pci_new(struct hvp_vm *vm);
 void vmm_pci_free(struct vmm_pci *pci);
