@@ -429,7 +429,8 @@ static int build_firmware(struct hvp_vm *vm)
         .pm_base = VMM_ACPI_PM_BASE,
         .sci_gsi = 9,
     };
-    (void)ac; /* vmm_acpi_build joins with the firmware's acpi.c */
+    int r = vmm_acpi_build(vm, &ac);
+    if (r < 0) return vmm_errorf(vm, r, "ACPI tables: %s", strerror(-r));
     return 0;
 }
 
