@@ -64,9 +64,17 @@ enum hvp_cpu_model {
      *   mapping forbids it) exits with HVP_CPU_EXIT_MMIO: RIP at the
      *   instruction, which did not retire; the embedder emulates it from
      *   insn_bytes and advances RIP. Size 0: an instruction fetch.
-     * Implemented so far: 64-bit mode (long-mode 4-level paging, 64-bit
-     * IDT, SYSCALL/SYSRET, IRETQ, MSRs, CRs, descriptor-table loads). A
-     * run in another mode exits with HVP_CPU_EXIT_INTERNAL. */
+     * Implemented so far: real mode (from reset; IVT delivery, big-real
+     * mode), 16/32-bit protected mode with segmentation (base, limit,
+     * expand-down and type checks; descriptor checks on segment loads),
+     * compatibility mode, leaving and re-entering long mode, far
+     * JMP/CALL/RET (call gates included), IRET in every mode, interrupt
+     * and trap gates in 32-bit and 64-bit IDTs (with stack switches
+     * through the TSS), long-mode 4-level paging, SYSCALL/SYSRET, MSRs,
+     * CRs. Not yet: 32-bit and PAE paging (CR0.PG without EFER.LMA),
+     * hardware task switching (TSS/task-gate transfers, IRET with NT),
+     * virtual-8086 mode: these exit with HVP_CPU_EXIT_INTERNAL and say
+     * so in hvp_cpu_error(). */
     HVP_CPU_MODEL_SYSTEM = 2,
 };
 

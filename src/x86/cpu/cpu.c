@@ -167,6 +167,7 @@ static void reset_state(struct hvp_cpu *cpu, const struct hvp_cpu_config *cfg)
     st->apic_base = 0xfee00900; /* enabled, bootstrap processor */
     st->fpu.fcw = 0x40;
     st->fpu.mxcsr = 0x1f80;
+    hvp_seg_refresh(cpu); /* CS.base 0xFFFF0000: the first fetch is at 0xFFFFFFF0 */
 }
 
 int hvp_cpu_create(const struct hvp_cpu_config *cfg, struct hvp_cpu **out)
@@ -580,7 +581,7 @@ void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex)
 {
     unsigned got = 0;
     while (got < 15) {
-        uint64_t a = cpu->rip + got, gpa;
+        uint64_t a = cpu->rip + cpu->cs_base + got, gpa;
         if (!sys_phys(cpu, a, HVP_CPU_PROT_EXEC, &gpa)) break;
         struct hvp_region *r = region_find(cpu, gpa & HVP_PAGE_MASK);
         if (!r) break;
@@ -651,7 +652,8 @@ static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
     uint64_t gpa = a;
     unsigned prot = HVP_CPU_PROT_READ | HVP_CPU_PROT_WRITE | HVP_CPU_PROT_EXEC;
     if (cpu->st.cr0 & CR0_PG) {
-        if (!(cpu->st.efer & EFER_LMA)) sys_internal(cpu, "32-bit/PAE paging is not implemented");
+        if (!(cpu->st.efer & EFER_LMA))
+            sys_internal(cpu, "32-bit and PAE paging (CR0.PG without EFER.LMA) are not implemented");
         if (!canonical(a)) raise_noncanonical(cpu, a);
         uint32_t ec;
         if (!walk(cpu, a, kind, cpu->cpl == 3, true, &gpa, &prot, &ec)) hvp_raise_pf(cpu, a, ec);
@@ -1072,7 +1074,7 @@ found:
 
 static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu, struct hvp_trace *prev)
 {
-    uint64_t pc = cpu->rip;
+    uint64_t pc = cpu->rip + cpu->cs_base; /* linear */
     if (likely(prev != NULL)) {
         /* trace linking: the successors seen last time, without hashing */
         for (int i = 0; i < HVP_LINKS; i++) {
@@ -1093,9 +1095,9 @@ static inline struct hvp_trace *trace_get(struct hvp_cpu *cpu, struct hvp_trace 
 /* Instructions of trace t retired before the one at cpu->rip. */
 static unsigned retired_before_rip(const struct hvp_cpu *cpu, const struct hvp_trace *t)
 {
-    uint64_t a = t->pc;
+    uint64_t a = t->pc, pc = cpu->rip + cpu->cs_base;
     unsigned i = 0;
-    while (i < t->n && a != cpu->rip) {
+    while (i < t->n && a != pc) {
         a += t->insns[i].len;
         i++;
     }
@@ -1223,7 +1225,6 @@ static int run_system(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit)
                 hvp_sys_deliver_event(cpu, pev->vec, pev->err, pev->code, pev->fault, pev->soft,
                                       cpu->soft_len);
             }
-            if (cpu->mode != 64) sys_internal(cpu, "only 64-bit mode runs so far");
             run_loop(cpu);
             break;
         }

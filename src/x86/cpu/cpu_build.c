@@ -28,7 +28,6 @@ static unsigned mem_reg(unsigned reg)
 
 void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
 {
-    (void)cpu;
     d->len = xi->len;
     d->osz = xi->opsize;
     d->asz = xi->addrsize;
@@ -50,6 +49,9 @@ void hvp_build_common(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         if (xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_FS ||
             xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_GS)
             d->seg = (uint8_t)(xi->mem.seg - HVP_X86_REG_ES);
+        /* 16/32-bit modes: every operand goes through its segment */
+        if (cpu->model == HVP_CPU_MODEL_SYSTEM && cpu->mode != 64)
+            d->seg = (uint8_t)(HVP_SEG_LEGACY | ((xi->mem.seg - HVP_X86_REG_ES) & 7));
         if (d->base > 16 || d->index > 16 || d->asz != 8 || d->seg) d->fl |= HVP_DF_EAX;
     }
     for (unsigned k = 0; k < xi->nops && k < 3; k++) {
@@ -1373,12 +1375,18 @@ static inline void str_set(struct hvp_cpu *cpu, unsigned r, unsigned asz, uint64
 
 #define REP_CHUNK 65536
 
+/* 16/32-bit modes: DS:SI (or the override) and ES:DI through their
+ * segments' checks */
+#define SRC(si)                                                                                    \
+    ((d->seg & HVP_SEG_LEGACY) ? hvp_seg_lin(cpu, d->seg & 7, si, sz, false) : (si) + sbase)
+#define DST(di, w) ((d->seg & HVP_SEG_LEGACY) ? hvp_seg_lin(cpu, HVP_SEG_ES, di, sz, w) : (di))
+
 HVP_HANDLER(h_string)
 {
     unsigned sz = d->osz, asz = d->asz, k = d->aux;
     bool rep = d->fl & (HVP_DF_REP | HVP_DF_REPNE);
     int64_t step = (hvp_flags_get(cpu) & HVP_DFLAG) ? -(int64_t)sz : (int64_t)sz;
-    uint64_t sbase = d->seg ? (d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base) : 0;
+    uint64_t sbase = (d->seg & ~HVP_SEG_LEGACY) ? (d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base) : 0;
     uint64_t n = rep ? str_reg(cpu, 1, asz) : 1;
     if (rep && n == 0) return NEXT(cpu, d);
     /* fast path: forward REP MOVS/STOS inside pages */
@@ -1436,22 +1444,22 @@ HVP_HANDLER(h_string)
             bool stop = false;
             switch (k) {
             case 0:
-                v = hvp_rdn(cpu, si + sbase, sz);
-                hvp_wrn(cpu, di, sz, v);
+                v = hvp_rdn(cpu, SRC(si), sz);
+                hvp_wrn(cpu, DST(di, true), sz, v);
                 str_set(cpu, 6, asz, si + (uint64_t)step);
                 str_set(cpu, 7, asz, di + (uint64_t)step);
                 break;
             case 1:
-                hvp_wrn(cpu, di, sz, cpu->gpr[0]);
+                hvp_wrn(cpu, DST(di, true), sz, cpu->gpr[0]);
                 str_set(cpu, 7, asz, di + (uint64_t)step);
                 break;
             case 2:
-                v = hvp_rdn(cpu, si + sbase, sz);
+                v = hvp_rdn(cpu, SRC(si), sz);
                 hvp_reg_wr(cpu, 0, sz == 4 ? 4 : sz, v);
                 str_set(cpu, 6, asz, si + (uint64_t)step);
                 break;
             case 3: {
-                uint64_t x = hvp_rdn(cpu, si + sbase, sz), y = hvp_rdn(cpu, di, sz);
+                uint64_t x = hvp_rdn(cpu, SRC(si), sz), y = hvp_rdn(cpu, DST(di, false), sz);
                 alu(cpu, K_CMP, sz, x, y);
                 str_set(cpu, 6, asz, si + (uint64_t)step);
                 str_set(cpu, 7, asz, di + (uint64_t)step);
@@ -1459,7 +1467,7 @@ HVP_HANDLER(h_string)
                 break;
             }
             default: {
-                uint64_t y = hvp_rdn(cpu, di, sz);
+                uint64_t y = hvp_rdn(cpu, DST(di, false), sz);
                 alu(cpu, K_CMP, sz, cpu->gpr[0] & M(sz), y);
                 str_set(cpu, 7, asz, di + (uint64_t)step);
                 stop =
@@ -1623,8 +1631,13 @@ static int cc_of(const struct hvp_x86_insn *xi)
 int hvp_cpu_build(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
 {
     int k = HVP_B_NONE;
-    if (cpu->model == HVP_CPU_MODEL_SYSTEM) { /* privileged forms first (cpu_sys.c) */
-        k = hvp_cpu_build_sys(cpu, xi, d);
+    if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
+        /* segmentation-dependent forms (cpu_seg.c), then privileged ones (cpu_sys.c) */
+        k = hvp_cpu_build_seg(cpu, xi, d);
+        if (k == HVP_B_NONE) {
+            memset(d, 0, sizeof *d);
+            k = hvp_cpu_build_sys(cpu, xi, d);
+        }
         if (k == HVP_B_NONE) memset(d, 0, sizeof *d);
     }
     if (k == HVP_B_NONE) k = hvp_cpu_build_int(cpu, xi, d);
@@ -2140,6 +2153,8 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
                                                  xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_GS))
             d->seg = (uint8_t)(xi->mem.seg - HVP_X86_REG_ES);
         if (kk == 1 || kk == 4) d->seg = 0; /* ES:rdi only, no override */
+        if (cpu->model == HVP_CPU_MODEL_SYSTEM && cpu->mode != 64)
+            d->seg = (uint8_t)(HVP_SEG_LEGACY | ((xi->mem.seg - HVP_X86_REG_ES) & 7));
         d->fn = h_string;
         return HVP_B_OK;
     }

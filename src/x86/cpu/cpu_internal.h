@@ -92,10 +92,27 @@
  *   system run loop (run_system) then delivers it through the 64-bit IDT
  *   unless the vector is in exception_exit_bitmap, turning faults while
  *   delivering into #DF and a fault while delivering #DF into SHUTDOWN.
- * - Not yet: real mode, 16/32-bit protected mode (a run there exits
- *   INTERNAL), 32-bit/PAE paging, segmentation checks, call gates,
- *   SYSENTER, the I/O bitmap, debug registers and TF, interrupts (add
- *   bits to cpu->async, deliver them between traces; STI/MOV SS shadow).
+ * - Modes and segmentation (cpu_seg.c): in 16/32-bit modes cpu->rip is
+ *   the offset in CS and traces are keyed by the linear pc, cs_base +
+ *   rip (cs_base = 0 in 64-bit mode, so 64-bit code pays nothing). The
+ *   builder gives every memory operand d->seg = HVP_SEG_LEGACY | segment
+ *   (these modes always take hvp_ea_slow: asz != 8); hvp_ea_slow returns
+ *   the offset unchanged for a segment whose bit is set in cpu->seg_flat
+ *   (base 0, 4 GiB, writable expand-up data; never CS) and otherwise
+ *   checks base/limit/type with the operand's size and direction from
+ *   the decoded record (hvp_seg_ea_slow). Stack and near-branch forms
+ *   have their own 16/32-bit handlers (SS:SP/ESP, IP/EIP wrapping, the
+ *   CS limit on branch targets; sequential execution past CS's limit is
+ *   not checked). hvp_sys_update_mode recomputes mode, CPL, cs_base and
+ *   seg_flat after every CR0/EFER/segment change.
+ * - Events: hvp_sys_deliver is the one entry point (vector, error code,
+ *   fault/soft): 64-bit IDT under EFER.LMA, else hvp_sys_deliver_legacy
+ *   (real-mode IVT, or 16/32-bit interrupt/trap gates with the TSS
+ *   SS0:ESP0 stack switch).
+ * - Not yet: 32-bit/PAE paging (INTERNAL), hardware task switches and
+ *   virtual-8086 mode (INTERNAL), LAR/LSL/VERR/VERW/LLDT/SLDT/ARPL;
+ *   SYSENTER, the I/O bitmap, debug registers and TF, interrupts (the
+ *   event side).
  * - Not yet modelled in user mode: RFLAGS.TF single-step (#DB), #SS for
  *   stack accesses (non-canonical stack addresses raise #GP(0)), #AC.
  */
@@ -128,7 +145,8 @@ struct hvp_dinsn {
     uint8_t r0, r1;      /* register codes (HVP_R8H for AH..BH), see hvp_reg_* */
     uint8_t base, index; /* GPR numbers, HVP_EA_NONE, HVP_EA_RIP, HVP_EA_ABS */
     uint8_t scale;       /* shift count 0..3 */
-    uint8_t seg;         /* 0, or HVP_SEG_FS / HVP_SEG_GS: add that base */
+    uint8_t seg;         /* 0, or HVP_SEG_FS / HVP_SEG_GS: add that base; in 16/32-bit
+                            modes HVP_SEG_LEGACY | segment (base, limit, type checks) */
     uint8_t asz;         /* address size in bytes */
     uint8_t aux;         /* handler specific (ALU kind, condition code, ...) */
     uint16_t fl;         /* HVP_DF_* */
@@ -151,6 +169,7 @@ struct hvp_dinsn {
 
 /* Segment numbers (struct hvp_cpu_state.seg order). */
 enum { HVP_SEG_ES, HVP_SEG_CS, HVP_SEG_SS, HVP_SEG_DS, HVP_SEG_FS, HVP_SEG_GS };
+#define HVP_SEG_LEGACY 0x10 /* d->seg: a 16/32-bit mode operand through segment (seg & 7) */
 
 /* RFLAGS bits. */
 #define HVP_CF    0x0001u
@@ -259,6 +278,8 @@ struct hvp_cpu {
     uint32_t model;
     uint64_t tsc_offset;
     /* system model */
+    uint64_t cs_base;  /* linear pc = cs_base + rip (0 in 64-bit mode) */
+    uint8_t seg_flat;  /* bit s: segment s is flat (base 0, 4 GiB, read/write): no checks */
     uint32_t exc_bitmap; /* cfg.exception_exit_bitmap */
     bool tlb_large;      /* some entry holds part of a 2M/1G page: INVLPG flushes all */
     uint8_t
@@ -410,6 +431,10 @@ static inline void hvp_reg_wr(struct hvp_cpu *cpu, unsigned r, unsigned size, ui
     }
 }
 
+/* 16/32-bit modes: the linear address of offset `off` of the memory
+ * operand's segment, after the limit and type checks (#GP/#SS). */
+uint64_t hvp_seg_ea_slow(struct hvp_cpu *cpu, const struct hvp_dinsn *d, uint64_t off);
+
 /* Effective linear address of the entry's memory operand. The common
  * recipe (64-bit addressing, GPR or no base/index, no FS/GS) is one add
  * chain; RIP-relative, moffs64, 32-bit address size and FS/GS take the
@@ -431,7 +456,13 @@ static inline uint64_t hvp_ea_slow(const struct hvp_cpu *cpu, const struct hvp_d
         a = (uint32_t)a;
     else if (d->asz == 2)
         a = (uint16_t)a;
-    if (d->seg) a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
+    if (d->seg) {
+        if (d->seg & HVP_SEG_LEGACY) {
+            if (likely((cpu->seg_flat >> (d->seg & 7)) & 1)) return a;
+            return hvp_seg_ea_slow((struct hvp_cpu *)(uintptr_t)cpu, d, a);
+        }
+        a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
+    }
     return a;
 }
 
@@ -572,6 +603,21 @@ void hvp_sys_insn_bytes(struct hvp_cpu *cpu, struct hvp_cpu_exit *ex);
 void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err, bool fault,
                      bool soft);
 int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+/* Modes and segmentation (cpu_seg.c). */
+int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+/* Base of segment s (FS/GS from fs_base/gs_base). */
+uint64_t hvp_seg_base(const struct hvp_cpu *cpu, unsigned s);
+/* Recomputes cs_base and seg_flat (hvp_sys_update_mode calls it). */
+void hvp_seg_refresh(struct hvp_cpu *cpu);
+/* 16/32-bit modes: linear address of [off, off+size) in segment s after
+ * the limit and type checks (#GP(0), #SS(0) for SS). */
+uint64_t hvp_seg_lin(struct hvp_cpu *cpu, unsigned s, uint64_t off, unsigned size, bool write);
+/* MOV/POP Sreg, LxS: loads a data/stack segment register (real mode:
+ * base = sel << 4; protected mode: descriptor checks, accessed bit). */
+void hvp_load_sreg(struct hvp_cpu *cpu, unsigned s, uint16_t sel);
+/* Event delivery outside long mode: real-mode IVT, protected-mode IDT. */
+void hvp_sys_deliver_legacy(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err,
+                            bool fault, bool soft);
 
 /* ---- events (cpu_event.c) ---- */
 /* The run loop's slow path when cpu->async is not 0: returns -1 to stop

@@ -909,7 +909,10 @@ HVP_HANDLER(h_maskmov)
     }
     uint64_t a = cpu->gpr[7];
     if (d->asz == 4) a = (uint32_t)a;
-    if (d->seg) a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
+    if (d->seg & HVP_SEG_LEGACY)
+        a = hvp_seg_lin(cpu, d->seg & 7, a, n, true);
+    else if (d->seg)
+        a += d->seg == HVP_SEG_FS ? cpu->fs_base : cpu->gs_base;
     unsigned mask = 0;
     for (unsigned i = 0; i < n; i++)
         mask |= (unsigned)(k.b[i] >> 7) << i;
@@ -2234,7 +2237,7 @@ int hvp_cpu_build_sse(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     if (xi->prefixes & HVP_X86_PFX_REXW) d->fl |= SF_W;
     d->imm = (uint8_t)xi->imm;
     if ((op == HVP_X86_OP_MASKMOVDQU || op == HVP_X86_OP_MASKMOVQ) &&
-        (xi->prefixes & HVP_X86_PFX_SEG) &&
+        (xi->prefixes & HVP_X86_PFX_SEG) && !(d->seg & HVP_SEG_LEGACY) &&
         (xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_FS || xi->mem.seg == HVP_X86_REG_ES + HVP_SEG_GS))
         d->seg = (uint8_t)(xi->mem.seg - HVP_X86_REG_ES); /* implicit [rdi] */
 

@@ -42,6 +42,7 @@ void hvp_sys_update_mode(struct hvp_cpu *cpu)
                 }
         cpu->cpl = (uint8_t)cpl;
     }
+    hvp_seg_refresh(cpu);
 }
 
 /* A code/data segment from its 8-byte descriptor. */
@@ -82,8 +83,8 @@ void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t e
                      bool soft)
 {
     if (!(cpu->st.efer & EFER_LMA)) {
-        /* real/protected-mode IDTs are a later slice */
-        hvp_raise(cpu, 8, 0);
+        hvp_sys_deliver_legacy(cpu, vec, has_err, err, fault, soft); /* cpu_seg.c */
+        return;
     }
     uint32_t ext = soft ? 0 : 1;
     if (vec * 16 + 15 > cpu->st.idtr.limit) hvp_raise(cpu, 13, (int32_t)(vec * 8 + 2 + ext));
@@ -221,16 +222,39 @@ HVP_HANDLER(h_mov_from_cr)
     return NEXT(cpu, d);
 }
 
+/* CR4 bits this CPU lets software set: the fixed ones, and those whose
+ * feature the CPUID table advertises (PCIDE, FSGSBASE, OSXSAVE, SMEP, SMAP). */
+static uint64_t cr4_allowed(struct hvp_cpu *cpu)
+{
+    uint32_t l1[4], l7[4];
+    hvp_cpu_cpuid(cpu, 1, 0, l1);
+    hvp_cpu_cpuid(cpu, 7, 0, l7);
+    uint64_t m = 0x6fcull; /* TSD DE PSE PAE MCE PGE OSFXSR OSXMMEXCPT (no VME/PVI, no PCE) */
+    m |= 0x100ull;         /* PCE */
+    if (l1[2] & (1u << 17)) m |= 1ull << 17;
+    if (l7[1] & (1u << 0)) m |= 1ull << 16;
+    if (l1[2] & (1u << 26)) m |= 1ull << 18;
+    if (l7[1] & (1u << 7)) m |= 1ull << 20;
+    if (l7[1] & (1u << 20)) m |= 1ull << 21;
+    return m;
+}
+
 HVP_HANDLER(h_mov_to_cr)
 {
     need_cpl0(cpu);
     uint64_t v = cpu->gpr[d->r1];
+    if (cpu->mode != 64) v = (uint32_t)v; /* 32-bit operand outside 64-bit mode */
     switch (d->aux) {
     case 0:
         if ((v >> 32) || ((v & CR0_PG) && !(v & CR0_PE))) hvp_raise_gp0(cpu);
-        if ((v & CR0_PG) && (cpu->st.efer & EFER_LME) && !(cpu->st.cr4 & 0x20)) hvp_raise_gp0(cpu);
-        if (cpu->mode == 64 && !(v & CR0_PG))
-            hvp_raise_gp0(cpu); /* paging stays on in 64-bit mode */
+        if ((v & CR0_PG) && !(cpu->st.cr0 & CR0_PG) && (cpu->st.efer & EFER_LME)) {
+            /* activating IA-32e mode: PAE on, and not from a 64-bit CS */
+            if (!(cpu->st.cr4 & 0x20) || (cpu->st.seg[HVP_SEG_CS].attr & 0x2000))
+                hvp_raise_gp0(cpu);
+        }
+        /* paging stays on in 64-bit mode; compatibility mode may clear it
+         * (leaving long mode: LMA follows) */
+        if (cpu->mode == 64 && !(v & CR0_PG)) hvp_raise_gp0(cpu);
         if ((v & 0x20000000) && !(v & 0x40000000)) hvp_raise_gp0(cpu); /* NW without CD */
         cpu->st.cr0 = v | 0x10;                                        /* ET is fixed */
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME))
@@ -244,7 +268,7 @@ HVP_HANDLER(h_mov_to_cr)
         cpu->st.cr3 = v & 0x000ffffffffff018ull;
         break;
     case 4:
-        if (v & ~0x3706ffull) hvp_raise_gp0(cpu);
+        if (v & ~cr4_allowed(cpu)) hvp_raise_gp0(cpu);
         if ((cpu->st.efer & EFER_LMA) && !(v & 0x20)) hvp_raise_gp0(cpu);
         cpu->st.cr4 = v;
         break;
@@ -260,6 +284,29 @@ HVP_HANDLER(h_mov_to_cr)
         hvp_sys_flush(cpu); /* CR0/CR4 (PGE toggles flush everything) */
     hvp_sys_update_mode(cpu);
     return end_here(cpu, d);
+}
+
+/* LMSW (aux 0): CR0 bits 0..3, PE cannot be cleared; CLTS (aux 1) */
+HVP_HANDLER(h_lmsw_clts)
+{
+    need_cpl0(cpu);
+    if (d->aux) {
+        cpu->st.cr0 &= ~0x8ull;
+    } else {
+        uint64_t v = (d->fl & HVP_DF_M0) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r0];
+        cpu->st.cr0 = (cpu->st.cr0 & ~0xeull) | (v & 0xf) | (cpu->st.cr0 & CR0_PE);
+        hvp_sys_update_mode(cpu);
+    }
+    return end_here(cpu, d);
+}
+
+HVP_HANDLER(h_smsw)
+{
+    if (d->fl & HVP_DF_M0)
+        hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.cr0);
+    else
+        hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.cr0);
+    return NEXT(cpu, d);
 }
 
 HVP_HANDLER(h_invlpg)
@@ -456,7 +503,11 @@ HVP_HANDLER(h_lgdt_lidt)
     need_cpl0(cpu);
     uint64_t a = hvp_ea(cpu, d);
     uint16_t lim = (uint16_t)hvp_rd16(cpu, a);
-    uint64_t base = hvp_rd64(cpu, a + 2);
+    uint64_t base;
+    if (cpu->mode == 64)
+        base = hvp_rd64(cpu, a + 2);
+    else /* 24-bit base with a 16-bit operand */
+        base = hvp_rd32(cpu, a + 2) & (d->osz == 2 ? 0xffffffu : 0xffffffffu);
     struct hvp_cpu_table *t = d->aux ? &cpu->st.idtr : &cpu->st.gdtr;
     t->base = base;
     t->limit = lim;
@@ -470,7 +521,7 @@ HVP_HANDLER(h_sgdt_sidt)
     uint8_t b[10];
     memcpy(b, &t->limit, 2);
     memcpy(b + 2, &t->base, 8);
-    hvp_wr_block(cpu, a, b, 10);
+    hvp_wr_block(cpu, a, b, cpu->mode == 64 ? 10 : 6);
     return NEXT(cpu, d);
 }
 
@@ -498,48 +549,6 @@ HVP_HANDLER(h_str)
         hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.tr.selector);
     else
         hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.tr.selector);
-    return NEXT(cpu, d);
-}
-
-/* MOV Sreg, r/m16 in 64-bit mode: null selectors for DS/ES/FS/GS (and SS
- * below CPL 3), else a descriptor load with the privilege checks. */
-HVP_HANDLER(h_mov_to_sreg)
-{
-    unsigned sr = d->aux;
-    uint16_t sel =
-        (uint16_t)((d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1]);
-    unsigned rpl = sel & 3;
-    struct hvp_cpu_segment *s = &cpu->st.seg[sr];
-    if (!(sel & ~3u)) {
-        if (sr == HVP_SEG_SS && (cpu->cpl == 3 || rpl != cpu->cpl)) hvp_raise_gp0(cpu);
-        /* the hidden base of FS/GS stays (FS_BASE/GS_BASE MSRs); others: unusable */
-        s->selector = sel;
-        if (sr == HVP_SEG_SS) {
-            s->attr = (uint16_t)((s->attr & ~0x60u) | (cpu->cpl << 5));
-            hvp_sys_shadow(cpu, cpu->rip + d->len);
-        }
-        else if (sr != HVP_SEG_FS && sr != HVP_SEG_GS)
-            *s = (struct hvp_cpu_segment){0, 0, sel, 0};
-        return NEXT(cpu, d);
-    }
-    uint64_t desc = gdt_desc(cpu, sel, 8, NULL);
-    unsigned type = (unsigned)(desc >> 40) & 0x1f, dpl = (unsigned)(desc >> 45) & 3;
-    if (!(type & 0x10)) hvp_raise(cpu, 13, sel & 0xfffc); /* system descriptor */
-    bool code = type & 8, writable = !code && (type & 2), readable = !code || (type & 2);
-    if (sr == HVP_SEG_SS) {
-        if (!writable || rpl != cpu->cpl || dpl != cpu->cpl) hvp_raise(cpu, 13, sel & 0xfffc);
-        if (!(desc >> 47 & 1)) hvp_raise(cpu, 12, sel & 0xfffc);
-    } else {
-        bool conforming = code && (type & 4);
-        if (!readable || (!conforming && dpl < (rpl > cpu->cpl ? rpl : cpu->cpl)))
-            hvp_raise(cpu, 13, sel & 0xfffc);
-        if (!(desc >> 47 & 1)) hvp_raise(cpu, 11, sel & 0xfffc);
-    }
-    struct hvp_cpu_segment n = seg_from_desc(sel, desc);
-    if (sr == HVP_SEG_FS) cpu->fs_base = n.base;
-    if (sr == HVP_SEG_GS) cpu->gs_base = n.base;
-    *s = n;
-    if (sr == HVP_SEG_SS) hvp_sys_shadow(cpu, cpu->rip + d->len); /* MOV SS: the shadow */
     return NEXT(cpu, d);
 }
 
@@ -595,15 +604,6 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
             d->fn = h_mov_from_cr;
             return HVP_B_OK;
         }
-        if (xi->ops[0].kind == HVP_X86_OPK_REG && xi->ops[0].reg >= HVP_X86_REG_ES &&
-            xi->ops[0].reg < HVP_X86_REG_ES + 6) {
-            d->aux = (uint8_t)(xi->ops[0].reg - HVP_X86_REG_ES);
-            if (d->aux == HVP_SEG_CS) return HVP_B_NONE;
-            if (xi->ops[1].kind == HVP_X86_OPK_REG)
-                d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
-            d->fn = h_mov_to_sreg;
-            return HVP_B_OK;
-        }
         if (xi->ops[1].kind == HVP_X86_OPK_REG && xi->ops[1].reg >= HVP_X86_REG_ES &&
             xi->ops[1].reg < HVP_X86_REG_ES + 6) {
             d->aux = (uint8_t)(xi->ops[1].reg - HVP_X86_REG_ES);
@@ -622,6 +622,15 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         }
         return HVP_B_NONE;
     case HVP_X86_OP_INVLPG: d->fn = h_invlpg; return HVP_B_END;
+    case HVP_X86_OP_LMSW:
+    case HVP_X86_OP_CLTS:
+        d->aux = xi->op == HVP_X86_OP_CLTS;
+        d->fn = h_lmsw_clts;
+        return HVP_B_END;
+    case HVP_X86_OP_SMSW:
+        d->osz = xi->nops ? (uint8_t)xi->ops[0].size : 2;
+        d->fn = h_smsw;
+        return HVP_B_OK;
     case HVP_X86_OP_RDMSR: d->fn = h_rdmsr; return HVP_B_OK;
     case HVP_X86_OP_WRMSR: d->fn = h_wrmsr; return HVP_B_END;
     case HVP_X86_OP_SWAPGS: d->fn = h_swapgs; return HVP_B_OK;

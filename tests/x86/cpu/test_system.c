@@ -202,12 +202,15 @@ Test(system, reset_state_and_round_trip)
     cr_assert_eq(hvp_cpu_get_state(cpu, &st2), 0);
     st2.tsc = st.tsc = 0;
     cr_expect_eq(memcmp(&st, &st2, sizeof st), 0);
-    /* only 64-bit mode runs in this slice: real mode is refused cleanly */
+    /* from reset the first fetch is at 0xFFFFFFF0 (CS.base 0xFFFF0000 +
+     * IP 0xFFF0): with nothing mapped there, an MMIO fetch exit */
     hvp_cpu_destroy(cpu);
     cr_assert_eq(hvp_cpu_create(&cfg, &cpu), 0);
     struct hvp_cpu_exit ex;
     cr_assert_eq(hvp_cpu_run(cpu, 10, &ex), 0);
-    cr_expect_eq(ex.reason, HVP_CPU_EXIT_INTERNAL);
+    cr_expect_eq(ex.reason, HVP_CPU_EXIT_MMIO);
+    cr_expect_eq(ex.u.mmio.gpa, 0xfffffff0ull);
+    cr_expect_eq(ex.u.mmio.size, 0);
     hvp_cpu_destroy(cpu);
 }
 
