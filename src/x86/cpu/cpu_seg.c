@@ -560,7 +560,9 @@ static uint64_t popped_flags(struct hvp_cpu *cpu, uint64_t v, unsigned n, bool i
 {
     uint64_t f = hvp_flags_get(cpu);
     uint64_t mask = HVP_ARITH | HVP_TF | HVP_DFLAG | HVP_IF | 0x3000 | NT_BIT | AC_BIT | 0x200000;
-    if (iret) mask |= RF_BIT;
+    /* RF: nothing clears it after the next instruction yet, so IRET does
+     * not load it (it would suppress instruction breakpoints forever) */
+    (void)iret;
     if (pmode(cpu) && cpu->cpl > 0) mask &= ~(uint64_t)0x3000;
     if (pmode(cpu) && cpu->cpl > iopl(cpu)) mask &= ~(uint64_t)HVP_IF;
     mask &= M(n);
@@ -619,6 +621,45 @@ HVP_HANDLER(h_iret_legacy)
     cpu->gpr[4] = nsp & sp_mask(cpu);
     null_inner_segs(cpu);
     hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
+/* IRET in 64-bit mode (IRETQ, and the 32/16-bit operand forms): always
+ * pops SS:RSP; every check comes before anything changes. */
+HVP_HANDLER(h_iret64)
+{
+    unsigned n = d->osz;
+    cpu->nmi_masked = false;
+    uint64_t ip = stk_rd(cpu, 0, n);
+    uint16_t sel = (uint16_t)stk_rd(cpu, n, n);
+    uint64_t fl = stk_rd(cpu, 2 * n, n);
+    uint64_t nsp = stk_rd(cpu, 3 * n, n);
+    uint16_t nss = (uint16_t)stk_rd(cpu, 4 * n, n);
+    if (hvp_flags_get(cpu) & NT_BIT) hvp_raise_gp0(cpu); /* no task return in IA-32e mode */
+    unsigned rpl = sel & 3;
+    if (!(sel & ~3u)) hvp_raise_gp0(cpu);
+    uint64_t desc = desc_read(cpu, sel, 13, 0);
+    unsigned type = (unsigned)(desc >> 40) & 0x1f, dpl = (unsigned)(desc >> 45) & 3;
+    if (rpl < cpu->cpl || (type & 0x18) != 0x18) hvp_raise(cpu, 13, sel & 0xfffc);
+    if ((type & 4) ? dpl > rpl : dpl != rpl) hvp_raise(cpu, 13, sel & 0xfffc);
+    if ((desc & (1ull << 53)) && (desc & (1ull << 54))) hvp_raise(cpu, 13, sel & 0xfffc);
+    if (!(desc >> 47 & 1)) hvp_raise(cpu, 11, sel & 0xfffc);
+    struct hvp_cpu_segment cs = seg_from_desc(sel, desc | (1ull << 40));
+    bool to64 = cs.attr & A_L;
+    uint64_t rip = target_off(cpu, &cs, ip, n);
+    struct hvp_cpu_segment ss = ss_for(cpu, nss, rpl, to64);
+    uint64_t nfl = popped_flags(cpu, fl, n, true);
+    /* committed */
+    desc_accessed(cpu, sel, desc);
+    bool outer = rpl > cpu->cpl;
+    flags_load(cpu, nfl);
+    cpu->st.seg[HVP_SEG_SS] = ss;
+    load_cs(cpu, &cs, rip);
+    cpu->gpr[4] = to64 ? nsp : (uint32_t)nsp;
+    if (outer) {
+        null_inner_segs(cpu);
+        hvp_sys_update_mode(cpu);
+    }
     return d + 1;
 }
 
@@ -976,6 +1017,12 @@ int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         else
             d->fn = d->aux ? h_lcall_ind : h_ljmp_ind;
         return HVP_B_END;
+    case HVP_X86_OP_IRET:
+    case HVP_X86_OP_IRETD:
+    case HVP_X86_OP_IRETQ:
+        d->osz = xi->opsize;
+        d->fn = legacy ? h_iret_legacy : h_iret64;
+        return HVP_B_END;
     case HVP_X86_OP_RETF:
         d->imm = xi->nops ? (xi->imm & 0xffff) : 0;
         d->fn = h_retf;
@@ -1062,11 +1109,6 @@ int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->osz = xi->opsize;
         d->imm = xi->nops ? (xi->imm & 0xffff) : 0;
         d->fn = h_lret;
-        return HVP_B_END;
-    case HVP_X86_OP_IRET:
-    case HVP_X86_OP_IRETD:
-        d->osz = xi->opsize;
-        d->fn = h_iret_legacy;
         return HVP_B_END;
     case HVP_X86_OP_LOOP:
     case HVP_X86_OP_LOOPE:

@@ -68,15 +68,6 @@ static uint64_t gdt_desc(struct hvp_cpu *cpu, uint16_t sel, unsigned bytes, uint
     return v[0];
 }
 
-/* Loads CS for a 64-bit (or compat) code descriptor at privilege cpl. */
-static void load_cs(struct hvp_cpu *cpu, uint16_t sel, unsigned cpl)
-{
-    uint64_t d = gdt_desc(cpu, sel, 8, NULL);
-    if (!(d & (1ull << 47))) hvp_raise(cpu, 11, sel & 0xfffc);
-    if (((d >> 43) & 3) != 3) hvp_raise(cpu, 13, sel & 0xfffc); /* not code */
-    cpu->st.seg[HVP_SEG_CS] = seg_from_desc((uint16_t)((sel & ~3u) | cpl), d);
-}
-
 /* ---- exception and interrupt delivery (64-bit IDT) ---- */
 
 void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t err, bool fault,
@@ -457,39 +448,6 @@ HVP_HANDLER(h_sysret)
     return d + 1;
 }
 
-HVP_HANDLER(h_iretq)
-{
-    if (d->osz != 8) hvp_raise_ud(cpu); /* 16/32-bit IRET: later */
-    uint64_t f[5];
-    hvp_rd_block(cpu, cpu->gpr[4], f, 40);
-    uint16_t cs = (uint16_t)f[1], ss = (uint16_t)f[4];
-    unsigned ncpl = cs & 3;
-    if (ncpl < cpu->cpl || !(cs & ~3u)) hvp_raise(cpu, 13, cs & 0xfffc);
-    if (!hvp_canonical(f[0])) hvp_raise_gp0(cpu);
-    unsigned old = cpu->cpl;
-    uint64_t keep = 0x20000 | 0x100000 | 0x80000; /* VM, VIP, VIF: not modelled */
-    if (old > 0) keep |= 0x3000;
-    if (old > iopl(cpu)) keep |= HVP_IF;
-    /* RF would suppress instruction breakpoints for one instruction; none
-     * are modelled yet, so it is dropped rather than left set forever */
-    uint64_t fl = (f[2] & ~keep & 0x3f7fd7 & ~RF_BIT) | (hvp_flags_get(cpu) & keep) | 2;
-    load_cs(cpu, cs, ncpl);
-    if ((ss & ~3u) == 0)
-        cpu->st.seg[HVP_SEG_SS] =
-            (struct hvp_cpu_segment){0, 0, ss, (uint16_t)(0x1093 | (ncpl << 5) | 0x4000)};
-    else {
-        struct hvp_cpu_segment s = seg_from_desc(ss, gdt_desc(cpu, ss, 8, NULL));
-        s.attr = (uint16_t)((s.attr & ~0x60u) | (ncpl << 5)); /* DPL must equal the new CPL */
-        cpu->st.seg[HVP_SEG_SS] = s;
-    }
-    cpu->gpr[4] = f[3];
-    cpu->rip = f[0];
-    hvp_flags_set(cpu, fl);
-    hvp_sys_update_mode(cpu);
-    cpu->nmi_masked = false; /* IRET ends NMI blocking (any IRET, as hardware) */
-    return d + 1;
-}
-
 HVP_HANDLER(h_sys_int)
 {
     cpu->rip += d->len;
@@ -638,12 +596,6 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_SYSRET:
         d->osz = xi->opsize;
         d->fn = h_sysret;
-        return HVP_B_END;
-    case HVP_X86_OP_IRETQ:
-    case HVP_X86_OP_IRETD:
-    case HVP_X86_OP_IRET:
-        d->osz = xi->op == HVP_X86_OP_IRETQ ? 8 : 4;
-        d->fn = h_iretq;
         return HVP_B_END;
     case HVP_X86_OP_INT:
         d->imm = xi->imm & 0xff;

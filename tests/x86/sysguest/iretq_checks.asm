@@ -3,11 +3,7 @@
 ; inside the GDT; otherwise #GP(SS) is raised in ring 0 with CS, RSP and
 ; RFLAGS untouched. (Not here: a not-present SS, #SS by the SDM's IRET
 ; pseudocode but #NP under QEMU 7.2.)
-; KNOWN hvp BUG: h_iretq (src/x86/cpu/cpu_sys.c) does not check the new
-; SS (it forces its DPL to the new CPL) and loads CS before reading SS's
-; descriptor; drop SYSGUEST_KNOWN_BUG once it is fixed.
 %include "sysguest.inc"
-SYSGUEST_KNOWN_BUG "IRETQ does not check the new SS, and is not atomic"
 SYSGUEST_LONG
 
 %define S_RO  0x50 ; data, DPL 3, read-only
