@@ -350,6 +350,18 @@ int hvp_cmd_run(int argc, char **argv)
     char kbuf[4096], ibuf[4096];
 
     if (!disks) return RUN_ERROR;
+    /* Signals go to the signal thread only: block them before any thread
+     * exists (the backend starts its own at VM creation; threads inherit
+     * the mask). One that comes before the VM runs waits, then stops it. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    signal(SIGPIPE, SIG_IGN);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -467,16 +479,6 @@ int hvp_cmd_run(int argc, char **argv)
         goto out;
     }
 
-    /* Signals to the signal thread only (threads inherit the mask). */
-    sigset_t set, old;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGQUIT);
-    sigaddset(&set, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    signal(SIGPIPE, SIG_IGN);
     pthread_t sig_thread, in_thread;
     bool sig_started = pthread_create(&sig_thread, NULL, signal_main, &r) == 0;
     if (r.con == CON_STDIO && tty_raw() < 0)
@@ -495,7 +497,6 @@ int hvp_cmd_run(int argc, char **argv)
         pthread_join(sig_thread, NULL);
     }
     tty_restore();
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     if (e < 0) {
         hvp_cli_error("run", "%s", hvp_vm_error(r.vm));
@@ -529,6 +530,7 @@ int hvp_cmd_run(int argc, char **argv)
 out:
     tty_restore();
     hvp_vm_destroy(r.vm);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r.listen_fd >= 0) {
         close(r.listen_fd);
         unlink(r.sock_path);
