@@ -2,9 +2,10 @@
  * 6, full hardware: PM1a event/control and PM timer at the PM block, SCI,
  * reset through port 0xCF9), FACS, MADT and a DSDT whose AML is generated
  * here: \_S5 for poweroff, the PCI root bridge with its resources and
- * interrupt routing, and the ISA devices (COM1, RTC, PS/2) so Linux's PNP
- * layer finds them. Everything is built in host memory, checksummed, and
- * copied into the guest with vmm_write_gpa. */
+ * interrupt routing, and the ISA devices (COM1, RTC, the PS/2 keyboard; the
+ * i8042 has no AUX port, so no mouse) so Linux's PNP layer finds them.
+ * Everything is built in host memory, checksummed, and copied into the
+ * guest with vmm_write_gpa. */
 #include "vmm/vmm_internal.h"
 
 #include <errno.h>
@@ -466,11 +467,10 @@ static void build_dsdt(struct bytes *b)
     pci_root(b);
     static const uint16_t com1_port[] = {0x3F8}, rtc_port[] = {0x70}, kbd_port[] = {0x60, 0x64};
     static const uint8_t com1_len[] = {8}, rtc_len[] = {2}, kbd_len[] = {1, 1};
-    static const uint8_t com1_irq[] = {4}, rtc_irq[] = {8}, kbd_irq[] = {1}, mou_irq[] = {12};
+    static const uint8_t com1_irq[] = {4}, rtc_irq[] = {8}, kbd_irq[] = {1};
     isa_device(b, "COM1", "PNP0501", 1, com1_port, com1_len, 1, com1_irq, 1);
     isa_device(b, "RTC", "PNP0B00", 0, rtc_port, rtc_len, 1, rtc_irq, 1);
     isa_device(b, "KBD", "PNP0303", 0, kbd_port, kbd_len, 2, kbd_irq, 1);
-    isa_device(b, "MOU", "PNP0F13", 0, NULL, NULL, 0, mou_irq, 1);
     aml_end(b, sb);
 
     sdt_end(b);
