@@ -5,6 +5,7 @@
 #                      the one linux-image-amd64 depends on, + "-unsigned"
 #   busybox            /bin/busybox of busybox-static
 #   initramfs.cpio.gz  busybox + applet links + /init (scripts/guest/init)
+#                      + /bin/hvp-cpuid (scripts/guest/cpuid.c, for the boot test)
 #   manifest           key=value: packages, versions, kernel release, sha256s
 #
 #   scripts/guest.sh            build or check the cache, print its folder
@@ -19,7 +20,7 @@ dir=${HVP_GUEST_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hvp/guest}
 manifest="$dir/manifest"
 
 die() { echo "guest.sh: $*" >&2; exit 1; }
-for tool in apt-cache apt-get dpkg-deb sha256sum python3; do
+for tool in apt-cache apt-get dpkg-deb sha256sum python3 cc; do
     command -v "$tool" >/dev/null || die "needs $tool (a Debian system; scripts/deps.sh run)"
 done
 mkdir -p "$dir"
@@ -113,12 +114,15 @@ else
 fi
 
 # The initramfs depends on busybox and on the files that describe it.
-inputs=$(cat "$dir/busybox" "$here/guest/init" "$here/guest/profile" "$here/guest/mkinitramfs.py" |
-    sha256sum | cut -d' ' -f1)
+inputs=$(cat "$dir/busybox" "$here/guest/init" "$here/guest/profile" "$here/guest/mkinitramfs.py" \
+    "$here/guest/cpuid.c" | sha256sum | cut -d' ' -f1)
 if [ "$changed" -eq 1 ] || [ "$(mget initramfs_inputs_sha256)" != "$inputs" ] ||
     ! cached initramfs.cpio.gz initramfs_sha256; then
+    # Freestanding: no libc, so nothing but the compiler is needed.
+    cc -O2 -static -nostdlib -ffreestanding -fno-pie -no-pie -mgeneral-regs-only \
+        -fno-stack-protector -o "$tmp/hvp-cpuid" "$here/guest/cpuid.c"
     python3 "$here/guest/mkinitramfs.py" --busybox "$dir/busybox" --init "$here/guest/init" \
-        --profile "$here/guest/profile" --out "$dir/initramfs.cpio.gz"
+        --profile "$here/guest/profile" --bin "$tmp/hvp-cpuid" --out "$dir/initramfs.cpio.gz"
     changed=1
 fi
 

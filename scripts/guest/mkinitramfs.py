@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Writes hvp's default guest initramfs: a gzip'd newc cpio, built without root.
 
-  mkinitramfs.py --busybox BUSYBOX --init INIT --profile PROFILE --out OUT
+  mkinitramfs.py --busybox BUSYBOX --init INIT --profile PROFILE --out OUT [--bin FILE]...
 
 Contents: /bin/busybox and a symlink for each applet (from `busybox --list-full`),
-/init, /etc/profile, the usual empty directories and /dev/console (a character
+/init, /etc/profile, our own tools (--bin: into /bin), the usual empty directories and /dev/console (a character
 device entry: newc carries the device numbers, so no mknod and no root is needed).
 Every entry has uid 0, gid 0 and mtime 0, so the same inputs give the same bytes.
 """
@@ -81,6 +81,7 @@ def main():
     ap.add_argument("--init", required=True)
     ap.add_argument("--profile", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--bin", action="append", default=[], help="a program to put in /bin")
     a = ap.parse_args()
 
     with open(a.busybox, "rb") as f:
@@ -99,6 +100,9 @@ def main():
     c.file("bin/busybox", bb, 0o755)
     c.file("init", init, 0o755)
     c.file("etc/profile", profile, 0o644)
+    for path in a.bin:
+        with open(path, "rb") as f:
+            c.file("bin/" + os.path.basename(path), f.read(), 0o755)
     for p in applets(a.busybox):
         if p == "bin/busybox":
             continue
