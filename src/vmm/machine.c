@@ -114,9 +114,9 @@ void vmm_irq_set(struct hvp_vm *vm, unsigned gsi, bool level)
         if (gsi == 0) hvp_set_irq_line(vm->p, 2, level);
         return;
     }
-    if (gsi < 16 && vm->pic) vm->wire.pic_set_irq(vm->pic, gsi, level);
-    if (vm->ioapic && gsi != 2) vm->wire.ioapic_set_irq(vm->ioapic, gsi == 0 ? 2 : gsi, level);
-    if (vm->pic && vm->wire.pic_intr(vm->pic)) vmm_vcpu_want_window(vm);
+    /* The PIC reports its INTR through pic_intr_changed. */
+    if (gsi < 16 && vm->pic) vmm_pic_set_irq(vm->pic, gsi, level);
+    if (vm->ioapic && gsi != 2) vmm_ioapic_set_irq(vm->ioapic, gsi == 0 ? 2 : gsi, level);
     if (level) vmm_wake_halted(vm);
 }
 
@@ -134,8 +134,7 @@ void vmm_console_write(struct hvp_vm *vm, const uint8_t *buf, size_t len)
 }
 
 /* Feeds queued input to the UART as its FIFO has room (device lock held);
- * polls every 500 us while bytes wait (a 16-byte FIFO at 115200 baud
- * drains in 1.4 ms). */
+ * the UART calls it again when the guest has read its FIFO empty. */
 static void console_pump(void *arg)
 {
     struct hvp_vm *vm = arg;
@@ -144,15 +143,14 @@ static void console_pump(void *arg)
         return;
     }
     while (vm->in_len) {
-        size_t room = vm->wire.uart_rx_room(vm->com1);
+        size_t room = vmm_uart_rx_room(vm->com1);
         size_t n = vm->in_len < room ? vm->in_len : room;
         if (vm->in_head + n > VMM_CONSOLE_QLEN) n = VMM_CONSOLE_QLEN - vm->in_head;
         if (!n) break;
-        vm->wire.uart_receive(vm->com1, vm->in_q + vm->in_head, n);
+        vmm_uart_receive(vm->com1, vm->in_q + vm->in_head, n);
         vm->in_head = (vm->in_head + n) % VMM_CONSOLE_QLEN;
         vm->in_len -= n;
     }
-    if (vm->in_len && vm->in_timer) vmm_timer_arm(vm->in_timer, vmm_now_ns(vm) + 500000);
 }
 
 size_t hvp_vm_console_input(struct hvp_vm *vm, const uint8_t *buf, size_t len)
@@ -185,17 +183,48 @@ struct machine_device {
         return vm->field_ ? 0 : -ENODEV;                                                           \
     } while (0)
 
+/* The PIC's INTR output: to the IOAPIC's pin 0 (ExtINT, virtual wire
+ * through the IOAPIC) and to vCPU 0's LINT0 through an interrupt window. */
+static void pic_intr_changed(void *ctx, bool level)
+{
+    struct hvp_vm *vm = ctx;
+    if (vm->ioapic) vmm_ioapic_set_irq(vm->ioapic, 0, level);
+    if (level) vmm_vcpu_want_window(vm);
+}
+
+static void pic_retry(void *ctx)
+{
+    struct hvp_vm *vm = ctx;
+    if (vm->pic && vmm_pic_intr(vm->pic)) vmm_vcpu_want_window(vm);
+}
+
 static int new_pic(struct hvp_vm *vm)
 {
-    vm->wire.pic_set_irq = vmm_pic_set_irq;
-    vm->wire.pic_intr = vmm_pic_intr;
-    vm->wire.pic_ack = vmm_pic_ack;
-    NEW(pic, vmm_pic_new(vm));
+    vm->pic_retry = vmm_timer_new(vm, pic_retry, vm);
+    if (!vm->pic_retry) return -ENOMEM;
+    vm->pic = vmm_pic_new(vm);
+    if (!vm->pic) return -ENODEV;
+    vmm_pic_set_intr_notify(vm->pic, pic_intr_changed, vm);
+    return 0;
 }
 static void free_pic(struct hvp_vm *vm)
 {
     vmm_pic_free(vm->pic);
     vm->pic = NULL;
+    vmm_timer_free(vm->pic_retry);
+    vm->pic_retry = NULL;
+}
+static int new_ioapic(struct hvp_vm *vm)
+{
+    vm->ioapic = vmm_ioapic_new(vm);
+    if (!vm->ioapic) return -ENODEV;
+    if (vm->pic) vmm_ioapic_set_pic(vm->ioapic, vm->pic);
+    return 0;
+}
+static void free_ioapic(struct hvp_vm *vm)
+{
+    vmm_ioapic_free(vm->ioapic);
+    vm->ioapic = NULL;
 }
 static int new_pit(struct hvp_vm *vm)
 {
@@ -217,9 +246,10 @@ static void free_rtc(struct hvp_vm *vm)
 }
 static int new_com1(struct hvp_vm *vm)
 {
-    vm->wire.uart_receive = vmm_uart_receive;
-    vm->wire.uart_rx_room = vmm_uart_rx_room;
-    NEW(com1, vmm_uart_new(vm, 0x3f8, 4));
+    vm->com1 = vmm_uart_new(vm, 0x3f8, 4);
+    if (!vm->com1) return -ENODEV;
+    vmm_uart_set_rx_notify(vm->com1, console_pump, vm);
+    return 0;
 }
 static void free_com1(struct hvp_vm *vm)
 {
@@ -264,15 +294,11 @@ static void free_pm(struct hvp_vm *vm)
 }
 
 static const struct machine_device devices[] = {
-    {"pic", true, new_pic, free_pic},
-    {"pit", false, new_pit, free_pit},
-    {"rtc", false, new_rtc, free_rtc},
-    {"com1", false, new_com1, free_com1},
-    {"i8042", false, new_i8042, free_i8042},
-    {"misc", false, new_misc, free_misc},
-    {"pci", false, new_pci, free_pci},
-    {"acpi-pm", false, new_pm, free_pm},
-    {NULL, false, NULL, NULL},
+    {"pic", true, new_pic, free_pic},     {"ioapic", true, new_ioapic, free_ioapic},
+    {"pit", false, new_pit, free_pit},    {"rtc", false, new_rtc, free_rtc},
+    {"com1", false, new_com1, free_com1}, {"i8042", false, new_i8042, free_i8042},
+    {"misc", false, new_misc, free_misc}, {"pci", false, new_pci, free_pci},
+    {"acpi-pm", false, new_pm, free_pm},  {NULL, false, NULL, NULL},
 };
 
 static int create_devices(struct hvp_vm *vm)
@@ -478,8 +504,6 @@ static int create(struct hvp_vm *vm, const struct hvp_vm_config *c)
     if ((r = map_memory(vm)) < 0) return r;
     if ((r = create_devices(vm)) < 0) return r;
     if ((r = build_firmware(vm)) < 0) return r;
-    vm->in_timer = vmm_timer_new(vm, console_pump, vm);
-    if (!vm->in_timer) return -ENOMEM;
     if ((r = hvp_partition_set_io_handler(vm->p, &vmm_io_handler, vm)) < 0)
         return vmm_errorf(vm, r, "partition: %s", hvp_partition_error(vm->p));
     return vmm_emulator_create(vm);

@@ -80,19 +80,6 @@ struct hvp_vm {
     char stop_msg[VMM_ERRLEN];
     bool ran;
 
-    /* The calls the core makes into devices, set by the device list's
-     * entries as they create them (so the core links only to what the
-     * list names; a NULL means that device is absent). */
-    struct {
-        void (*pic_set_irq)(struct vmm_pic *pic, unsigned irq, bool level);
-        bool (*pic_intr)(struct vmm_pic *pic);
-        uint8_t (*pic_ack)(struct vmm_pic *pic);
-        void (*ioapic_set_irq)(struct vmm_ioapic *io, unsigned pin, bool level);
-        void (*ioapic_eoi)(struct vmm_ioapic *io, uint8_t vector);
-        void (*uart_receive)(struct vmm_uart *u, const uint8_t *buf, size_t len);
-        size_t (*uart_rx_room)(struct vmm_uart *u);
-    } wire;
-
     /* Devices, created in machine.c's order. */
     struct vmm_pic *pic;
     struct vmm_ioapic *ioapic;
@@ -103,13 +90,13 @@ struct hvp_vm {
     struct vmm_misc *misc;
     struct vmm_pci *pci;
     struct vmm_acpi_pm *pm;
+    struct vmm_timer *pic_retry; /* the PIC's INTR waits for LVT0 to open */
 
     /* The console: output callback; typed bytes queued for the UART. */
     void (*console_out)(void *ctx, const uint8_t *buf, size_t len);
     void *console_ctx;
     uint8_t *in_q;
     size_t in_head, in_len;
-    struct vmm_timer *in_timer;
 
     struct vmm_vcpu *vcpus;
     struct hvp_emulator *emu;

@@ -286,15 +286,40 @@ static int on_halt(struct vmm_vcpu *c, struct hvp_vcpu *v, struct hvp_exit *x)
     return 0;
 }
 
+/* Does vCPU 0's LINT0 take the PIC's INTR? Yes when the local APIC is off
+ * (IA32_APIC_BASE.EN clear: INTR goes straight to the core) or not the
+ * platform's, or when LVT0 is unmasked ExtINT (virtual wire). */
+static bool lint0_extint(struct vmm_vcpu *c, struct hvp_vcpu *v)
+{
+    uint32_t name = HVP_REG_APIC_BASE;
+    union hvp_reg_value base;
+    if (hvp_vcpu_get_registers(v, &name, 1, &base) == 0 && !(base.reg64 & (1u << 11))) return true;
+    uint8_t page[HVP_LAPIC_STATE_SIZE];
+    if (hvp_vcpu_get_lapic(v, page, sizeof(page), NULL) < 0) return true;
+    (void)c;
+    uint32_t svr, lvt0;
+    memcpy(&svr, page + 0xf0, 4);
+    memcpy(&lvt0, page + 0x350, 4);
+    return (svr & 0x100) && !(lvt0 & 0x10000) && ((lvt0 >> 8) & 7) == 7;
+}
+
 /* The guest can take an interrupt: hand it the PIC's vector (ExtINT). */
 static int on_window(struct vmm_vcpu *c, struct hvp_vcpu *v, struct hvp_exit *x)
 {
     struct hvp_vm *vm = c->vm;
     if (x->interrupt_window.deliverable_type != HVP_WINDOW_INTERRUPT || !vm->pic) return 0;
+    if (!lint0_extint(c, v)) {
+        /* LVT0 masked (the IOAPIC carries the PIC, or nothing does): look
+         * again later in case the guest opens it (Linux's check_timer). */
+        pthread_mutex_lock(&vm->lock);
+        if (vm->pic_retry) vmm_timer_arm(vm->pic_retry, vmm_now_ns(vm) + 1000000);
+        pthread_mutex_unlock(&vm->lock);
+        return 0;
+    }
     pthread_mutex_lock(&vm->lock);
-    bool have = vm->wire.pic_intr(vm->pic);
-    uint8_t vec = have ? vm->wire.pic_ack(vm->pic) : 0;
-    bool more = have && vm->wire.pic_intr(vm->pic);
+    bool have = vmm_pic_intr(vm->pic);
+    uint8_t vec = have ? vmm_pic_ack(vm->pic) : 0;
+    bool more = have && vmm_pic_intr(vm->pic);
     pthread_mutex_unlock(&vm->lock);
     if (more) atomic_store(&c->want_window, true);
     if (!have) return 0;
@@ -317,7 +342,7 @@ static int on_eoi(struct vmm_vcpu *c, struct hvp_vcpu *v, struct hvp_exit *x)
     struct hvp_vm *vm = c->vm;
     if (!vm->ioapic) return 0;
     pthread_mutex_lock(&vm->lock);
-    vm->wire.ioapic_eoi(vm->ioapic, (uint8_t)x->apic_eoi.vector);
+    vmm_ioapic_eoi(vm->ioapic, (uint8_t)x->apic_eoi.vector);
     pthread_mutex_unlock(&vm->lock);
     return 0;
 }

@@ -101,7 +101,7 @@ size_t vmm_uart_rx_room(struct vmm_uart *u);
 void vmm_uart_set_rx_notify(struct vmm_uart *u, void (*fn)(void *ctx), void *ctx);
 void vmm_uart_free(struct vmm_uart *u);
 
-struct vmm_pic;                                 /* 8259A master + slave, ports 0x20/0xA0, ELCR 0x4D0 */
+struct vmm_pic; /* 8259A master + slave, ports 0x20/0xA0, ELCR 0x4D0 */
 struct vmm_pic *vmm_pic_new(struct hvp_vm *vm); /* INTR output: vmm_pic_intr() */
 void vmm_pic_set_irq(struct vmm_pic *pic, unsigned irq, bool level);
 /* True while the master's INTR output is asserted. */
