@@ -554,24 +554,24 @@ static void build_fadt(struct bytes *b, const struct vmm_acpi_config *c, uint64_
     put16(b, BOOT_LEGACY_DEVS | BOOT_8042 | BOOT_NO_VGA); /* 109 IAPC_BOOT_ARCH */
     put8(b, 0);                                           /* 111 reserved */
     put32(b, FADT_F_WBINVD | FADT_F_PROC_C1 | FADT_F_SLP_BTN | FADT_F_FIX_RTC |
-                 FADT_F_RESET_REG);  /* 112 flags; TMR_VAL_EXT off: 24-bit timer */
-    gas_io(b, 8, 1, VMM_RESET_PORT); /* 116 RESET_REG */
-    put8(b, VMM_RESET_VALUE);        /* 128 RESET_VALUE */
-    put16(b, 0);                     /* 129 ARM_BOOT_ARCH */
-    put8(b, 0);                      /* 131 FADT minor version */
-    put64(b, facs);                  /* 132 X_FIRMWARE_CTRL */
-    put64(b, dsdt);                  /* 140 X_DSDT */
-    gas_io(b, 32, 2, evt);           /* 148 X_PM1a_EVT_BLK: two 16-bit registers */
-    gas_none(b);                     /* 160 X_PM1b_EVT_BLK */
-    gas_io(b, 16, 2, cnt);           /* 172 X_PM1a_CNT_BLK */
-    gas_none(b);                     /* 184 X_PM1b_CNT_BLK */
-    gas_none(b);                     /* 196 X_PM2_CNT_BLK */
-    gas_io(b, 32, 3, tmr);           /* 208 X_PM_TMR_BLK */
-    gas_none(b);                     /* 220 X_GPE0_BLK */
-    gas_none(b);                     /* 232 X_GPE1_BLK */
-    gas_none(b);                     /* 244 SLEEP_CONTROL_REG: full hardware uses PM1a_CNT */
-    gas_none(b);                     /* 256 SLEEP_STATUS_REG */
-    put64(b, 0);                     /* 268 hypervisor vendor identity */
+                 FADT_F_RESET_REG);         /* 112 flags; TMR_VAL_EXT off: 24-bit timer */
+    gas_io(b, 8, 1, VMM_RESET_PORT);        /* 116 RESET_REG */
+    put8(b, VMM_RESET_VALUE);               /* 128 RESET_VALUE */
+    put16(b, 0);                            /* 129 ARM_BOOT_ARCH */
+    put8(b, 0);                             /* 131 FADT minor version */
+    put64(b, facs > UINT32_MAX ? facs : 0); /* 132 X_FIRMWARE_CTRL: one of the two */
+    put64(b, dsdt);                         /* 140 X_DSDT */
+    gas_io(b, 32, 2, evt);                  /* 148 X_PM1a_EVT_BLK: two 16-bit registers */
+    gas_none(b);                            /* 160 X_PM1b_EVT_BLK */
+    gas_io(b, 16, 2, cnt);                  /* 172 X_PM1a_CNT_BLK */
+    gas_none(b);                            /* 184 X_PM1b_CNT_BLK */
+    gas_none(b);                            /* 196 X_PM2_CNT_BLK */
+    gas_io(b, 32, 3, tmr);                  /* 208 X_PM_TMR_BLK */
+    gas_none(b);                            /* 220 X_GPE0_BLK */
+    gas_none(b);                            /* 232 X_GPE1_BLK */
+    gas_none(b);                            /* 244 SLEEP_CONTROL_REG: full hardware uses PM1a_CNT */
+    gas_none(b);                            /* 256 SLEEP_STATUS_REG */
+    put64(b, 0);                            /* 268 hypervisor vendor identity */
     sdt_end(b);
 }
 
