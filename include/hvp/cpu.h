@@ -175,6 +175,14 @@ struct hvp_cpu_state {
     uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
     uint64_t tsc, tsc_aux, pat, apic_base;
     struct hvp_cpu_fpu fpu;
+    /* MTRRs (system mode; they change nothing in an emulated machine but
+     * are kept as written): IA32_MTRR_DEF_TYPE, PHYSBASE0/PHYSMASK0..7 in
+     * MSR order (0x200..0x20F), the 11 fixed-range MSRs in MSR order
+     * (0x250, 0x258, 0x259, 0x268..0x26F). */
+    uint64_t mtrr_def_type;
+    uint64_t mtrr_var[16];
+    uint64_t mtrr_fixed[11];
+    uint64_t misc_enable; /* IA32_MISC_ENABLE */
     /* Interruptibility (system mode). */
     uint8_t interrupt_shadow; /* the next instruction runs before any interrupt (STI, MOV SS) */
     uint8_t nmi_masked;       /* an NMI handler runs: NMIs wait for the next IRET */

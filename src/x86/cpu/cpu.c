@@ -58,13 +58,25 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out, uint32_t model)
         out[i].ecx |= (1u << 0) /* SSE3 */ | (1u << 1) /* PCLMULQDQ */ | (1u << 9) /* SSSE3 */ |
                       (1u << 20) /* SSE4.2 */ | (hc & (1u << 19)) /* SSE4.1 */ |
                       (hc & (1u << 25)) /* AES */;
-        /* system model: MSR, PAE, PGE, PAT (long-mode paging, cpu_sys.c) */
-        if (model == HVP_CPU_MODEL_SYSTEM)
-            out[i].edx |= (1u << 5) | (1u << 6) | (1u << 13) | (1u << 16);
+        /* system model (pc-machine.md 4.3): MSR, PAE, PGE, PAT (long-mode
+         * paging, cpu_sys.c), MTRR (the MSRs, kept), APIC (the embedder's
+         * local APIC behind the mmio/msr hooks), the hypervisor bit, one
+         * logical processor. Not MCE/MCA, XSAVE, x2APIC, PCID. */
+        if (model == HVP_CPU_MODEL_SYSTEM) {
+            out[i].edx |= (1u << 5) | (1u << 6) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 16);
+            out[i].ecx |= 1u << 31;
+            out[i].ebx |= 1u << 16;
+        }
     }
-    for (size_t i = 0; i < n && model == HVP_CPU_MODEL_SYSTEM; i++)
-        if (out[i].leaf == 0x80000001)
-            out[i].edx |= (1u << 20) /* NX */ | (1u << 26) /* 1G pages */;
+    if (model == HVP_CPU_MODEL_SYSTEM) {
+        for (size_t i = 0; i < n; i++)
+            if (out[i].leaf == 0x80000001)
+                out[i].edx |= (1u << 20) /* NX */ | (1u << 26) /* 1G pages */;
+        /* ARAT: the APIC timer runs in every state (no C-states here) */
+        out[n++] = (struct hvp_cpuid_entry){6, 0, 1u << 2, 0, 0, 0, 0};
+        /* invariant TSC: RDTSC is the host's constant-rate TSC */
+        out[n++] = (struct hvp_cpuid_entry){0x80000007, 0, 0, 0, 0, 1u << 8, 0};
+    }
     return n;
 }
 
@@ -109,8 +121,10 @@ static int check_cpuid(struct hvp_cpu *cpu, const struct hvp_cpuid_entry *t, siz
             uint32_t have = (&t[i].eax)[feat[k].reg], ok = 0;
             for (size_t j = 0; j < nd; j++)
                 if (def[j].leaf == feat[k].leaf) ok = (&def[j].eax)[feat[k].reg];
-            if (feat[k].leaf == 1 && feat[k].reg == 2)
-                ok |= 0; /* no hypervisor/APIC-id style bits allowed either */
+            /* bits the embedder's local APIC implements (through the hooks):
+             * x2APIC (its MSRs) and the TSC-deadline timer */
+            if (feat[k].leaf == 1 && feat[k].reg == 2 && model == HVP_CPU_MODEL_SYSTEM)
+                ok |= (1u << 21) | (1u << 24);
             if (have & ~ok) {
                 set_err(cpu, "cpuid leaf %#x advertises unimplemented features (%#x)", t[i].leaf,
                         have & ~ok);
@@ -165,6 +179,7 @@ static void reset_state(struct hvp_cpu *cpu, const struct hvp_cpu_config *cfg)
     st->xcr0 = 1;
     st->pat = 0x0007040600070406ull;
     st->apic_base = 0xfee00900; /* enabled, bootstrap processor */
+    st->misc_enable = 0x1801;   /* fast strings; BTS and PEBS unavailable */
     st->fpu.fcw = 0x40;
     st->fpu.mxcsr = 0x1f80;
     hvp_seg_refresh(cpu); /* CS.base 0xFFFF0000: the first fetch is at 0xFFFFFFF0 */
@@ -1264,13 +1279,17 @@ int hvp_cpu_reset(struct hvp_cpu *cpu, bool init)
         set_err(cpu, "reset: system model only");
         return -EINVAL;
     }
+    struct hvp_cpu_state old = cpu->st;
     struct hvp_cpu_fpu fpu = cpu->st.fpu;
     uint64_t xcr0 = cpu->st.xcr0;
     struct hvp_cpu_config cfg = {.exception_exit_bitmap = cpu->exc_bitmap};
     reset_state(cpu, &cfg);
-    if (init) { /* INIT keeps the x87/SSE/AVX state */
+    if (init) { /* INIT keeps the x87/SSE/AVX state and the MTRRs */
         cpu->st.fpu = fpu;
         cpu->st.xcr0 = xcr0;
+        cpu->st.mtrr_def_type = old.mtrr_def_type;
+        memcpy(cpu->st.mtrr_var, old.mtrr_var, sizeof old.mtrr_var);
+        memcpy(cpu->st.mtrr_fixed, old.mtrr_fixed, sizeof old.mtrr_fixed);
     }
     hvp_flags_set(cpu, 2);
     hvp_sys_reset_events(cpu);

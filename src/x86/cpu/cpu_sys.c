@@ -307,6 +307,17 @@ HVP_HANDLER(h_invlpg)
     return end_here(cpu, d);
 }
 
+/* ---- MSRs ----
+ * The CPU implements what Linux touches at boot (pc-machine.md 4.4):
+ * EFER, the SYSCALL/SYSENTER set, FS/GS bases, TSC, TSC_AUX, PAT, the
+ * MTRRs (kept, not acted on: caching changes nothing here), MISC_ENABLE,
+ * BIOS_SIGN_ID and APIC_BASE. Reserved bits raise #GP(0) where the SDM
+ * says so. Everything else, and the local APIC's MSRs, go to the msr hook
+ * or #GP(0). MCE/MCA are not advertised, so MCG_* and MCi_* are not
+ * here either. */
+
+#define MAXPHY_MASK 0x0000fffffffff000ull /* bits 12..47: MAXPHYADDR = 48 */
+
 static uint64_t *msr_ptr(struct hvp_cpu *cpu, uint32_t idx)
 {
     switch (idx) {
@@ -314,7 +325,12 @@ static uint64_t *msr_ptr(struct hvp_cpu *cpu, uint32_t idx)
     case 0x174: return &cpu->st.sysenter_cs;
     case 0x175: return &cpu->st.sysenter_esp;
     case 0x176: return &cpu->st.sysenter_eip;
+    case 0x1a0: return &cpu->st.misc_enable;
     case 0x277: return &cpu->st.pat;
+    case 0x2ff: return &cpu->st.mtrr_def_type;
+    case 0x250: return &cpu->st.mtrr_fixed[0];
+    case 0x258: return &cpu->st.mtrr_fixed[1];
+    case 0x259: return &cpu->st.mtrr_fixed[2];
     case 0xc0000081: return &cpu->st.star;
     case 0xc0000082: return &cpu->st.lstar;
     case 0xc0000083: return &cpu->st.cstar;
@@ -323,12 +339,70 @@ static uint64_t *msr_ptr(struct hvp_cpu *cpu, uint32_t idx)
     case 0xc0000101: return &cpu->gs_base;
     case 0xc0000102: return &cpu->st.kernel_gs_base;
     case 0xc0000103: return &cpu->st.tsc_aux;
-    default: return NULL;
+    default:
+        if (idx >= 0x200 && idx <= 0x20f) return &cpu->st.mtrr_var[idx - 0x200];
+        if (idx >= 0x268 && idx <= 0x26f) return &cpu->st.mtrr_fixed[3 + idx - 0x268];
+        return NULL;
     }
 }
 
+/* A memory type valid in MTRRs (UC WC WT WP WB); PAT also takes UC- (7). */
+static bool mem_type_ok(unsigned t, bool pat)
+{
+    return t == 0 || t == 1 || t == 4 || t == 5 || t == 6 || (pat && t == 7);
+}
+
+static bool types8_ok(uint64_t v, bool pat)
+{
+    for (unsigned i = 0; i < 8; i++)
+        if (!mem_type_ok((unsigned)(v >> (i * 8)) & 0xff, pat)) return false;
+    return true;
+}
+
+/* IA32_MISC_ENABLE: fast strings (0) is the one writable bit; BTS/PEBS
+ * unavailable (11, 12) read as 1; the rest reads as 0 and must be
+ * written as read. */
+#define MISC_ENABLE_RO 0x1800ull
+#define MISC_ENABLE_RW 0x1ull
+
+/* Checks a WRMSR value against the SDM's reserved bits; #GP(0) if bad. */
+static void msr_check(struct hvp_cpu *cpu, uint32_t idx, uint64_t v)
+{
+    bool ok = true;
+    switch (idx) {
+    case 0x1b: { /* APIC_BASE: BSP (8), enable (11), base; x2APIC (10) if advertised */
+        uint32_t r[4];
+        hvp_cpu_cpuid(cpu, 1, 0, r);
+        ok = !(v & ~(MAXPHY_MASK | 0x900ull | ((r[2] >> 21 & 1) ? 0x400ull : 0)));
+        break;
+    }
+    case 0x175:
+    case 0x176:
+    case 0xc0000082:
+    case 0xc0000083:
+    case 0xc0000100:
+    case 0xc0000101:
+    case 0xc0000102: ok = hvp_canonical(v); break;
+    case 0x1a0: ok = (v & ~MISC_ENABLE_RW) == MISC_ENABLE_RO; break;
+    case 0x277: ok = types8_ok(v, true); break;
+    case 0x2ff: /* type, FE (10), E (11) */
+        ok = !(v & ~0xcffull) && mem_type_ok(v & 0xff, false);
+        break;
+    case 0xc0000084:
+    case 0xc0000103: ok = !(v >> 32); break;
+    default:
+        if (idx >= 0x200 && idx <= 0x20f)
+            ok = (idx & 1) ? !(v & ~(MAXPHY_MASK | 0x800ull))
+                           : !(v & ~(MAXPHY_MASK | 0xffull)) && mem_type_ok(v & 0xff, false);
+        else if (idx == 0x250 || idx == 0x258 || idx == 0x259 || (idx >= 0x268 && idx <= 0x26f))
+            ok = types8_ok(v, false);
+        break;
+    }
+    if (!ok) hvp_raise_gp0(cpu);
+}
+
 /* MSRs a local APIC owns: the hook sees them first (APIC_BASE writes too,
- * after the CPU kept the value). */
+ * after the CPU checked the value). */
 static bool msr_apic(uint32_t idx)
 {
     return idx == 0x6e0 || (idx >= 0x800 && idx <= 0x8ff);
@@ -362,6 +436,10 @@ HVP_HANDLER(h_rdmsr)
         v = hvp_cpu_rdtsc(cpu);
     else if (idx == 0xc0000080)
         v = cpu->st.efer;
+    else if (idx == 0xfe)
+        v = 0x508; /* MTRRCAP: 8 variable ranges, fixed ranges, WC; no SMRR */
+    else if (idx == 0x8b)
+        v = 0; /* BIOS_SIGN_ID: no microcode */
     else {
         uint64_t *p = msr_apic(idx) ? NULL : msr_ptr(cpu, idx);
         if (p)
@@ -387,15 +465,17 @@ HVP_HANDLER(h_wrmsr)
         if ((cpu->st.cr0 & CR0_PG) && ((v ^ cpu->st.efer) & EFER_LME)) hvp_raise_gp0(cpu);
         cpu->st.efer = (v & ~EFER_LMA) | (cpu->st.efer & EFER_LMA);
         hvp_sys_flush(cpu);
+    } else if (idx == 0xfe) {
+        hvp_raise_gp0(cpu); /* MTRRCAP is read-only */
+    } else if (idx == 0x8b) {
+        /* BIOS_SIGN_ID: writing it (before CPUID) asks for the revision: 0 */
     } else {
         uint64_t *p = msr_apic(idx) ? NULL : msr_ptr(cpu, idx);
         if (!p) {
             if (!msr_hook(cpu, idx, true, &v)) return NULL; /* exit: not retired */
             return end_here(cpu, d);
         }
-        if ((idx >= 0xc0000081 && idx != 0xc0000084 && idx != 0xc0000103 && idx != 0xc0000081) &&
-            !hvp_canonical(v))
-            hvp_raise_gp0(cpu);
+        msr_check(cpu, idx, v);
         if (idx == 0x1b && cpu->hooks.msr) {
             /* the APIC sees the new base/enable bits; it may refuse them */
             uint64_t nv = v;

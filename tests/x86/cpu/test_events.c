@@ -701,3 +701,151 @@ Test(events, reset_and_init)
     cr_expect_eq(s.st.gpr[2] >> 8, 0x806);
     ev_fini(&s);
 }
+
+/* ---- MSRs Linux touches at boot, and the default CPUID ---- */
+
+SNIP(s_msrrw, "wrmsr\n s_msrrw_rd:\n xor eax, eax\n xor edx, edx\n rdmsr\n hlt\n");
+LABEL(s_msrrw_rd);
+
+/* WRMSR idx = v then RDMSR idx (or only RDMSR when !write); false on #GP */
+static bool msr_rw(struct ev *s, uint32_t idx, bool write, uint64_t v, uint64_t *out)
+{
+    cr_assert_eq(hvp_cpu_get_state(s->cpu, &s->st), 0);
+    s->st.rip = KCODE + (write ? 0 : OFF(s_msrrw, s_msrrw_rd));
+    s->st.gpr[1] = idx;
+    s->st.gpr[0] = (uint32_t)v;
+    s->st.gpr[2] = v >> 32;
+    cr_assert_eq(hvp_cpu_set_state(s->cpu, &s->st), 0);
+    ev_run(s, 100);
+    if (s->ex.reason == HVP_CPU_EXIT_EXCEPTION) {
+        cr_assert_eq(s->ex.u.exception.vector, 13);
+        return false;
+    }
+    expect_exit(s, HVP_CPU_EXIT_HLT);
+    if (out) *out = (uint32_t)s->st.gpr[0] | s->st.gpr[2] << 32;
+    return true;
+}
+
+Test(msrs, mtrrs)
+{
+    struct ev s;
+    INIT(&s, s_msrrw, 1u << 13);
+    uint64_t v;
+    cr_assert(msr_rw(&s, 0xfe, false, 0, &v));
+    cr_expect_eq(v, 0x508, "MTRRCAP: 8 variable, fixed, WC");
+    cr_expect(!msr_rw(&s, 0xfe, true, 0x508, NULL), "MTRRCAP is read-only");
+    cr_assert(msr_rw(&s, 0x2ff, true, 0x806, &v));
+    cr_expect_eq(v, 0x806);
+    cr_expect(!msr_rw(&s, 0x2ff, true, 0x802, NULL), "type 2 is reserved");
+    cr_expect(!msr_rw(&s, 0x2ff, true, 0x1806, NULL), "bit 12 is reserved");
+    cr_assert(msr_rw(&s, 0x200, true, 0x80000006, &v));
+    cr_expect_eq(v, 0x80000006);
+    cr_expect(!msr_rw(&s, 0x200, true, 0x80000106, NULL), "PHYSBASE bit 8");
+    cr_expect(!msr_rw(&s, 0x200, true, 1ull << 48 | 6, NULL), "beyond MAXPHYADDR");
+    cr_assert(msr_rw(&s, 0x20f, true, 0xff80000800, &v));
+    cr_expect_eq(v, 0xff80000800);
+    cr_expect(!msr_rw(&s, 0x201, true, 0xff80000801, NULL), "PHYSMASK bit 0");
+    cr_assert(msr_rw(&s, 0x26f, true, 0x0506040100000606ull, &v));
+    cr_expect_eq(v, 0x0506040100000606ull);
+    cr_expect(!msr_rw(&s, 0x250, true, 0x0606060606060602ull, NULL), "fixed range type 2");
+    cr_expect(!msr_rw(&s, 0x210, false, 0, NULL), "no ninth variable range");
+    cr_assert_eq(hvp_cpu_get_state(s.cpu, &s.st), 0);
+    cr_expect_eq(s.st.mtrr_def_type, 0x806);
+    cr_expect_eq(s.st.mtrr_var[0], 0x80000006);
+    cr_expect_eq(s.st.mtrr_fixed[10], 0x0506040100000606ull);
+    /* INIT keeps the MTRRs, RESET clears them */
+    cr_assert_eq(hvp_cpu_reset(s.cpu, true), 0);
+    cr_assert_eq(hvp_cpu_get_state(s.cpu, &s.st), 0);
+    cr_expect_eq(s.st.mtrr_def_type, 0x806);
+    cr_assert_eq(hvp_cpu_reset(s.cpu, false), 0);
+    cr_assert_eq(hvp_cpu_get_state(s.cpu, &s.st), 0);
+    cr_expect_eq(s.st.mtrr_def_type, 0);
+    ev_fini(&s);
+}
+
+Test(msrs, pat_misc_enable_sign_id)
+{
+    struct ev s;
+    INIT(&s, s_msrrw, 1u << 13);
+    uint64_t v;
+    cr_assert(msr_rw(&s, 0x277, false, 0, &v));
+    cr_expect_eq(v, 0x0007040600070406ull, "PAT reset value");
+    cr_assert(msr_rw(&s, 0x277, true, 0x0007010600070106ull, &v));
+    cr_expect_eq(v, 0x0007010600070106ull);
+    cr_expect(!msr_rw(&s, 0x277, true, 0x0007040600070402ull, NULL), "PAT type 2");
+    cr_expect(!msr_rw(&s, 0x277, true, 0x0807040600070406ull, NULL), "PAT type 8");
+    cr_assert(msr_rw(&s, 0x1a0, false, 0, &v));
+    cr_expect_eq(v, 0x1801);
+    cr_assert(msr_rw(&s, 0x1a0, true, 0x1800, &v), "fast strings off");
+    cr_expect_eq(v, 0x1800);
+    cr_expect(!msr_rw(&s, 0x1a0, true, 0x1801ull | 1ull << 34, NULL), "XD disable");
+    cr_assert(msr_rw(&s, 0x8b, true, 0, &v));
+    cr_expect_eq(v, 0);
+    ev_fini(&s);
+}
+
+Test(msrs, sysenter_tsc_aux_syscall_canonical)
+{
+    struct ev s;
+    INIT(&s, s_msrrw, 1u << 13);
+    uint64_t v;
+    cr_assert(msr_rw(&s, 0x174, true, 0x10, &v));
+    cr_expect_eq(v, 0x10);
+    cr_assert(msr_rw(&s, 0x176, true, 0xffffffff81000000ull, &v));
+    cr_expect_eq(v, 0xffffffff81000000ull);
+    cr_expect(!msr_rw(&s, 0x176, true, 0x0000800000000000ull, NULL), "SYSENTER_EIP canonical");
+    cr_expect(!msr_rw(&s, 0x175, true, 0x0000800000000000ull, NULL), "SYSENTER_ESP canonical");
+    cr_assert(msr_rw(&s, 0xc0000103, true, 0xffffffff, &v));
+    cr_expect(!msr_rw(&s, 0xc0000103, true, 1ull << 32, NULL), "TSC_AUX 63:32");
+    cr_expect(!msr_rw(&s, 0xc0000084, true, 1ull << 32, NULL), "SFMASK 63:32");
+    cr_expect(!msr_rw(&s, 0xc0000082, true, 0x0000800000000000ull, NULL), "LSTAR canonical");
+    cr_assert(msr_rw(&s, 0x1b, true, 0xfee00900, &v));
+    cr_expect(!msr_rw(&s, 0x1b, true, 0xfee00d00, NULL), "x2APIC enable without x2APIC");
+    cr_expect(!msr_rw(&s, 0x179, false, 0, NULL), "MCG_CAP: no MCA");
+    cr_expect(!msr_rw(&s, 0x6e0, false, 0, NULL), "TSC_DEADLINE without an APIC hook");
+    ev_fini(&s);
+}
+
+Test(msrs, default_cpuid_profile)
+{
+    struct hvp_cpuid_entry t[64];
+    size_t n = hvp_cpu_default_cpuid(HVP_CPU_MODEL_SYSTEM, t, 64);
+    cr_assert(n > 0 && n <= 64);
+    const struct hvp_cpuid_entry *l1 = NULL, *l6 = NULL, *e1 = NULL, *e8 = NULL, *l0 = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].leaf == 0) l0 = &t[i];
+        if (t[i].leaf == 1) l1 = &t[i];
+        if (t[i].leaf == 6) l6 = &t[i];
+        if (t[i].leaf == 0x80000001) e1 = &t[i];
+        if (t[i].leaf == 0x80000008) e8 = &t[i];
+    }
+    cr_assert(l0 && l1 && l6 && e1 && e8);
+    cr_expect_geq(l0->eax, 6);
+    uint32_t want_edx = (1u << 0) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) | (1u << 9) |
+                        (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 19) |
+                        (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
+    cr_expect_eq(l1->edx & want_edx, want_edx, "missing %#x", want_edx & ~l1->edx);
+    cr_expect_eq(l1->edx & ((1u << 7) | (1u << 14) | (1u << 17)), 0, "no MCE, MCA, PSE36");
+    cr_expect(l1->ecx & (1u << 31), "hypervisor");
+    cr_expect_eq(l1->ecx & ((1u << 26) | (1u << 27) | (1u << 21) | (1u << 17) | (1u << 3)), 0,
+                 "no XSAVE, OSXSAVE, x2APIC, PCID, MONITOR");
+    cr_expect_eq((l1->ebx >> 8) & 0xff, 8, "CLFLUSH 64 bytes");
+    cr_expect_eq((l1->ebx >> 16) & 0xff, 1, "one logical processor");
+    cr_expect(l6->eax & 4, "ARAT");
+    uint32_t e = (1u << 11) | (1u << 20) | (1u << 29);
+    cr_expect_eq(e1->edx & e, e, "SYSCALL NX LM");
+    cr_expect_eq(e8->eax & 0xffff, 0x3030);
+    /* an embedder's APIC may add TSC-deadline; MCE is refused */
+    struct hvp_cpuid_entry u[64];
+    memcpy(u, t, n * sizeof t[0]);
+    struct hvp_cpu_config cfg = {
+        .size = sizeof cfg, .model = HVP_CPU_MODEL_SYSTEM, .cpuid = u, .ncpuid = n};
+    struct hvp_cpu *cpu;
+    for (size_t i = 0; i < n; i++)
+        if (u[i].leaf == 1) u[i].ecx |= 1u << 24;
+    cr_assert_eq(hvp_cpu_create(&cfg, &cpu), 0);
+    hvp_cpu_destroy(cpu);
+    for (size_t i = 0; i < n; i++)
+        if (u[i].leaf == 1) u[i].edx |= 1u << 7;
+    cr_expect_eq(hvp_cpu_create(&cfg, &cpu), -EINVAL);
+}
