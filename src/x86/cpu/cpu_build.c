@@ -1400,14 +1400,18 @@ HVP_HANDLER(h_string)
                 room = r2 < room ? r2 : room;
             }
             if (room > n) room = n;
-            if (room > 1) {
+            /* both pages must be in the TLB already: the element path below
+             * fills them (MMIO and watched pages never are) */
+            if (room > 1 && hvp_tlb(cpu, di)->tag_w == (di & HVP_PAGE_MASK) &&
+                (k != 0 || hvp_tlb(cpu, src)->tag_r == (src & HVP_PAGE_MASK))) {
                 uint8_t *dp = hvp_rmw_ptr(cpu, di, (unsigned)(room * sz));
+                /* filling di's entry may have evicted src's */
+                if (dp && k == 0 && hvp_tlb(cpu, src)->tag_r != (src & HVP_PAGE_MASK)) dp = NULL;
                 if (dp) {
                     uint64_t bytes = room * sz;
                     if (k == 0) {
                         const uint8_t *sp;
                         struct hvp_tlb_ent *e = hvp_tlb(cpu, src);
-                        if (e->tag_r != (src & HVP_PAGE_MASK)) hvp_rd8(cpu, src);
                         sp = (const uint8_t *)(uintptr_t)(src + e->addend);
                         if (dp > sp && dp < sp + bytes) {
                             /* overlap: element by element, each read whole
@@ -1817,9 +1821,7 @@ int hvp_cpu_build_int(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_PREFETCHNTA:
     case HVP_X86_OP_PREFETCHT0:
     case HVP_X86_OP_PREFETCHT1:
-    case HVP_X86_OP_PREFETCHT2:
-        d->fn = h_nop;
-        return HVP_B_OK;
+    case HVP_X86_OP_PREFETCHT2: d->fn = h_nop; return HVP_B_OK;
     case HVP_X86_OP_LFENCE:
     case HVP_X86_OP_SFENCE:
     case HVP_X86_OP_MFENCE: d->fn = h_fence; return HVP_B_OK;

@@ -849,3 +849,23 @@ Test(msrs, default_cpuid_profile)
         if (u[i].leaf == 1) u[i].edx |= 1u << 7;
     cr_expect_eq(hvp_cpu_create(&cfg, &cpu), -EINVAL);
 }
+
+/* REP MOVS/STOS with an MMIO side go element by element through the hook */
+SNIP(s_mmio_rep, "mov rsi, 0x50030\n mov rdi, 0x40000\n mov rcx, 4\n cld\n rep movsd\n"
+                 "mov rdi, 0x50100\n mov eax, 0x5a5a5a5a\n mov rcx, 3\n rep stosd\n hlt\n");
+Test(events, mmio_hook_rep_string)
+{
+    struct ev s;
+    INIT(&s, s_mmio_rep, 0);
+    hooks(&s);
+    for (unsigned i = 0; i < 16; i++)
+        s.apic[0x30 + i] = (uint8_t)(0xa0 + i);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_HLT);
+    cr_expect_eq(memcmp(s.ram + 0x40000, s.apic + 0x30, 16), 0, "MMIO -> RAM");
+    cr_expect_eq(s.mmio_calls, 7, "one call per element");
+    for (unsigned i = 0; i < 12; i++)
+        cr_expect_eq(s.apic[0x100 + i], 0x5a);
+    cr_expect_eq(s.apic[0x10c], 0);
+    ev_fini(&s);
+}
