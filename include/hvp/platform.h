@@ -667,7 +667,8 @@ struct hvp_interrupt {
  * (inject through HVP_REG_PENDING_INTERRUPTION instead). */
 int hvp_request_interrupt(struct hvp_partition *p, const struct hvp_interrupt *irq);
 /* Raises or lowers a legacy line of the platform's IOAPIC/PIC (kvm
- * in-kernel irqchip; GSI 0..23). */
+ * in-kernel irqchip; GSI 0..23): GSI n is IOAPIC pin n and, for n < 16
+ * except 2 (the cascade), PIC pin n. */
 int hvp_set_irq_line(struct hvp_partition *p, uint32_t gsi, bool level);
 
 #ifdef __cplusplus

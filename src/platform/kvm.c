@@ -265,6 +265,38 @@ static int set_msr_filter(struct hvp_partition *p)
     return 0;
 }
 
+/* GSI n drives PIC pin n (n < 16) and IOAPIC pin n, like KVM_CREATE_IRQCHIP's
+ * default table, except GSI 2: the master's pin 2 is the slave's cascade
+ * input, which nothing on the board drives. KVM's default routes GSI 2
+ * there too, so a device on IOAPIC pin 2 (the PIT, by the MADT's override
+ * 0 -> 2) would also raise the cascade pin, and each of its edges would
+ * come back from the slave as a spurious IRQ 15. */
+static int set_irq_routing(struct hvp_partition *p, int vm)
+{
+    enum { NPIN = 24, NPIC = 16 };
+    struct kvm_irq_routing *t =
+        calloc(1, sizeof(*t) + (NPIN + NPIC) * sizeof(struct kvm_irq_routing_entry));
+    if (!t) return hvp__perr(p, -ENOMEM, "kvm: out of memory");
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < NPIN; gsi++) {
+        if (gsi < NPIC && gsi != 2) {
+            t->entries[n].gsi = gsi;
+            t->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+            t->entries[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER
+                                                      : KVM_IRQCHIP_PIC_SLAVE;
+            t->entries[n++].u.irqchip.pin = gsi & 7;
+        }
+        t->entries[n].gsi = gsi;
+        t->entries[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+        t->entries[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+        t->entries[n++].u.irqchip.pin = gsi;
+    }
+    t->nr = n;
+    int r = ioctl(vm, KVM_SET_GSI_ROUTING, t) < 0 ? kerr(p->err, "KVM_SET_GSI_ROUTING") : 0;
+    free(t);
+    return r;
+}
+
 static int kvm_partition_setup(struct hvp_partition *p)
 {
     struct kvm_sys *s = SYS(p->h);
@@ -290,6 +322,7 @@ static int kvm_partition_setup(struct hvp_partition *p)
             goto fail;
         }
         k->irqchip = true;
+        if ((r = set_irq_routing(p, k->vm)) < 0) goto fail;
     }
     if ((r = set_msr_filter(p)) < 0) goto fail;
     /* The CPUID table: KVM's defaults with the result list on top. */
@@ -302,6 +335,12 @@ static int kvm_partition_setup(struct hvp_partition *p)
     k->cpuid->nent = s->supported->nent;
     memcpy(k->cpuid->entries, s->supported->entries,
            s->supported->nent * sizeof(k->cpuid->entries[0]));
+    /* CPUID.1:ECX[31], "hypervisor present": KVM leaves it to the VMM (WHP
+     * sets it). Without it Linux ignores KVM's leaves at 0x40000000 (no
+     * kvmclock, no PV features) and calibrates the TSC against the PIT as
+     * on bare metal, which fails when exits are slow. */
+    for (uint32_t j = 0; j < k->cpuid->nent; j++)
+        if (k->cpuid->entries[j].function == 1) k->cpuid->entries[j].ecx |= 1u << 31;
     for (size_t i = 0; i < p->n_cpuid_results; i++) {
         const struct hvp_cpuid_result *c = &p->cpuid_results[i];
         bool found = false;
