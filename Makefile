@@ -44,10 +44,13 @@ test: test-deps $(BUILD)/build.ninja $(ASAN)/build.ninja
 	@scripts/run-tests.sh $(BUILD) $(ASAN)
 
 # The kvm backend for real on a machine without /dev/kvm: the conformance
-# suite inside a Debian guest that QEMU (TCG, -cpu EPYC) gives nested SVM.
+# suite, and `hvp run --backend kvm` booting the default guest, inside a
+# Debian guest that QEMU (TCG, -cpu EPYC) gives nested SVM. The default guest
+# is refreshed first (no guest: that test SKIPs).
 test-kvm: test-deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
-	meson test -C $(BUILD) --print-errorlogs platform-nested-kvm
+	-@scripts/guest.sh >/dev/null
+	meson test -C $(BUILD) --print-errorlogs platform-nested-kvm vmm-nested-boot
 
 bench: test-deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)

@@ -8,11 +8,18 @@
 #   nested-kvm.sh PROGRAM [ARG...]
 #
 # PROGRAM is best static; a dynamic one gets its libraries (ldd) copied in;
-# the ARGs are passed to it. $HVP_NESTED_CACHE (default: build/nested in
-# the source tree) keeps the kernel package fetched with `apt-get download`,
-# its extracted files and the last console log between runs. Exit status: 0 all cases passed, 1 a case
-# failed or the guest did not report, 77 (with the reason) when
-# qemu-system-x86_64 or the kernel package is unavailable.
+# the ARGs are passed to it (stdin /dev/null, stdout the serial console).
+# $HVP_NESTED_CACHE (default: build/nested in the source tree) keeps the
+# kernel package fetched with `apt-get download` and its extracted files
+# between runs. Optional:
+#   HVP_NESTED_FILES="HOST:GUEST ..."  more files for the guest's root
+#   HVP_NESTED_RUN_TIMEOUT=S   SIGTERM to the program after S seconds
+#   HVP_NESTED_TIMEOUT=S       QEMU's own limit (default 900)
+#   HVP_NESTED_LOG=FILE        the console log (default $cache/last-console.log)
+#   HVP_NESTED_STATUS=FILE     gets "rc=N uptime=Ts" when the guest reported
+# Exit status: the program's (0 all cases passed), 1 also when the guest did
+# not report, 77 (with the reason) when qemu-system-x86_64 or the kernel
+# package is unavailable.
 set -euo pipefail
 
 prog=${1:?usage: nested-kvm.sh PROGRAM [ARG...]}
@@ -71,6 +78,13 @@ if ! file -L "$prog" | grep -q 'statically linked'; then
     done
 fi
 printf '%s\n' "$@" >"$root/args"
+for pair in ${HVP_NESTED_FILES:-}; do
+    src=${pair%%:*} dst=${pair#*:}
+    [ -r "$src" ] || { echo "nested-kvm.sh: $src: not readable" >&2; exit 1; }
+    mkdir -p "$root$(dirname "$dst")"
+    cp "$src" "$root$dst"
+done
+[ -n "${HVP_NESTED_RUN_TIMEOUT:-}" ] && echo "timeout -s TERM $HVP_NESTED_RUN_TIMEOUT" >"$root/wrap"
 : >"$root/modules"
 for f in "${order[@]}"; do cp "$f" "$root/lib/"; echo "/lib/$(basename "$f")" >>"$root/modules"; done
 cat >"$root/init" <<'EOF'
@@ -82,7 +96,7 @@ for m in $(cat /modules); do insmod "$m" || echo "HVP-NESTED: insmod $m failed";
 echo "HVP-NESTED: /dev/kvm $([ -e /dev/kvm ] && echo present || echo absent) after $(cut -d' ' -f1 /proc/uptime)s"
 echo HVP-NESTED-BEGIN
 set --; while read -r a; do [ -n "$a" ] && set -- "$@" "$a"; done </args
-/test "$@"; rc=$?
+$(cat /wrap 2>/dev/null) /test "$@" </dev/null; rc=$?
 echo "HVP-NESTED-END rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)s"
 poweroff -f
 EOF
@@ -96,7 +110,7 @@ timeout "${HVP_NESTED_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -cpu EPYC -sm
     -kernel "$kernel" -initrd "$work/initrd.gz" \
     -append 'console=ttyS0 quiet loglevel=3 panic=-1 rdinit=/init' >"$log" 2>&1 || true
 end=$(date +%s)
-cp "$log" "$cache/last-console.log" 2>/dev/null || true
+cp "$log" "${HVP_NESTED_LOG:-$cache/last-console.log}" 2>/dev/null || true
 
 # Firmware escape codes may precede the first line of ours.
 clean=$work/clean.log
@@ -112,4 +126,5 @@ if [ -z "$endline" ]; then
     exit 1
 fi
 rc=${endline#*rc=}; rc=${rc%% *}
+[ -n "${HVP_NESTED_STATUS:-}" ] && echo "${endline#HVP-NESTED-END }" >"$HVP_NESTED_STATUS"
 exit "$rc"
