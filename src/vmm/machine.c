@@ -104,8 +104,9 @@ int vmm_write_gpa(struct hvp_vm *vm, uint64_t gpa, const void *buf, size_t len)
  * Own irqchip (soft): ISA IRQ n goes to PIC pin n and IOAPIC pin n, but
  * IRQ 0 (the PIT) to IOAPIC pin 2, as the MADT's override says; pin 0
  * carries the PIC's output (ExtINT). GSI 16-23 are IOAPIC-only.
- * kvm: the in-kernel irqchip routes GSI n to PIC n and IOAPIC n, so IRQ 0
- * also raises GSI 2 for the IOAPIC pin the MADT names. */
+ * kvm: the platform routes GSI n to IOAPIC pin n and PIC pin n (but not
+ * GSI 2 to the PIC: that pin is the cascade), so IRQ 0 also raises GSI 2
+ * for the IOAPIC pin the MADT names. */
 void vmm_irq_set(struct hvp_vm *vm, unsigned gsi, bool level)
 {
     if (gsi >= 24) return;
