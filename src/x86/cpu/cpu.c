@@ -522,6 +522,7 @@ static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool
                   (kind == HVP_CPU_PROT_EXEC && nxe ? PF_I : 0);
     uint64_t table = cpu->st.cr3 & PTE_ADDR, pte = 0;
     uint64_t *ptes[4];
+    bool ptes_w[4]; /* the entry's memory is writable (not a ROM) */
     unsigned nl = 0, shift = 39;
     bool rw = true, us = true, nx = false;
     for (int lvl = 4; lvl >= 1; lvl--, shift -= 9) {
@@ -549,6 +550,7 @@ static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool
         rw &= (pte >> 1) & 1;
         us &= (pte >> 2) & 1;
         nx |= pte >> 63;
+        ptes_w[nl] = r->prot & HVP_CPU_PROT_WRITE;
         ptes[nl++] = p;
         if (leaf) break;
         table = pte & PTE_ADDR;
@@ -563,10 +565,12 @@ static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool
     }
     bool dirty = pte & 0x40;
     if (commit) {
+        /* A/D writes to tables in read-only memory (a ROM) are dropped, as
+         * on a PC: the host memory behind it may be read-only as well */
         for (unsigned i = 0; i < nl; i++)
-            if (!(__atomic_load_n(ptes[i], __ATOMIC_RELAXED) & 0x20))
+            if (ptes_w[i] && !(__atomic_load_n(ptes[i], __ATOMIC_RELAXED) & 0x20))
                 __atomic_fetch_or(ptes[i], 0x20, __ATOMIC_RELAXED);
-        if (kind == HVP_CPU_PROT_WRITE && !dirty) {
+        if (kind == HVP_CPU_PROT_WRITE && !dirty && ptes_w[nl - 1]) {
             __atomic_fetch_or(ptes[nl - 1], 0x40, __ATOMIC_RELAXED);
             dirty = true;
         }
