@@ -21,7 +21,7 @@ skip() { echo "1..0 # SKIP $*"; exit 77; }
 for f in vmlinuz initramfs.cpio.gz manifest; do
     [ -r "$dir/$f" ] || skip "no default guest in $dir (run 'make guest')"
 done
-gzip -dc "$dir/initramfs.cpio.gz" | grep -aqF 'hvp.selftest' ||
+gzip -dc "$dir/initramfs.cpio.gz" | grep -acF 'hvp.selftest' >/dev/null || # -c: reads it all (pipefail)
     skip "the cached guest's /init predates hvp.selftest (run 'make guest')"
 mget() { sed -n "s/^$1=//p" "$dir/manifest" | head -n1; }
 want_rel=$(mget kernel_release)
@@ -91,12 +91,19 @@ check "$ok" "no spurious or misrouted interrupts (/proc/interrupts ERR: ${c:-abs
 #   guest's XSETBV, which KVM updates only when it sees the XSETBV exit
 #   (QEMU's TCG runs it without one, it seems);
 # - "APIC calibration not consistent with PM-Timer": the PM timer is
-#   read through exits that take milliseconds here.
+#   read through exits that take milliseconds here;
+# - "clocksource: Long readout interval": the watchdog timer ran late (the
+#   inner vCPU waits for the outer one, which waits for the host);
+# and one that is hvp's by design: "i8042: PNP: PS/2 appears to have AUX
+# port disabled" (the i8042 has no AUX port and the DSDT says so).
 sed -n 's/^hvp-selftest: dmesg //p' "$out" >"$work/warn"
 awk '
 /-----------\[ cut here \]/ { blk = $0; inblk = 1; next }
 inblk { blk = blk "\n" $0; if ($0 ~ /---\[ end trace/) { inblk = 0; if (blk !~ /XSAVE consistency problem/) print blk } next }
-/CPUID\[0d, / || /Speculative Return Stack Overflow:/ || /APIC calibration not consistent with PM-Timer/ || /APIC delta adjusted to PM-Timer/ { next }
+/CPUID\[0d, / || /Speculative Return Stack Overflow:/ { next }
+/APIC calibration not consistent with PM-Timer/ || /APIC delta adjusted to PM-Timer/ { next }
+/clocksource: Long readout interval, skipping watchdog check/ { next }
+/i8042: PNP: PS\/2 appears to have AUX port disabled/ { next }
 { print }
 END { if (inblk) print blk }' "$work/warn" >"$work/bad"
 [ ! -s "$work/bad" ] && grep -q '^hvp-selftest: end' "$out" && ok=1 || ok=0
