@@ -1,5 +1,5 @@
 /* Hostile system guests: random bytes executed by the software CPU's
- * system model in long mode, over random page tables, descriptor tables,
+ * system model in long mode (and the legacy modes), over random page tables, descriptor tables,
  * TSS, control-register bits and register state, until at least N
  * instructions have retired. Every run must end in an exit the embedder
  * understands (the budget, an exception exit, a shutdown, I/O, MMIO, HLT
@@ -19,8 +19,11 @@
  * usual selectors plus garbage; an IDT of mostly-valid gates (random IST,
  * DPL, targets) and garbage; a TSS with random stacks; CR0/CR4/EFER bits
  * the CPU accepts in long mode; CPL 0 or 3; random registers and RFLAGS;
- * random code. Several CPUs with different exception-exit bitmaps take
- * turns. INTERNAL exits (the CPU refusing a mode it does not implement
+ * random code. Four rounds in ten then turn the state into a legacy
+ * mode: compatibility mode, 32- or 16-bit protected mode (now and then
+ * with CR0.PG: 32-bit paging, which the CPU refuses cleanly), or real
+ * mode (big real mode too). Several CPUs with different exception-exit
+ * bitmaps take turns. INTERNAL exits (the CPU refusing a mode it does not implement
  * yet) are counted by message and allowed unless --strict.
  * Prints the seed first; on failure the seed and round to replay. */
 #define _GNU_SOURCE
@@ -304,6 +307,59 @@ static void random_state(struct world *w, struct hvp_cpu_state *st)
     st->nmi_masked = 0;
 }
 
+/* Turns a long-mode state into a legacy one now and then (the modes
+ * hvp_cpu implements, and 32-bit paging, which it refuses cleanly):
+ * compatibility mode, 32- and 16-bit protected mode, real mode. Returns
+ * the mode's name for the tally. */
+static const char *legacy_mode(struct world *w, struct hvp_cpu_state *st)
+{
+    uint64_t r = next(&w->s) % 100;
+    uint64_t win = w->code_hi - w->code_lo;
+    if (r < 60) return "64-bit";
+    st->rip = w->code_lo + next(&w->s) % win; /* below 4 GiB, no alias */
+    st->gpr[4] &= 0xfffffff0;
+    if (r < 70) { /* compatibility mode: a 32-bit code segment in long mode */
+        bool user = (st->seg[1].selector & 3) == 3;
+        st->seg[1] = seg(user ? 0x1b : 0x08, user ? 0xc0fb : 0xc09b);
+        return "compatibility";
+    }
+    st->efer &= ~0x500ull; /* LME, LMA */
+    st->cr0 &= ~0x80000000ull;
+    if (chance(&w->s, 5)) st->cr0 |= 0x80000000ull; /* 32-bit paging: refused */
+    if (chance(&w->s, 3)) st->cr4 &= ~0x20ull;
+    st->rip &= 0xffffffffu;
+    if (r < 90) { /* protected mode, CPL 0 (3 with random DPL 3 descriptors) */
+        bool big = r < 85;
+        uint16_t cattr = big ? 0xc09b : 0x009b, dattr = big ? 0xc093 : 0x0093;
+        st->seg[1] = seg(0x08, cattr);
+        if (!big) st->seg[1].limit = 0xffff;
+        for (int i = 0; i < 6; i++)
+            if (i != 1) st->seg[i] = seg(0x10, dattr);
+        if (!big) {
+            st->seg[1].base = w->code_lo;
+            st->rip = next(&w->s) % (win < 0x10000 ? win : 0x10000);
+            st->gpr[4] &= 0xfffe;
+        }
+        return big ? "32-bit protected" : "16-bit protected";
+    }
+    /* real mode: CS:IP inside the code window when it is below 1 MiB */
+    st->cr0 = 0x60000010 | (st->cr0 & 0x50022); /* NE MP AM WP: still allowed */
+    st->efer &= ~0x500ull;
+    uint16_t cs = (uint16_t)((w->code_lo & 0xfffff) >> 4);
+    st->seg[1] = (struct hvp_cpu_segment){(uint64_t)cs << 4, 0xffff, cs, 0x9b};
+    for (int i = 0; i < 6; i++)
+        if (i != 1) {
+            uint16_t sel = (uint16_t)(next(&w->s) & 0xffff);
+            st->seg[i] = (struct hvp_cpu_segment){(uint64_t)sel << 4, 0xffff, sel, 0x93};
+            if (chance(&w->s, 10)) st->seg[i].limit = 0xffffffff; /* big real mode */
+        }
+    st->rip = next(&w->s) % (win < 0x10000 ? win : 0x10000);
+    st->gpr[4] &= 0xfffe;
+    st->idtr = (struct hvp_cpu_table){chance(&w->s, 80) ? 0 : rand_page(w), 0x3ff};
+    st->rflags &= ~0x3000ull;
+    return "real";
+}
+
 /* ---- watchdog ---- */
 
 struct watchdog {
@@ -368,6 +424,8 @@ static void wd_leave(struct watchdog *wd)
 /* ---- main ---- */
 
 struct tally {
+    const char *modes[8];
+    uint64_t mode_n[8];
     uint64_t exits[16];
     char internal[8][160];
     uint64_t internal_n[8];
@@ -386,6 +444,16 @@ static void note_internal(struct tally *t, const char *msg)
         snprintf(t->internal[t->ninternal], sizeof t->internal[0], "%s", msg);
         t->internal_n[t->ninternal++] = 1;
     }
+}
+
+static void note_mode(struct tally *t, const char *mode)
+{
+    for (unsigned i = 0; i < 8; i++)
+        if (!t->modes[i] || !strcmp(t->modes[i], mode)) {
+            t->modes[i] = mode;
+            t->mode_n[i]++;
+            return;
+        }
 }
 
 int main(int argc, char **argv)
@@ -463,6 +531,8 @@ int main(int argc, char **argv)
         struct hvp_cpu_state st;
         hvp_cpu_get_state(cpu, &st);
         random_state(&w, &st);
+        const char *mode = legacy_mode(&w, &st);
+        note_mode(&t, mode);
         if (chance(&w.s, 5)) {
             /* the PML4 in the ROM, A bits clear: the walk must not set them
              * (the host memory is read-only: it would be a host fault) */
@@ -555,6 +625,10 @@ int main(int argc, char **argv)
            total, round, t.exits[HVP_CPU_EXIT_BUDGET], t.exits[HVP_CPU_EXIT_EXCEPTION],
            t.exits[HVP_CPU_EXIT_SHUTDOWN], t.exits[HVP_CPU_EXIT_IO], t.exits[HVP_CPU_EXIT_MMIO],
            t.exits[HVP_CPU_EXIT_HLT], t.exits[HVP_CPU_EXIT_INTERNAL], t.kicks);
+    printf("hostile_sys: rounds by mode:");
+    for (unsigned i = 0; i < 8 && t.modes[i]; i++)
+        printf(" %s %" PRIu64, t.modes[i], t.mode_n[i]);
+    printf("\n");
     for (unsigned i = 0; i < t.ninternal; i++)
         printf("hostile_sys: internal x%" PRIu64 ": %s\n", t.internal_n[i], t.internal[i]);
     for (int c = 0; c < NCPU; c++)
