@@ -71,10 +71,11 @@ enum hvp_cpu_model {
      * JMP/CALL/RET (call gates included), IRET in every mode, interrupt
      * and trap gates in 32-bit and 64-bit IDTs (with stack switches
      * through the TSS), long-mode 4-level paging, SYSCALL/SYSRET, MSRs,
-     * CRs. Not yet: 32-bit and PAE paging (CR0.PG without EFER.LMA),
-     * hardware task switching (TSS/task-gate transfers, IRET with NT),
-     * virtual-8086 mode: these exit with HVP_CPU_EXIT_INTERNAL and say
-     * so in hvp_cpu_error(). */
+     * CRs, 32-bit paging (4 MiB pages with CR4.PSE) and PAE paging (PDPTEs
+     * loaded by the MOV to CR0/CR3/CR4, NX). Not yet: hardware task
+     * switching (TSS/task-gate transfers, IRET with NT) and virtual-8086
+     * mode: these exit with HVP_CPU_EXIT_INTERNAL and say so in
+     * hvp_cpu_error(). */
     HVP_CPU_MODEL_SYSTEM = 2,
 };
 

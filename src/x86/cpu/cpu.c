@@ -58,12 +58,12 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out, uint32_t model)
         out[i].ecx |= (1u << 0) /* SSE3 */ | (1u << 1) /* PCLMULQDQ */ | (1u << 9) /* SSSE3 */ |
                       (1u << 20) /* SSE4.2 */ | (hc & (1u << 19)) /* SSE4.1 */ |
                       (hc & (1u << 25)) /* AES */;
-        /* system model (pc-machine.md 4.3): MSR, PAE, PGE, PAT (long-mode
-         * paging, cpu_sys.c), MTRR (the MSRs, kept), APIC (the embedder's
+        /* system model (pc-machine.md 4.3): PSE, MSR, PAE, PGE, PAT (paging
+         * in every mode, cpu.c/cpu_sys.c), MTRR (the MSRs, kept), APIC (the embedder's
          * local APIC behind the mmio/msr hooks), the hypervisor bit, one
          * logical processor. Not MCE/MCA, XSAVE, x2APIC, PCID. */
         if (model == HVP_CPU_MODEL_SYSTEM) {
-            out[i].edx |= (1u << 5) | (1u << 6) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 16);
+            out[i].edx |= (1u << 3) | (1u << 5) | (1u << 6) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 16);
             out[i].ecx |= 1u << 31;
             out[i].ebx |= 1u << 16;
         }
@@ -508,6 +508,9 @@ static _Noreturn void sys_internal(struct hvp_cpu *cpu, const char *what)
     longjmp(cpu->jb, 3);
 }
 
+static bool walk_legacy(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool commit,
+                        uint64_t *gpa, unsigned *prot, uint32_t *ec);
+
 /* 4-level walk of linear a for an access of `kind` at privilege user/
  * supervisor. On success: *gpa, and *prot = the kinds this privilege may
  * use the page for (WRITE only once the page is dirty, so that the first
@@ -517,6 +520,7 @@ static _Noreturn void sys_internal(struct hvp_cpu *cpu, const char *what)
 static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool commit,
                  uint64_t *gpa, unsigned *prot, uint32_t *ec)
 {
+    if (!(cpu->st.efer & EFER_LMA)) return walk_legacy(cpu, a, kind, user, commit, gpa, prot, ec);
     bool nxe = cpu->st.efer & EFER_NXE, wp = cpu->st.cr0 & CR0_WP;
     uint32_t e0 = (kind == HVP_CPU_PROT_WRITE ? PF_W : 0) | (user ? PF_U : 0) |
                   (kind == HVP_CPU_PROT_EXEC && nxe ? PF_I : 0);
@@ -583,15 +587,129 @@ static bool walk(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool
     return true;
 }
 
+/* The PAE page-directory-pointer table: four entries, loaded from CR3
+ * when CR3 is written, or CR0.PG/CR4.PAE/PGE/PSE change, under PAE paging
+ * outside long mode (not re-read by walks, as hardware). A present entry
+ * with reserved bits makes the MOV raise #GP(0): returns false then. */
+#define PDPTE_RSVD 0xfff00000000001e6ull /* 63:52 (MAXPHYADDR 48 + no XD), 8:5, 2:1 */
+bool hvp_sys_load_pdptes(struct hvp_cpu *cpu, uint64_t cr3, uint64_t out[4])
+{
+    uint64_t pa = cr3 & 0xffffffe0ull;
+    for (unsigned i = 0; i < 4; i++) {
+        struct hvp_region *r = region_find(cpu, pa + i * 8);
+        uint64_t v = 0;
+        if (r) memcpy(&v, r->host + (pa + i * 8 - r->gpa), 8);
+        if ((v & 1) && (v & (PDPTE_RSVD | 0x000f000000000000ull))) return false;
+        out[i] = v;
+    }
+    return true;
+}
+
+/* 32-bit paging (2 levels, 4-byte entries, 4 MiB pages with CR4.PSE) and
+ * PAE paging (PDPTE -> PD -> PT, 8-byte entries, 2 MiB pages, NX with
+ * EFER.NXE) outside long mode; same contract as walk(). */
+static bool walk_legacy(struct hvp_cpu *cpu, uint64_t a, unsigned kind, bool user, bool commit,
+                        uint64_t *gpa, unsigned *prot, uint32_t *ec)
+{
+    bool pae = cpu->st.cr4 & 0x20, pse = cpu->st.cr4 & 0x10, wp = cpu->st.cr0 & CR0_WP;
+    bool nxe = pae && (cpu->st.efer & EFER_NXE);
+    uint32_t e0 = (kind == HVP_CPU_PROT_WRITE ? PF_W : 0) | (user ? PF_U : 0) |
+                  (kind == HVP_CPU_PROT_EXEC && nxe ? PF_I : 0);
+    unsigned esz = pae ? 8 : 4, nl = 0, shift;
+    void *ptes[2];
+    uint64_t pte = 0, table;
+    bool rw = true, us = true, nx = false;
+    a = (uint32_t)a;
+    if (pae) {
+        uint64_t pdpte = cpu->pdpte[a >> 30];
+        if (!(pdpte & 1)) {
+            *ec = e0;
+            return false;
+        }
+        table = pdpte & 0x000ffffffffff000ull;
+        shift = 21;
+    } else {
+        table = cpu->st.cr3 & 0xfffff000ull;
+        shift = 22;
+    }
+    for (int lvl = 2; lvl >= 1; lvl--) {
+        unsigned idx = (unsigned)(a >> shift) & (pae ? 511 : 1023);
+        uint64_t pa = table + idx * esz;
+        struct hvp_region *r = region_find(cpu, pa);
+        if (!r) {
+            *ec = e0;
+            return false;
+        }
+        void *p = r->host + (pa - r->gpa);
+        pte = pae ? __atomic_load_n((uint64_t *)p, __ATOMIC_RELAXED)
+                  : __atomic_load_n((uint32_t *)p, __ATOMIC_RELAXED);
+        if (!(pte & 1)) {
+            *ec = e0;
+            return false;
+        }
+        bool leaf = lvl == 1 || ((pte & 0x80) && (pae || pse));
+        uint64_t rsv = 0;
+        if (pae) {
+            rsv = 0x000f000000000000ull | (nxe ? 0 : 1ull << 63);
+            if (leaf && lvl == 2) rsv |= 0x1fe000;
+        } else if (leaf && lvl == 2) {
+            rsv = 0x200000; /* no PSE-36: bits 20:13 would be address bits 39:32 */
+        }
+        if (pte & rsv) {
+            *ec = e0 | PF_P | PF_RSVD;
+            return false;
+        }
+        rw &= (pte >> 1) & 1;
+        us &= (pte >> 2) & 1;
+        nx |= pae && (pte >> 63);
+        ptes[nl++] = p;
+        if (leaf) break;
+        table = pte & (pae ? 0x000ffffffffff000ull : 0xfffff000ull);
+        shift = 12;
+    }
+    bool rd_ok = !user || us;
+    bool wr_ok = rd_ok && (rw || (!user && !wp));
+    bool x_ok = rd_ok && !(nx && nxe);
+    bool ok = kind == HVP_CPU_PROT_READ ? rd_ok : kind == HVP_CPU_PROT_WRITE ? wr_ok : x_ok;
+    if (!ok) {
+        *ec = e0 | PF_P;
+        return false;
+    }
+    bool dirty = pte & 0x40;
+    if (commit) {
+        for (unsigned i = 0; i < nl; i++) {
+            if (pae) {
+                if (!(__atomic_load_n((uint64_t *)ptes[i], __ATOMIC_RELAXED) & 0x20))
+                    __atomic_fetch_or((uint64_t *)ptes[i], 0x20, __ATOMIC_RELAXED);
+            } else if (!(__atomic_load_n((uint32_t *)ptes[i], __ATOMIC_RELAXED) & 0x20)) {
+                __atomic_fetch_or((uint32_t *)ptes[i], 0x20u, __ATOMIC_RELAXED);
+            }
+        }
+        if (kind == HVP_CPU_PROT_WRITE && !dirty) {
+            if (pae)
+                __atomic_fetch_or((uint64_t *)ptes[nl - 1], 0x40, __ATOMIC_RELAXED);
+            else
+                __atomic_fetch_or((uint32_t *)ptes[nl - 1], 0x40u, __ATOMIC_RELAXED);
+            dirty = true;
+        }
+    }
+    *prot = (rd_ok ? HVP_CPU_PROT_READ : 0) | (wr_ok && dirty ? HVP_CPU_PROT_WRITE : 0) |
+            (x_ok ? HVP_CPU_PROT_EXEC : 0) | (pte & 0x100 ? PROT_GLOBAL : 0) |
+            (shift > 12 ? PROT_LARGE : 0);
+    uint64_t mask = (1ull << shift) - 1;
+    *gpa = (pte & (pae ? 0x000ffffffffff000ull : 0xfffff000ull) & ~mask) | (a & mask);
+    return true;
+}
+
 /* Guest-physical address of linear a without side effects; false when
- * not mapped for kind. Only legacy-free 4-level paging so far. */
+ * not mapped for kind. */
 static bool sys_phys(struct hvp_cpu *cpu, uint64_t a, unsigned kind, uint64_t *gpa)
 {
     unsigned prot;
     uint32_t ec;
     *gpa = a;
     if (!(cpu->st.cr0 & CR0_PG)) return true;
-    if (!(cpu->st.efer & EFER_LMA) || !canonical(a)) return false;
+    if (!canonical(a)) return false;
     return walk(cpu, a, kind, cpu->cpl == 3, false, gpa, &prot, &ec);
 }
 
@@ -671,8 +789,6 @@ static uint8_t *translate_sys(struct hvp_cpu *cpu, uint64_t a, unsigned kind)
     uint64_t gpa = a;
     unsigned prot = HVP_CPU_PROT_READ | HVP_CPU_PROT_WRITE | HVP_CPU_PROT_EXEC;
     if (cpu->st.cr0 & CR0_PG) {
-        if (!(cpu->st.efer & EFER_LMA))
-            sys_internal(cpu, "32-bit and PAE paging (CR0.PG without EFER.LMA) are not implemented");
         if (!canonical(a)) raise_noncanonical(cpu, a);
         uint32_t ec;
         if (!walk(cpu, a, kind, cpu->cpl == 3, true, &gpa, &prot, &ec)) hvp_raise_pf(cpu, a, ec);
@@ -888,6 +1004,8 @@ int hvp_cpu_set_state(struct hvp_cpu *cpu, const struct hvp_cpu_state *in)
     if (cpu->model == HVP_CPU_MODEL_SYSTEM) {
         cpu->cpl = 0xff; /* forces the flush */
         hvp_sys_update_mode(cpu);
+        if ((in->cr0 & CR0_PG) && (in->cr4 & 0x20) && !(in->efer & EFER_LMA))
+            hvp_sys_load_pdptes(cpu, in->cr3, cpu->pdpte); /* PAE paging: the PDPTEs */
         cpu->nmi_masked = in->nmi_masked;
         if (in->interrupt_shadow)
             hvp_sys_shadow(cpu, in->rip);

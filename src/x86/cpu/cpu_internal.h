@@ -109,7 +109,10 @@
  *   fault/soft): 64-bit IDT under EFER.LMA, else hvp_sys_deliver_legacy
  *   (real-mode IVT, or 16/32-bit interrupt/trap gates with the TSS
  *   SS0:ESP0 stack switch).
- * - Not yet: 32-bit/PAE paging (INTERNAL), hardware task switches and
+ * - Paging outside long mode: walk() hands over to walk_legacy (32-bit
+ *   2-level with PSE, PAE 3-level from cpu->pdpte, which the MOV to
+ *   CR0/CR3/CR4 loads, as hardware does).
+ * - Not yet: hardware task switches and
  *   virtual-8086 mode (INTERNAL), LAR/LSL/VERR/VERW/LLDT/SLDT/ARPL;
  *   SYSENTER, the I/O bitmap, debug registers and TF, interrupts (the
  *   event side).
@@ -280,6 +283,7 @@ struct hvp_cpu {
     /* system model */
     uint64_t cs_base;  /* linear pc = cs_base + rip (0 in 64-bit mode) */
     uint8_t seg_flat;  /* bit s: segment s is flat (base 0, 4 GiB, read/write): no checks */
+    uint64_t pdpte[4]; /* PAE paging outside long mode: the loaded PDPTEs */
     uint32_t exc_bitmap; /* cfg.exception_exit_bitmap */
     bool tlb_large;      /* some entry holds part of a 2M/1G page: INVLPG flushes all */
     uint8_t
@@ -605,6 +609,9 @@ void hvp_sys_deliver(struct hvp_cpu *cpu, unsigned vec, bool has_err, uint32_t e
 int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
 /* Modes and segmentation (cpu_seg.c). */
 int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d);
+/* PAE paging outside long mode: reads the four PDPTEs at cr3 into out;
+ * false when a present one has reserved bits (the MOV raises #GP(0)). */
+bool hvp_sys_load_pdptes(struct hvp_cpu *cpu, uint64_t cr3, uint64_t out[4]);
 /* Base of segment s (FS/GS from fs_base/gs_base). */
 uint64_t hvp_seg_base(const struct hvp_cpu *cpu, unsigned s);
 /* Recomputes cs_base and seg_flat (hvp_sys_update_mode calls it). */

@@ -230,6 +230,21 @@ static uint64_t cr4_allowed(struct hvp_cpu *cpu)
     return m;
 }
 
+/* A CR0/CR3/CR4 write that leaves PAE paging on outside long mode
+ * (re)loads the PDPTEs; reserved bits in one make it #GP(0). Called
+ * after the other checks, before anything is committed. */
+static void pdpte_update(struct hvp_cpu *cpu, uint64_t cr0, uint64_t cr3, uint64_t cr4, bool force)
+{
+    bool lma = (cr0 & CR0_PG) && (cpu->st.efer & EFER_LME);
+    if (!(cr0 & CR0_PG) || !(cr4 & 0x20) || lma) return;
+    if (!force && !((cr0 ^ cpu->st.cr0) & (CR0_PG | 0x60000000ull)) &&
+        !((cr4 ^ cpu->st.cr4) & 0xb0)) /* PG CD NW, PSE PAE PGE */
+        return;
+    uint64_t p[4];
+    if (!hvp_sys_load_pdptes(cpu, cr3, p)) hvp_raise_gp0(cpu);
+    memcpy(cpu->pdpte, p, sizeof p);
+}
+
 HVP_HANDLER(h_mov_to_cr)
 {
     need_cpl0(cpu);
@@ -247,7 +262,8 @@ HVP_HANDLER(h_mov_to_cr)
          * (leaving long mode: LMA follows) */
         if (cpu->mode == 64 && !(v & CR0_PG)) hvp_raise_gp0(cpu);
         if ((v & 0x20000000) && !(v & 0x40000000)) hvp_raise_gp0(cpu); /* NW without CD */
-        cpu->st.cr0 = v | 0x10;                                        /* ET is fixed */
+        pdpte_update(cpu, v | 0x10, cpu->st.cr3, cpu->st.cr4, false);
+        cpu->st.cr0 = v | 0x10; /* ET is fixed */
         if ((v & CR0_PG) && (cpu->st.efer & EFER_LME))
             cpu->st.efer |= EFER_LMA;
         else if (!(v & CR0_PG))
@@ -256,11 +272,13 @@ HVP_HANDLER(h_mov_to_cr)
     case 2: cpu->st.cr2 = v; break;
     case 3:
         if (v >> 48) hvp_raise_gp0(cpu); /* beyond MAXPHYADDR = 48 (no PCID, so bit 63 too) */
+        pdpte_update(cpu, cpu->st.cr0, v, cpu->st.cr4, true);
         cpu->st.cr3 = v & 0x000ffffffffff018ull;
         break;
     case 4:
         if (v & ~cr4_allowed(cpu)) hvp_raise_gp0(cpu);
         if ((cpu->st.efer & EFER_LMA) && !(v & 0x20)) hvp_raise_gp0(cpu);
+        pdpte_update(cpu, cpu->st.cr0, cpu->st.cr3, v, false);
         cpu->st.cr4 = v;
         break;
     default:

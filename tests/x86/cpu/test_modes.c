@@ -498,3 +498,124 @@ Test(modes, protected_mode_idt_ring3)
     cr_expect_eq(*(uint32_t *)(void *)(v.ram + 0x9000 - 20), CODE2 + 11, "faulting EIP (CLI)");
     vm_fini(&v);
 }
+
+/* ---- 32-bit and PAE paging ---- */
+
+#define PD32  0x20000ull /* 32-bit paging: page directory */
+#define PT32  0x21000ull /* ... and the table of 0..4 MiB */
+#define PDPTP 0x22000ull /* PAE */
+#define PDPAE 0x23000ull
+
+/* 32-bit paging: PDE 0 -> PT32 (identity 4 KiB pages), PDE 1 = a 4 MiB
+ * page at physical 0 (alias), PDE 2 absent, PDE 3 = a 4 MiB page with a
+ * reserved bit (21); the page of DATA + 0x2000 is read-only. */
+static void paging32(struct vm *v)
+{
+    uint32_t *pd = (uint32_t *)(void *)(v->ram + PD32), *pt = (uint32_t *)(void *)(v->ram + PT32);
+    for (uint32_t i = 0; i < 1024; i++)
+        pt[i] = (i << 12) | 7;
+    pt[(DATA + 0x2000) >> 12] &= ~2u;
+    pd[0] = (uint32_t)PT32 | 7;
+    pd[1] = 0x87;
+    pd[3] = 0x87 | 0x200000;
+}
+
+#define PG32_ON                                                                                    \
+    ".code32\n mov eax, 0x20000\n mov cr3, eax\n mov eax, cr4\n or eax, 0x10\n mov cr4, eax\n"     \
+    " mov eax, cr0\n or eax, 0x80010000\n mov cr0, eax\n"
+SNIP(s_pg32_ok, PG32_ON " mov ebx, [0x440000]\n mov dword ptr [0x40004], 0x77\n hlt\n");
+SNIP(s_pg32_np, PG32_ON " mov ecx, [0x800010]\n hlt\n");
+SNIP(s_pg32_ro, PG32_ON " mov dword ptr [0x42008], 1\n hlt\n");
+SNIP(s_pg32_rsvd, PG32_ON " mov ecx, [0xc00000]\n hlt\n");
+
+static void pf_case(const uint8_t *code, const uint8_t *end, void (*setup)(struct vm *),
+                    unsigned insn_len, uint32_t err, uint32_t cr2)
+{
+    struct vm v;
+    vm_init(&v, code, end, M_PROT32);
+    setup(&v);
+    vm_run(&v);
+    expect_exc(&v, 14, (int)err, CODE + (uint64_t)(end - code) - 1 - insn_len);
+    cr_expect_eq(v.ex.u.exception.cr2, cr2);
+    cr_expect_eq(v.st.cr2, cr2);
+    vm_fini(&v);
+}
+
+Test(modes, paging_32bit)
+{
+    struct vm v;
+    vm_init(&v, s_pg32_ok, s_pg32_ok_end, M_PROT32);
+    paging32(&v);
+    *(uint32_t *)(void *)(v.ram + DATA) = 0xcafe;
+    vm_run(&v);
+    expect_hlt(&v);
+    cr_expect_eq(v.st.gpr[3], 0xcafe, "through the 4 MiB page");
+    cr_expect_eq(*(uint32_t *)(void *)(v.ram + DATA + 4), 0x77);
+    uint32_t *pd = (uint32_t *)(void *)(v.ram + PD32), *pt = (uint32_t *)(void *)(v.ram + PT32);
+    cr_expect(pd[1] & 0x20, "A set in the 4 MiB PDE");
+    cr_expect(!(pd[1] & 0x40), "D clear: only read");
+    cr_expect((pt[DATA >> 12] & 0x60) == 0x60, "A and D set in the PTE written");
+    cr_expect(pd[0] & 0x20, "A set in the PDE above it");
+    vm_fini(&v);
+    pf_case(s_pg32_np, s_pg32_np_end, paging32, 6, 0, 0x800010);
+    pf_case(s_pg32_ro, s_pg32_ro_end, paging32, 10, 3, 0x42008);   /* P W, CR0.WP */
+    pf_case(s_pg32_rsvd, s_pg32_rsvd_end, paging32, 6, 9, 0xc00000); /* P RSVD */
+}
+
+/* PAE: PDPTE 0 -> PDPAE (2 MiB pages; entry 1, 2..4 MiB, is execute-
+ * disable), PDPTE 1 -> the same PD (1 GiB alias). */
+static void paging_pae(struct vm *v)
+{
+    uint64_t *pdpt = q(v, PDPTP), *pd = q(v, PDPAE);
+    pdpt[0] = PDPAE | 1;
+    pdpt[1] = PDPAE | 1;
+    pd[0] = 0x83;
+    pd[1] = 0x200083 | (1ull << 63);
+}
+
+static void paging_pae_bad(struct vm *v)
+{
+    paging_pae(v);
+    q(v, PDPTP)[2] = PDPAE | 1 | 2; /* R/W is reserved in a PAE PDPTE */
+}
+
+#define PAE_ON                                                                                     \
+    ".code32\n mov ecx, 0xc0000080\n rdmsr\n bts eax, 11\n wrmsr\n"                                \
+    " mov eax, cr4\n or eax, 0x20\n mov cr4, eax\n mov eax, 0x22000\n mov cr3, eax\n"              \
+    " mov eax, cr0\n or eax, 0x80010000\n mov cr0, eax\n"
+/* the PDPTEs are loaded with CR3: clearing PDPTE 1 in memory changes
+ * nothing until CR3 is written again */
+SNIP(s_pae_ok, PAE_ON " mov ebx, [0x40040000]\n mov dword ptr [0x22008], 0\n"
+                      " mov esi, [0x40040000]\n mov eax, 0x22000\n mov cr3, eax\n"
+                      " mov edi, [0x40040000]\n hlt\n");
+SNIP(s_pae_nx, PAE_ON " mov eax, 0x200000\n jmp eax\n");
+SNIP(s_pae_gp, PAE_ON " hlt\n");
+
+Test(modes, paging_pae)
+{
+    struct vm v;
+    vm_init(&v, s_pae_ok, s_pae_ok_end, M_PROT32);
+    paging_pae(&v);
+    *(uint32_t *)(void *)(v.ram + DATA) = 0xbeef;
+    vm_run(&v);
+    expect_exc(&v, 14, 0, CODE + (uint64_t)(s_pae_ok_end - s_pae_ok) - 1 - 6);
+    cr_expect_eq(v.ex.u.exception.cr2, 0x40040000);
+    cr_expect_eq(v.st.gpr[3], 0xbeef, "through PDPTE 1");
+    cr_expect_eq(v.st.gpr[6], 0xbeef, "the loaded PDPTE, not memory");
+    cr_expect(*q(&v, PDPAE) & 0x20, "A set in the 2 MiB PDE");
+    vm_fini(&v);
+    /* an instruction fetch from an XD page: I/D, P */
+    vm_init(&v, s_pae_nx, s_pae_nx_end, M_PROT32);
+    paging_pae(&v);
+    vm_run(&v);
+    expect_exc(&v, 14, 0x11, 0x200000);
+    cr_expect_eq(v.ex.u.exception.cr2, 0x200000);
+    vm_fini(&v);
+    /* a PDPTE with reserved bits: the MOV to CR0 that enables paging #GP(0) */
+    vm_init(&v, s_pae_gp, s_pae_gp_end, M_PROT32);
+    paging_pae_bad(&v);
+    vm_run(&v);
+    expect_exc(&v, 13, 0, CODE + (uint64_t)(s_pae_gp_end - s_pae_gp) - 1 - 3);
+    cr_expect_eq(v.st.cr0 & 0x80000000, 0, "paging stayed off");
+    vm_fini(&v);
+}
