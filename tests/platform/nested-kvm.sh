@@ -70,8 +70,9 @@ root=$work/root
 mkdir -p "$root"/{bin,lib,dev,proc,sys,tmp}
 cp "$bb" "$root/bin/busybox"
 cp "$prog" "$root/test"
-# A dynamic program (a sanitizer build, say) brings its libraries along.
-if ! file -L "$prog" | grep -q 'statically linked'; then
+# A dynamic program (a sanitizer build, say) brings its libraries along;
+# a script runs with the guest's busybox.
+if ! file -L "$prog" | grep -q 'statically linked' && [ "$(head -c2 "$prog")" != '#!' ]; then
     for lib in $(ldd "$prog" | grep -o '/[^ ]*'); do
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"

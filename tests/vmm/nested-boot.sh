@@ -21,7 +21,7 @@ skip() { echo "1..0 # SKIP $*"; exit 77; }
 for f in vmlinuz initramfs.cpio.gz manifest; do
     [ -r "$dir/$f" ] || skip "no default guest in $dir (run 'make guest')"
 done
-gzip -dc "$dir/initramfs.cpio.gz" | grep -acF 'hvp.selftest' >/dev/null || # -c: reads it all (pipefail)
+gzip -dc "$dir/initramfs.cpio.gz" | grep -acF 'hvp\.selftest\.input' >/dev/null || # -c: reads it all (pipefail)
     skip "the cached guest's /init predates hvp.selftest (run 'make guest')"
 mget() { sed -n "s/^$1=//p" "$dir/manifest" | head -n1; }
 want_rel=$(mget kernel_release)
@@ -33,12 +33,15 @@ cache=${HVP_NESTED_CACHE:-$(dirname "$nested")/../../build/nested}
 mkdir -p "$cache"
 log=$cache/nested-boot.log
 start=$(date +%s)
-HVP_NESTED_FILES="$dir/vmlinuz:/guest/vmlinuz $dir/initramfs.cpio.gz:/guest/initramfs.cpio.gz" \
+# nested-drive.sh runs hvp in the outer guest and types at its console.
+HVP_NESTED_FILES="$hvp:/bin/hvp-static $dir/vmlinuz:/guest/vmlinuz \
+    $dir/initramfs.cpio.gz:/guest/initramfs.cpio.gz" \
     HVP_NESTED_RUN_TIMEOUT=${HVP_NESTED_RUN_TIMEOUT:-600} HVP_NESTED_LOG=$log \
     HVP_NESTED_STATUS=$work/status HVP_NESTED_CACHE=$cache \
-    "$nested" "$hvp" run --backend kvm --memory 256M \
+    "$nested" "$(dirname "$0")/nested-drive.sh" run --backend kvm --memory 256M \
     --kernel /guest/vmlinuz --initrd /guest/initramfs.cpio.gz \
-    --append "console=ttyS0 earlyprintk=ttyS0 panic=-1 hvp.selftest" >"$work/out" 2>"$work/err"
+    --append "console=ttyS0 earlyprintk=ttyS0 panic=-1 hvp.selftest hvp.selftest.input" \
+    >"$work/out" 2>"$work/err"
 rc=$?
 end=$(date +%s)
 cat "$work/err" >&2
@@ -72,6 +75,9 @@ ok=0
 # The guest's wall clock is the host's (RTC / kvmclock), give or take the run.
 if [ -n "$d1" ] && [ "$d1" -ge $((start - 60)) ] && [ "$d1" -le $((host_now + 60)) ]; then ok=1; fi
 check "$ok" "the guest's date is the host's (guest ${d1:-?}, host $start..$host_now)"
+got=$(sel typed)
+[ "$got" = "typed-by-the-host 42" ] && ok=1 || ok=0
+check "$ok" "a line typed at hvp's console reaches the guest's shell (read: '$got')"
 # An interrupt line with a nonzero count (first CPU column) whose name matches.
 irq_count() { sed -n "s/^hvp-selftest: irq //p" "$out" | awk -v pat="$1" '$0 ~ pat { print $2; exit }'; }
 c=$(irq_count 'ttyS0')
