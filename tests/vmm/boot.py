@@ -131,6 +131,7 @@ def nested_argv(hvp, d, m, cache, workdir):
     import subprocess
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                     "..", "..", "scripts", "guest"))
+    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
     from mkinitramfs import Cpio
     qemu = shutil.which("qemu-system-x86_64")
     if not qemu:
