@@ -619,3 +619,57 @@ Test(modes, paging_pae)
     cr_expect_eq(v.st.cr0 & 0x80000000, 0, "paging stayed off");
     vm_fini(&v);
 }
+
+/* ---- call gates ---- */
+
+/* CPL 3 pushes a parameter and calls through a DPL 3 32-bit call gate
+ * (one parameter) to CPL 0 code: the stack switches to the TSS's
+ * SS0:ESP0 with the old SS:ESP, the copied parameter and the return
+ * CS:EIP; RETF 4 returns to CPL 3 and its stack. */
+SNIP(s_cg_user, ".code32\n push 0x1234\n .byte 0x9a\n .long 0\n .word 0x6b\n mov ebx, 0x5555\n hlt\n");
+SNIP(s_cg_h, ".code32\n mov esi, esp\n mov ecx, [esp+8]\n mov edx, [esp+12]\n mov edi, [esp+4]\n"
+             " retf 4\n");
+
+Test(modes, call_gate_to_ring0)
+{
+    struct vm v;
+    vm_init(&v, s_pm_main, s_pm_main_end, M_PROT32);
+    memcpy(v.ram + CODE2, s_cg_user, (size_t)(s_cg_user_end - s_cg_user));
+    memcpy(v.ram + 0x12000, s_cg_h, (size_t)(s_cg_h_end - s_cg_h));
+    /* call gate: offset 0x12000 in S_CODE32, DPL 3, 1 parameter */
+    *q(&v, GDT + S_GATE) = 0x2000 | ((uint64_t)S_CODE32 << 16) | (1ull << 32) | (0xecull << 40) |
+                           (0x0001ull << 48);
+    *(uint32_t *)(void *)(v.ram + TSS + 4) = 0x9000;
+    *(uint32_t *)(void *)(v.ram + TSS + 8) = S_DATA;
+    v.st.gpr[4] = 0x8800;
+    hvp_cpu_set_state(v.cpu, &v.st);
+    vm_run(&v);
+    /* HLT at CPL 3: #GP(0), the end of the test */
+    expect_exc(&v, 13, 0, CODE2 + (uint64_t)(s_cg_user_end - s_cg_user) - 1);
+    cr_expect_eq(v.st.gpr[6], 0x9000 - 20, "SS, ESP, parameter, CS, EIP on the ESP0 stack");
+    cr_expect_eq(v.st.gpr[1], 0x1234, "the parameter copied");
+    cr_expect_eq(v.st.gpr[2], 0x7000 - 4, "old ESP");
+    cr_expect_eq(v.st.gpr[7], S_CODE32U | 3, "return CS");
+    cr_expect_eq(v.st.gpr[3], 0x5555, "back at CPL 3");
+    cr_expect_eq(v.st.seg[1].selector, S_CODE32U | 3);
+    cr_expect_eq(v.st.seg[2].selector, S_DATA3 | 3);
+    cr_expect_eq(v.st.gpr[4], 0x7000, "RETF 4 released the parameter");
+    vm_fini(&v);
+}
+
+/* A far call through a gate whose DPL is below the CPL: #GP(gate). */
+SNIP(s_cg_bad, ".code32\n .byte 0x9a\n .long 0\n .word 0x6b\n hlt\n");
+
+Test(modes, call_gate_privilege)
+{
+    struct vm v;
+    vm_init(&v, s_pm_main, s_pm_main_end, M_PROT32);
+    memcpy(v.ram + CODE2, s_cg_bad, (size_t)(s_cg_bad_end - s_cg_bad));
+    *q(&v, GDT + S_GATE) = 0x2000 | ((uint64_t)S_CODE32 << 16) | (0x8cull << 40) |
+                           (0x0001ull << 48); /* DPL 0 */
+    v.st.gpr[4] = 0x8800;
+    hvp_cpu_set_state(v.cpu, &v.st);
+    vm_run(&v);
+    expect_exc(&v, 13, S_GATE, CODE2);
+    vm_fini(&v);
+}
