@@ -1301,6 +1301,7 @@ static bool sys_after_raise(struct hvp_cpu *cpu, struct hvp_cpu_exit *exit, stru
     bool soft = cpu->soft_int;
     cpu->soft_int = false;
     if (exit->reason != HVP_CPU_EXIT_EXCEPTION) return true;
+    cpu->tf_pending = false; /* an exception replaces the single-step trap */
     /* events that keep faulting without retiring anything (a handler whose
      * fetch faults, on an IST stack) would loop forever: each counts as an
      * instruction against the budget */

@@ -125,6 +125,8 @@ void hvp_sys_reset_events(struct hvp_cpu *cpu)
     cpu->win_irq = cpu->win_nmi = false;
     cpu->nmi_masked = false;
     cpu->hlt_skipped = false;
+    cpu->tf_pending = false;
+    cpu->shadow_db = false;
     async_clear(cpu, HVP_ASYNC_NMI | HVP_ASYNC_EVENT | HVP_ASYNC_WINDOW | HVP_ASYNC_SHADOW |
                          HVP_ASYNC_STEP);
 }
@@ -204,10 +206,36 @@ int hvp_cpu_async(struct hvp_cpu *cpu)
         deliver_injected(cpu);
         return 0;
     }
+    if ((ev & HVP_ASYNC_STEP) && cpu->tf_pending && cpu->stats.instructions != cpu->tf_icount) {
+        /* the instruction that started with TF retired: a single-step
+         * trap, before NMI and INTR (MOV SS holds it for one more) */
+        bool held = (ev & HVP_ASYNC_SHADOW) && cpu->shadow_rip == cpu->rip && cpu->shadow_db;
+        if (!held) {
+            cpu->tf_pending = false;
+            cpu->st.dr[6] |= 0x4000; /* BS */
+            hvp_sys_deliver_event(cpu, 1, false, 0, false, false, 0);
+            return 0;
+        }
+    }
+    int step = 0;
+    if (ev & HVP_ASYNC_STEP) {
+        if (cpu->rflags & HVP_TF) {
+            if (!cpu->tf_pending) {
+                cpu->tf_pending = true;
+                cpu->tf_icount = cpu->stats.instructions;
+            }
+            step = 1; /* one instruction at a time */
+        } else if (!cpu->tf_pending) {
+            async_clear(cpu, HVP_ASYNC_STEP);
+        }
+    }
     bool shadow = false;
     if (ev & HVP_ASYNC_SHADOW) {
         shadow = cpu->rip == cpu->shadow_rip;
-        if (!shadow) async_clear(cpu, HVP_ASYNC_SHADOW); /* it ended inside the trace */
+        if (!shadow) { /* it ended inside the trace */
+            async_clear(cpu, HVP_ASYNC_SHADOW);
+            cpu->shadow_db = false;
+        }
     }
     bool can_nmi = !shadow && !cpu->nmi_masked;
     bool can_irq = !shadow && (cpu->rflags & HVP_IF);
@@ -243,9 +271,10 @@ int hvp_cpu_async(struct hvp_cpu *cpu)
         /* the shadow covers the next instruction: run it alone, then look
          * again (nothing pending: the next trace runs it anyway) */
         async_clear(cpu, HVP_ASYNC_SHADOW);
-        return (ev & (HVP_ASYNC_NMI | HVP_ASYNC_INTR | HVP_ASYNC_WINDOW)) ? 1 : 0;
+        cpu->shadow_db = false;
+        if (ev & (HVP_ASYNC_NMI | HVP_ASYNC_INTR | HVP_ASYNC_WINDOW)) step = 1;
     }
-    return 0;
+    return step;
 }
 
 /* ---- MMIO through the hook ---- */

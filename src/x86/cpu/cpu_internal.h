@@ -112,10 +112,33 @@
  * - Paging outside long mode: walk() hands over to walk_legacy (32-bit
  *   2-level with PSE, PAE 3-level from cpu->pdpte, which the MOV to
  *   CR0/CR3/CR4 loads, as hardware does).
+ * - Asynchronous events (cpu_event.c): one word, cpu->async, tested once
+ *   per trace by run_loop; hvp_cpu_async() handles it: KICK exits; an
+ *   injected event is delivered first; then a pending single-step trap
+ *   (#DB, DR6.BS) of the instruction that started with TF; then NMI
+ *   (blocked while nmi_masked, until IRET), INTR (IF, hooks.intr_ack),
+ *   window exits. INTR and a blocked NMI stay set (levels), so while they
+ *   wait every trace boundary takes this slow path. The interrupt shadow
+ *   is HVP_ASYNC_SHADOW + shadow_rip: when the trace ended right before
+ *   the shadowed instruction and something is pending, the loop runs that
+ *   one instruction alone (lim = 1); shadow_db (MOV/POP SS) also holds
+ *   the single-step trap. RFLAGS.TF arms HVP_ASYNC_STEP (POPF/IRET via
+ *   flags_load, set_state): every instruction then runs alone and the
+ *   trap is taken at the next boundary once stats.instructions moved
+ *   (an exception clears tf_pending instead). Instructions that unmask
+ *   (STI, POPF, IRET, MOV CR8, WRMSR) end their trace. HLT does not exit
+ *   when a wake event is pending (hlt_skipped, STI;HLT).
+ * - Hooks: pio in h_io; mmio in translate_sys -> hvp_sys_mmio for 1/2/4/8
+ *   byte accesses within a page (the value goes through cpu->mmio_buf,
+ *   the TLB is never filled for MMIO; hvp_rmw_slow returns NULL so RMW
+ *   instructions read then write); msr/cpuid/tpr in their handlers.
+ * - Debug registers: MOV DR with DR4/5 aliasing, GD (#DB fault, BD) and
+ *   the DR6/DR7 fixed bits; the I/O permission bitmap in h_io.
  * - Not yet: hardware task switches and
  *   virtual-8086 mode (INTERNAL), LAR/LSL/VERR/VERW/LLDT/SLDT/ARPL;
- *   SYSENTER, the I/O bitmap, debug registers and TF, interrupts (the
- *   event side).
+ *   SYSENTER/SYSEXIT (SEP not advertised), INS/OUTS (#GP), DR0-3
+ *   breakpoints (kept, never armed; RF is not loaded by IRET), INTO and
+ *   BOUND's #OF/#BR in legacy modes only as the builders have them.
  * - Not yet modelled in user mode: RFLAGS.TF single-step (#DB), #SS for
  *   stack accesses (non-canonical stack addresses raise #GP(0)), #AC.
  */
@@ -306,6 +329,9 @@ struct hvp_cpu {
     bool win_irq, win_nmi;     /* requested window exits */
     bool hlt_skipped;          /* HLT found a wake event pending: exit HLT if it vanishes */
     bool mmio_probe;           /* hvp_rmw_slow: an MMIO page makes translate() return NULL */
+    bool shadow_db;            /* the shadow is MOV/POP SS's: it holds debug traps too */
+    bool tf_pending;           /* an instruction started with RFLAGS.TF: #DB once it retires */
+    uint64_t tf_icount;        /* stats.instructions when it started */
     uint8_t mmio_buf[16];      /* a hooked MMIO access reads from / writes into this */
     struct hvp_cpu_stats stats;
     char err[160];
@@ -638,7 +664,15 @@ bool hvp_sys_wake_pending(struct hvp_cpu *cpu);
 static inline void hvp_sys_shadow(struct hvp_cpu *cpu, uint64_t next_rip)
 {
     cpu->shadow_rip = next_rip;
+    cpu->shadow_db = false;
     atomic_fetch_or_explicit(&cpu->async, HVP_ASYNC_SHADOW, memory_order_relaxed);
+}
+/* MOV SS / POP SS: the shadow also holds a single-step trap of the
+ * instruction itself until after the next one. */
+static inline void hvp_sys_shadow_ss(struct hvp_cpu *cpu, uint64_t next_rip)
+{
+    hvp_sys_shadow(cpu, next_rip);
+    cpu->shadow_db = true;
 }
 /* Delivers one event through the guest's tables, with the double-fault
  * bookkeeping of run_system. soft_len: the INT n / INT3 / INTO length. */

@@ -779,7 +779,7 @@ HVP_HANDLER(h_lpop)
     if (d->aux) {
         hvp_load_sreg(cpu, d->aux - 1u, (uint16_t)v);
         sp_add(cpu, sz);
-        if (d->aux - 1u == HVP_SEG_SS) hvp_sys_shadow(cpu, cpu->rip + d->len);
+        if (d->aux - 1u == HVP_SEG_SS) hvp_sys_shadow_ss(cpu, cpu->rip + d->len);
     } else if (d->fl & HVP_DF_M0) {
         uint64_t old = cpu->gpr[4];
         sp_add(cpu, sz);
@@ -973,7 +973,7 @@ HVP_HANDLER(h_mov_sreg)
         (uint16_t)((d->fl & HVP_DF_M1) ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[d->r1]);
     hvp_load_sreg(cpu, d->aux, sel);
     /* MOV SS: the next instruction runs before any event (the trace ends) */
-    if (d->aux == HVP_SEG_SS) hvp_sys_shadow(cpu, cpu->rip + d->len);
+    if (d->aux == HVP_SEG_SS) hvp_sys_shadow_ss(cpu, cpu->rip + d->len);
     return NEXT(cpu, d);
 }
 

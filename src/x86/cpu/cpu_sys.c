@@ -158,13 +158,30 @@ HVP_HANDLER(h_hlt)
     return d + 1;
 }
 
+/* Protected mode at CPL > IOPL: the TSS I/O permission bitmap must allow
+ * every port of the access (SDM 19.5.2), else #GP(0). */
+static void io_allowed(struct hvp_cpu *cpu, uint16_t port, unsigned size)
+{
+    if (!(cpu->st.cr0 & CR0_PE) || cpu->cpl <= iopl(cpu)) return;
+    const struct hvp_cpu_segment *tr = &cpu->st.tr;
+    unsigned type = tr->attr & 0xf;
+    if ((type != 9 && type != 11) || tr->limit < 0x67) hvp_raise_gp0(cpu); /* 32/64-bit TSS */
+    uint16_t base;
+    hvp_sys_access(cpu, tr->base + 0x66, &base, 2, false);
+    uint32_t off = base + port / 8u;
+    if (off + 1 > tr->limit) hvp_raise_gp0(cpu); /* both bytes must lie within the limit */
+    uint16_t bits;
+    hvp_sys_access(cpu, tr->base + off, &bits, 2, false);
+    if ((bits >> (port & 7)) & ((1u << size) - 1)) hvp_raise_gp0(cpu);
+}
+
 /* IN/OUT: the pio hook, else an exit with RIP past the instruction; for
  * IN the embedder puts the value into AL/AX/EAX before resuming. */
 HVP_HANDLER(h_io)
 {
-    if (cpu->cpl > iopl(cpu)) hvp_raise_gp0(cpu); /* the TSS I/O bitmap: later */
     struct hvp_cpu_exit *ex = cpu->exit;
     uint16_t port = d->aux ? (uint16_t)cpu->gpr[2] : (uint16_t)d->imm;
+    io_allowed(cpu, port, d->osz);
     if (cpu->hooks.pio) {
         uint32_t v = d->r1 ? (uint32_t)(cpu->gpr[0] & hvp_size_mask(d->osz)) : 0;
         if (cpu->hooks.pio(cpu->hooks.ctx, port, d->osz, d->r1, &v) == 0) {
@@ -628,6 +645,49 @@ static bool is_cr(const struct hvp_x86_operand *o)
     return o->kind == HVP_X86_OPK_REG && o->reg >= HVP_X86_REG_CR0 && o->reg < HVP_X86_REG_CR0 + 16;
 }
 
+/* MOV to/from DR0-DR7 (d->aux = n; d->r0/r1 the GPR). CPL 0 only; DR4/5
+ * alias DR6/7 unless CR4.DE (#UD); DR7.GD makes any access a #DB fault
+ * with DR6.BD. Breakpoints are kept but not armed yet (cpu_internal.h). */
+static unsigned dr_index(struct hvp_cpu *cpu, unsigned n)
+{
+    if (cpu->cpl) hvp_raise_gp0(cpu);
+    if (n == 4 || n == 5) {
+        if (cpu->st.cr4 & 0x8) hvp_raise_ud(cpu);
+        n += 2;
+    }
+    if (cpu->st.dr[7] & 0x2000) { /* GD: the debugger owns the registers */
+        cpu->st.dr[6] = (cpu->st.dr[6] & ~0x400full) | 0x2000;
+        cpu->st.dr[7] &= ~0x2000ull;
+        hvp_raise(cpu, 1, -1);
+    }
+    return n;
+}
+
+HVP_HANDLER(h_mov_from_dr)
+{
+    unsigned n = dr_index(cpu, d->aux);
+    hvp_reg_wr(cpu, d->r0, cpu->mode == 64 ? 8 : 4, cpu->st.dr[n]);
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_mov_to_dr)
+{
+    unsigned n = dr_index(cpu, d->aux);
+    uint64_t v = cpu->mode == 64 ? cpu->gpr[d->r1] : (uint32_t)cpu->gpr[d->r1];
+    if (n >= 6 && (v >> 32)) hvp_raise_gp0(cpu);
+    if (n == 6)
+        v = (v & 0xe00f) | 0xffff0ff0; /* B0-3, BD, BS, BT; the rest reads as 1 */
+    else if (n == 7)
+        v = (v & 0xffff23ff) | 0x400; /* bits 11, 12, 14, 15 read 0, bit 10 reads 1 */
+    cpu->st.dr[n] = v;
+    return NEXT(cpu, d);
+}
+
+static bool is_dr(const struct hvp_x86_operand *o)
+{
+    return o->kind == HVP_X86_OPK_REG && o->reg >= HVP_X86_REG_DR0 && o->reg < HVP_X86_REG_DR0 + 8;
+}
+
 /* System-model forms; HVP_B_NONE leaves the instruction to the others. */
 int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct hvp_dinsn *d)
 {
@@ -652,6 +712,18 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->fn = h_cli_sti;
         return d->aux ? HVP_B_END : HVP_B_OK; /* after STI the run loop looks at INTR */
     case HVP_X86_OP_MOV:
+        if (is_dr(&xi->ops[1])) {
+            d->aux = (uint8_t)(xi->ops[1].reg - HVP_X86_REG_DR0);
+            d->r0 = (uint8_t)(hvp_gpr_code(xi->ops[0].reg) & 15);
+            d->fn = h_mov_from_dr;
+            return HVP_B_OK;
+        }
+        if (is_dr(&xi->ops[0])) {
+            d->aux = (uint8_t)(xi->ops[0].reg - HVP_X86_REG_DR0);
+            d->r1 = (uint8_t)(hvp_gpr_code(xi->ops[1].reg) & 15);
+            d->fn = h_mov_to_dr;
+            return HVP_B_OK;
+        }
         if (is_cr(&xi->ops[1])) {
             unsigned n = cr_num(xi->ops[1].reg);
             if (n != 0 && n != 2 && n != 3 && n != 4 && n != 8) return HVP_B_NONE;

@@ -869,3 +869,167 @@ Test(events, mmio_hook_rep_string)
     cr_expect_eq(s.apic[0x10c], 0);
     ev_fini(&s);
 }
+
+/* ---- single-step, debug registers, the I/O bitmap ---- */
+
+/* #DB handler: logs the frame's RIP at DATA + 8 * r12, counts in r12,
+ * keeps DR6 in r13 */
+#define DATA 0x40000ull
+SNIP(h_db, "push rax\n mov rax, [rsp + 8]\n mov [0x40000 + r12 * 8], rax\n inc r12\n"
+           "mov rax, dr6\n mov r13, rax\n pop rax\n iretq\n");
+
+static void db_init(struct ev *s)
+{
+    set_gate(s, 1, NMICODE + 0x800, 0);
+    put(s, NMICODE + 0x800, h_db, h_db_end);
+}
+
+SNIP(s_tf, "pushfq\n or qword ptr [rsp], 0x100\n popfq\n s_tf_a:\n nop\n s_tf_b:\n nop\n"
+           "s_tf_c:\n pushfq\n s_tf_d:\n and qword ptr [rsp], -257\n s_tf_e:\n popfq\n s_tf_last:\n"
+           "hlt\n");
+LABEL(s_tf_a);
+LABEL(s_tf_b);
+LABEL(s_tf_c);
+LABEL(s_tf_d);
+LABEL(s_tf_e);
+LABEL(s_tf_last);
+Test(debug, tf_single_step)
+{
+    struct ev s;
+    INIT(&s, s_tf, 0);
+    db_init(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_HLT);
+    /* a trap after every instruction that started with TF set: the POPF
+     * that sets it does not trap, the one that clears it does */
+    const uint8_t *want[] = {s_tf_b, s_tf_c, s_tf_d, s_tf_e, s_tf_last};
+    cr_assert_eq(R(12), 5, "%lu traps", (unsigned long)R(12));
+    for (unsigned i = 0; i < 5; i++)
+        cr_expect_eq(*q(&s, DATA + i * 8), KCODE + OFF(s_tf, want[i]), "trap %u", i);
+    cr_expect(R(13) & 0x4000, "DR6.BS");
+    cr_expect(!(s.st.rflags & 0x100));
+    ev_fini(&s);
+}
+
+SNIP(s_tf_ss, "pushfq\n or qword ptr [rsp], 0x100\n popfq\n mov ax, 0x10\n s_tf_ss_mov:\n"
+              "mov ss, ax\n nop\n s_tf_ss_after:\n pushfq\n and qword ptr [rsp], -257\n popfq\n"
+              "hlt\n");
+LABEL(s_tf_ss_mov);
+LABEL(s_tf_ss_after);
+Test(debug, tf_held_by_mov_ss)
+{
+    struct ev s;
+    INIT(&s, s_tf_ss, 0);
+    db_init(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_HLT);
+    cr_assert_geq(R(12), 2, "%lu traps, rip %#lx err %#lx at %#lx", (unsigned long)R(12),
+                  (unsigned long)s.st.rip, (unsigned long)R(8), (unsigned long)R(9));
+    cr_expect_eq(*q(&s, DATA), KCODE + OFF(s_tf_ss, s_tf_ss_mov));
+    cr_expect_eq(*q(&s, DATA + 8), KCODE + OFF(s_tf_ss, s_tf_ss_after),
+                 "no trap between MOV SS and the next instruction");
+    cr_expect_eq(R(12), 5);
+    ev_fini(&s);
+}
+
+SNIP(s_dr, "mov rax, 0x123456789a\n mov dr0, rax\n mov rbx, dr0\n xor eax, eax\n mov dr6, rax\n"
+           "mov rcx, dr6\n mov rdx, dr7\n mov rax, 0x2401\n mov dr7, rax\n s_dr_gd:\n"
+           "mov rsi, dr7\n hlt\n");
+LABEL(s_dr_gd);
+Test(debug, mov_dr_and_general_detect)
+{
+    struct ev s;
+    INIT(&s, s_dr, 1u << 1);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 1, "DR7.GD: #DB");
+    cr_expect_eq(s.st.rip, KCODE + OFF(s_dr, s_dr_gd), "a fault");
+    cr_expect_eq(R(3), 0x123456789aull);
+    cr_expect_eq(R(1), 0xffff0ff0);
+    cr_expect_eq(R(2), 0x400);
+    cr_expect_eq(s.st.dr[7], 0x401, "GD cleared, L0 kept");
+    cr_expect(s.st.dr[6] & 0x2000, "DR6.BD");
+    cr_expect(!(s.st.dr[7] & 0x2000), "GD cleared");
+    ev_fini(&s);
+}
+
+SNIP(s_dr_gp, "mov rax, 1\n shl rax, 32\n mov dr7, rax\n hlt\n");
+Test(debug, mov_dr_reserved_and_de)
+{
+    struct ev s;
+    INIT(&s, s_dr_gp, (1u << 13) | (1u << 6));
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 13, "DR7 63:32");
+    ev_fini(&s);
+    SNIP(s_dr4, "mov rax, dr4\n hlt\n");
+    INIT(&s, s_dr4, (1u << 13) | (1u << 6));
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_HLT);
+    cr_expect_eq(R(0), 0xffff0ff0, "DR4 is DR6 without CR4.DE");
+    s.st.cr4 |= 8;
+    s.st.rip = KCODE;
+    cr_assert_eq(hvp_cpu_set_state(s.cpu, &s.st), 0);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 6, "#UD with CR4.DE");
+    ev_fini(&s);
+}
+
+/* CPL 3 code, IOPL 0: ports 0x70/0x71 allowed by the TSS bitmap */
+SNIP(s_iobm, "in al, 0x71\n mov bl, al\n out 0x70, al\n s_iobm_w:\n in ax, 0x71\n hlt\n");
+LABEL(s_iobm_w);
+SNIP(s_iobm2, "mov dx, 0x3f8\n in al, dx\n hlt\n");
+SNIP(s_iobm3, "mov dx, 0x2000\n out dx, al\n hlt\n");
+static void to_ring3(struct ev *s)
+{
+    *q(s, PT + (KCODE >> 12) * 8) |= 4;
+    *q(s, PT + ((KSTACK - 1) >> 12) * 8) |= 4;
+    /* TSS limit covers the bitmap for ports 0..0x3ff (+ the trailing byte) */
+    uint16_t iobase = 0x68;
+    memcpy(s->ram + TSS + 0x66, &iobase, 2);
+    memset(s->ram + TSS + iobase, 0xff, 0x81);
+    s->ram[TSS + iobase + 0x70 / 8] = (uint8_t)~0x03; /* 0x70, 0x71 */
+    s->st.tr = (struct hvp_cpu_segment){TSS, 0x68 + 0x80, 0x28, 0x8b};
+    s->st.seg[1] = (struct hvp_cpu_segment){0, 0xffffffff, 0x23, 0xa0fb};
+    s->st.seg[2] = (struct hvp_cpu_segment){0, 0xffffffff, 0x1b, 0xc0f3};
+    cr_assert_eq(hvp_cpu_set_state(s->cpu, &s->st), 0);
+}
+Test(debug, io_permission_bitmap)
+{
+    struct ev s;
+    INIT(&s, s_iobm, 1u << 13);
+    hooks(&s);
+    to_ring3(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 13, "IN AX, 0x71 needs 0x72 too");
+    cr_expect_eq(s.st.rip, KCODE + OFF(s_iobm, s_iobm_w));
+    cr_expect_eq(R(3) & 0xff, 0x71, "IN AL, 0x71 was allowed");
+    cr_expect_eq(s.pio_calls, 2);
+    ev_fini(&s);
+    INIT(&s, s_iobm2, 1u << 13);
+    hooks(&s);
+    to_ring3(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 13, "port 0x3f8 denied");
+    cr_expect_eq(s.pio_calls, 0);
+    ev_fini(&s);
+    INIT(&s, s_iobm3, 1u << 13);
+    hooks(&s);
+    to_ring3(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION);
+    cr_expect_eq(s.ex.u.exception.vector, 13, "beyond the TSS limit");
+    ev_fini(&s);
+    /* IOPL 3: no bitmap */
+    INIT(&s, s_iobm2, 1u << 13);
+    hooks(&s);
+    s.st.rflags |= 0x3000;
+    to_ring3(&s);
+    ev_run(&s, 1000);
+    expect_exit(&s, HVP_CPU_EXIT_EXCEPTION); /* HLT at CPL 3 */
+    cr_expect_eq(s.pio_calls, 1);
+    ev_fini(&s);
+}
