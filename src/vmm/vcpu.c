@@ -511,6 +511,16 @@ void *vmm_vcpu_main(void *arg)
                       hvp_vcpu_error(v));
             return NULL;
         }
+        /* What firmware leaves behind: MTRRs on, default type write-back
+         * (E, WB; no fixed or variable ranges). With MTRRs off Linux says
+         * "x86/PAT: MTRRs disabled, skipping PAT initialization too" and
+         * runs without write-combining. Best effort: a backend without
+         * this register boots all the same. */
+        uint32_t mtrr = HVP_REG_MTRR_DEF_TYPE;
+        union hvp_reg_value wb;
+        memset(&wb, 0, sizeof(wb));
+        wb.reg64 = 0x806;
+        (void)hvp_vcpu_set_registers(v, &mtrr, 1, &wb);
     }
     struct hvp_exit x;
     while (!atomic_load(&vm->stop)) {
