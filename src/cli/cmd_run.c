@@ -54,7 +54,7 @@ static void usage(FILE *f)
         "  --initrd FILE    an initramfs, placed high in RAM below the PCI hole\n"
         "  --append STRING  the kernel command line (default: \"%s\")\n"
         "  --memory SIZE    guest RAM, e.g. 512M or 2G (a bare number is MiB; default 512M)\n"
-        "  --cpus N         vCPUs (default 1; only 1 for now)\n"
+        "  --cpus N         vCPUs (default 1; the others wait for the guest's INIT/SIPI)\n"
         "  --backend NAME   auto (kvm when /dev/kvm opens, else soft), soft or kvm\n"
         "  --console KIND   stdio (default: the terminal, raw, with Ctrl-A escapes),\n"
         "                   none, or unix:PATH (a listening socket; one client at a time)\n"

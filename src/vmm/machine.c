@@ -477,11 +477,6 @@ static int create(struct hvp_vm *vm, const struct hvp_vm_config *c)
     vm->ncpus = c->cpus ? c->cpus : 1;
     if (vm->ncpus > HVP_VM_MAX_CPUS)
         return vmm_errorf(vm, -EINVAL, "--cpus: %u; at most %u", vm->ncpus, HVP_VM_MAX_CPUS);
-    if (vm->ncpus > 1)
-        return vmm_errorf(vm, -EOPNOTSUPP,
-                          "--cpus: %u vCPUs asked; only 1 for now (application processors "
-                          "need a wait-for-SIPI state the platform does not have yet)",
-                          vm->ncpus);
     vm->console_out = c->console_out;
     vm->console_ctx = c->console_ctx;
 

@@ -502,6 +502,17 @@ void *vmm_vcpu_main(void *arg)
         return NULL;
     }
     atomic_store(&c->v, v);
+    if (c->index != 0) {
+        /* WHP's vCPUs run from creation; a PC's application processors
+         * wait for the guest's INIT/SIPI. INIT puts this one in
+         * wait-for-SIPI before it runs anything. */
+        struct hvp_interrupt init = {.type = HVP_INTERRUPT_INIT, .destination = c->index};
+        if (hvp_request_interrupt(vm->p, &init) < 0) {
+            vmm_stopf(vm, VMM_STOP_ERROR, "vCPU %u: cannot park it until the guest starts it: %s",
+                      c->index, hvp_partition_error(vm->p));
+            return NULL;
+        }
+    }
     if (c->index == 0) {
         uint32_t names[VMM_BOOT_NREGS];
         union hvp_reg_value vals[VMM_BOOT_NREGS];
