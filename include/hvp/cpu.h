@@ -273,6 +273,10 @@ void hvp_cpu_kick(struct hvp_cpu *cpu);
  * values the embedder put in *ex. -EINVAL for other exits. Between runs. */
 int hvp_cpu_complete(struct hvp_cpu *cpu, const struct hvp_cpu_exit *ex);
 
+/* Replaces cfg.exception_exit_bitmap (system mode). Not while the CPU
+ * runs. */
+void hvp_cpu_set_exception_bitmap(struct hvp_cpu *cpu, uint32_t bitmap);
+
 /* Puts the CPU in its power-on reset state (INIT: the same but for the
  * x87/SSE state, which INIT keeps). Mappings stay; pending events go. */
 int hvp_cpu_reset(struct hvp_cpu *cpu, bool init);

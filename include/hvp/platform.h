@@ -65,8 +65,39 @@
  *   bits on AMD hosts. Destroyed vCPUs keep their KVM file descriptor until
  *   the partition goes (KVM cannot delete one); re-creating the index
  *   reuses it in the reset state.
- * - "soft": hvp's software x86-64 CPU. Not available yet (the CPU has no
- *   system mode); hvp_open("soft") fails with -ENODEV and says so.
+ * - "soft": hvp's software x86-64 CPU (hvp/cpu.h), one per vCPU, run on
+ *   the thread that calls hvp_vcpu_run; always available. Everything in
+ *   this header works, with these differences:
+ *   - the local APIC is the platform's own (xAPIC page, x2APIC MSRs, timer
+ *     one-shot/periodic/TSC-deadline at a 1 GHz bus clock, IPIs, TPR/CR8)
+ *     when LocalApicEmulationMode is XApic or X2Apic: HLT then waits in
+ *     hvp_vcpu_run for an interrupt, and the EOI of a level-triggered
+ *     vector exits HVP_EXIT_APIC_EOI (soon after the EOI write: at the end
+ *     of the guest's current block). There is no IOAPIC or PIC:
+ *     hvp_set_irq_line() is -EOPNOTSUPP; the VMM's own IOAPIC delivers
+ *     with hvp_request_interrupt(), its PIC with PendingInterruption
+ *     (ExtInt) after an interrupt-window exit.
+ *   - the inline I/O handler is called from inside the CPU loop (no exit
+ *     at all); MMIO accesses to the APIC page never reach it.
+ *   - CPUID and MSR exits work for every leaf and for MSRs the CPU does
+ *     not implement itself; exception exits for every vector. A
+ *     CpuidResultList cannot advertise features the CPU lacks (those bits
+ *     are dropped).
+ *   - map/unmap return once every vCPU uses the new map (vCPUs running on
+ *     other threads are stopped at a block boundary to apply it); a vCPU
+ *     changing the map from inside its own inline handler sees the change
+ *     when its current block ends. Dirty tracking write-protects tracked
+ *     pages in the CPU (the first write to a page after a query exits
+ *     inside the backend); page-table A/D updates by the CPU itself are
+ *     not tracked. The Execute map flag is enforced.
+ *   - exits report WHP's context: RIP at the I/O instruction until it is
+ *     completed, instruction bytes and the decoded access. A decoded MMIO
+ *     exit is completed by running the instruction once more with the
+ *     VMM's value; a second MMIO write of the same instruction comes as an
+ *     HVP_EXIT_F_RETIRED exit. HVP_CAP_PROCESSOR_CLOCK_FREQUENCY is the
+ *     guest TSC rate (the host's).
+ *   - a mode or feature the CPU does not implement yet stops the run with
+ *     HVP_EXIT_INTERNAL_ERROR and says which in hvp_vcpu_error().
  * - "auto": kvm when /dev/kvm opens, else soft.
  */
 #ifndef HVP_PLATFORM_H
@@ -668,7 +699,8 @@ struct hvp_interrupt {
 int hvp_request_interrupt(struct hvp_partition *p, const struct hvp_interrupt *irq);
 /* Raises or lowers a legacy line of the platform's IOAPIC/PIC (kvm
  * in-kernel irqchip; GSI 0..23): GSI n is IOAPIC pin n and, for n < 16
- * except 2 (the cascade), PIC pin n. */
+ * except 2 (the cascade), PIC pin n. soft has no IOAPIC/PIC: -EOPNOTSUPP
+ * (the VMM emulates them and delivers with hvp_request_interrupt). */
 int hvp_set_irq_line(struct hvp_partition *p, uint32_t gsi, bool level);
 
 #ifdef __cplusplus

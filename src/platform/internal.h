@@ -45,6 +45,9 @@ struct hvp_backend_ops {
     int (*map)(struct hvp_partition *p, struct hvp_mem_range *r);
     void (*unmap)(struct hvp_partition *p, struct hvp_mem_range *r);
     int (*fetch_dirty)(struct hvp_partition *p, struct hvp_mem_range *r);
+    /* Called after map, unmap and fetch_dirty once p->lock is released:
+     * returns when every vCPU uses the new map (may be NULL). */
+    void (*sync)(struct hvp_partition *p);
     int (*vcpu_create)(struct hvp_vcpu *v);
     void (*vcpu_destroy)(struct hvp_vcpu *v);
     int (*vcpu_reset)(struct hvp_vcpu *v);
@@ -67,6 +70,7 @@ struct hvp_backend_ops {
 };
 
 extern const struct hvp_backend_ops hvp_kvm_ops;
+extern const struct hvp_backend_ops hvp_soft_ops;
 
 struct hvp {
     const struct hvp_backend_ops *ops;

@@ -7,9 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The backends "auto" walks, in order. soft joins when the CPU's system
- * part exists. */
-static const struct hvp_backend_ops *const backends[] = {&hvp_kvm_ops};
+/* The backends "auto" walks, in order. */
+static const struct hvp_backend_ops *const backends[] = {&hvp_kvm_ops, &hvp_soft_ops};
 
 int hvp__set_error(char *buf, int err, const char *fmt, ...)
 {
@@ -58,12 +57,6 @@ int hvp_open(const char *backend, struct hvp **out, char *errbuf, size_t errlen)
         r = open_one(backends[i], out, tmp, sizeof(tmp));
         if (r == 0) return 0;
         snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "", tmp);
-    }
-    if (is_auto || strcmp(backend, "soft") == 0) {
-        known = true;
-        snprintf(why + strlen(why), sizeof(why) - strlen(why), "%s%s", why[0] ? "; " : "",
-                 "soft: not available yet (the software CPU has no system mode)");
-        r = -ENODEV;
     }
     if (!known) {
         snprintf(why, sizeof(why), "unknown backend '%s' (kvm, soft or auto)", backend);
@@ -430,6 +423,7 @@ int hvp_map_gpa(struct hvp_partition *p, void *hva, uint64_t gpa, uint64_t size,
     }
 out:
     pthread_mutex_unlock(&p->lock);
+    if (p->ops->sync) p->ops->sync(p);
     return r;
 }
 
@@ -490,6 +484,7 @@ int hvp_unmap_gpa(struct hvp_partition *p, uint64_t gpa, uint64_t size)
         i = insert_pos(p, end);
     }
     pthread_mutex_unlock(&p->lock);
+    if (p->ops->sync) p->ops->sync(p);
     return r < 0 ? r : 0;
 }
 
@@ -581,6 +576,7 @@ int hvp_query_dirty_bitmap(struct hvp_partition *p, uint64_t gpa, uint64_t size,
     }
 out:
     pthread_mutex_unlock(&p->lock);
+    if (p->ops->sync) p->ops->sync(p);
     return ret;
 }
 

@@ -218,4 +218,244 @@ guest g_long
 .val: dq 0x1122334455667788
 endguest g_long
 
+
+; ---- 64-bit guests for the platform-emulated LAPIC (they run on soft
+; before its CPU has real mode). Linear = physical; the LAPIC page is at
+; FEE00000 (mapped by the test's long-mode tables); handlers sit at fixed
+; offsets (0x200 + 0x20 * n) and the test points IDT gates at them.
+
+; Timer: one-shot (0x40), periodic (0x41, three ticks), TSC-deadline (0x42).
+guest g64_timer
+    mov rbx, 0xfee00000
+    mov dword [rbx+0xf0], 0x1ff
+    mov dword [rbx+0x3e0], 0xb        ; divide by 1
+    mov dword [rbx+0x320], 0x40       ; one-shot
+    mov dword [rbx+0x380], 200000     ; 200 us
+    mov eax, [rbx+0x390]              ; current count: counting down
+    out 0x13, eax
+    sti
+.w1:
+    hlt
+    cmp r12d, 1
+    jb .w1
+    mov eax, [rbx+0x390]
+    out 0x10, eax                     ; 0 after a one-shot
+    mov dword [rbx+0x320], 0x20041    ; periodic
+    mov dword [rbx+0x380], 300000     ; 300 us
+.w2:
+    hlt
+    cmp r13d, 3
+    jb .w2
+    mov dword [rbx+0x320], 0x30041    ; masked
+    mov eax, r13d
+    out 0x11, eax
+    mov dword [rbx+0x320], 0x40042    ; TSC-deadline
+    rdtsc
+    shl rdx, 32
+    or rax, rdx
+    add rax, 2000000
+    mov rdx, rax
+    shr rdx, 32
+    mov ecx, 0x6e0
+    wrmsr
+.w3:
+    hlt
+    cmp r14d, 1
+    jb .w3
+    rdmsr
+    out 0x12, eax                     ; the deadline MSR reads 0 once fired
+    hlt
+    times 0x200 - ($ - g64_timer) db 0x90
+    inc r12d
+    mov dword [rbx+0xb0], 0
+    iretq
+    times 0x220 - ($ - g64_timer) db 0x90
+    inc r13d
+    mov dword [rbx+0xb0], 0
+    iretq
+    times 0x240 - ($ - g64_timer) db 0x90
+    inc r14d
+    mov dword [rbx+0xb0], 0
+    iretq
+endguest g64_timer
+
+; Injection with the platform's APIC: level-triggered 0x50 (its EOI exits),
+; TPR masking through CR8 (0x60 waits while CR8 = 6, 0x70 does not).
+guest g64_inject
+    mov rbx, 0xfee00000
+    mov dword [rbx+0xf0], 0x1ff
+    out 0x10, al                      ; the test sends level 0x50
+    sti
+.w1:
+    hlt
+    cmp r12d, 1
+    jb .w1
+    cli
+    mov eax, 6
+    mov cr8, rax
+    out 0x12, al                      ; the test sends 0x60 and 0x70
+    sti
+.w2:
+    hlt
+    cmp r13d, 1
+    jb .w2
+    mov eax, r14d
+    out 0x13, eax                     ; 0x60 not taken yet: 0
+    mov eax, [rbx+0x80]
+    out 0x15, eax                     ; TPR = 0x60
+    xor eax, eax
+    mov cr8, rax
+    nop
+    nop
+    mov eax, r14d
+    out 0x14, eax                     ; taken once CR8 went down: 1
+    hlt
+    times 0x200 - ($ - g64_inject) db 0x90
+    inc r12d                          ; 0x50, level
+    mov dword [rbx+0xb0], 0
+    out 0x11, al
+    iretq
+    times 0x220 - ($ - g64_inject) db 0x90
+    inc r14d                          ; 0x60
+    mov dword [rbx+0xb0], 0
+    iretq
+    times 0x240 - ($ - g64_inject) db 0x90
+    inc r13d                          ; 0x70
+    mov dword [rbx+0xb0], 0
+    iretq
+endguest g64_inject
+
+; x2APIC through MSRs: enable, read ID/version/LDR, TPR -> PPR, self IPI.
+guest g64_x2apic
+    mov ecx, 0x1b
+    rdmsr
+    or eax, 0xc00
+    wrmsr
+    mov ecx, 0x80f
+    mov eax, 0x1ff
+    xor edx, edx
+    wrmsr
+    mov ecx, 0x802
+    rdmsr
+    out 0x10, eax                     ; ID
+    mov ecx, 0x803
+    rdmsr
+    out 0x11, eax                     ; version
+    mov ecx, 0x80d
+    rdmsr
+    out 0x12, eax                     ; LDR
+    mov ecx, 0x808
+    mov eax, 0x30
+    wrmsr
+    mov ecx, 0x80a
+    rdmsr
+    out 0x13, eax                     ; PPR = 0x30
+    mov ecx, 0x808
+    xor eax, eax
+    wrmsr
+    sti
+    mov ecx, 0x83f
+    mov eax, 0x45
+    wrmsr                             ; self IPI
+    nop
+.w:
+    hlt
+    cmp r12d, 1
+    jb .w
+    out 0x14, al
+    hlt
+    times 0x200 - ($ - g64_x2apic) db 0x90
+    inc r12d
+    mov ecx, 0x80b
+    xor eax, eax
+    xor edx, edx
+    wrmsr
+    iretq
+endguest g64_x2apic
+
+; IPIs: vCPU 0 (offset 0) sends fixed 0x43 to APIC ID 1 (physical), then
+; waits for the answer; vCPU 1 (offset 0x80) sets its logical ID 2 (flat),
+; reports ready and waits; its handler answers with 0x44 to logical 1
+; (vCPU 0, LDR bit 0) and an NMI to itself comes last.
+guest g64_ipi
+    mov rbx, 0xfee00000
+    mov dword [rbx+0xf0], 0x1ff
+    mov dword [rbx+0xd0], 0x01000000  ; LDR: logical 1
+    sti
+    mov dword [rbx+0x310], 0x01000000
+    mov dword [rbx+0x300], 0x4043     ; fixed, physical, vector 0x43
+.w0:
+    hlt
+    cmp r12d, 1
+    jb .w0
+    out 0x10, al
+    hlt
+    times 0x80 - ($ - g64_ipi) db 0x90
+    mov rbx, 0xfee00000
+    mov dword [rbx+0xf0], 0x1ff
+    mov dword [rbx+0xd0], 0x02000000  ; LDR: logical 2
+    out 0x12, al
+    sti
+.w1:
+    hlt
+    cmp r13d, 1
+    jb .w1
+    mov dword [rbx+0x310], 0x01000000
+    mov dword [rbx+0x300], 0x4844     ; fixed, logical, vector 0x44 -> vCPU 0
+    mov dword [rbx+0x300], 0x44400    ; NMI to self (shorthand)
+.w2:
+    hlt
+    cmp r14d, 1
+    jb .w2
+    out 0x11, al
+    hlt
+    times 0x200 - ($ - g64_ipi) db 0x90
+    inc r13d                          ; 0x43 on vCPU 1
+    mov dword [rbx+0xb0], 0
+    iretq
+    times 0x220 - ($ - g64_ipi) db 0x90
+    inc r12d                          ; 0x44 on vCPU 0
+    mov dword [rbx+0xb0], 0
+    iretq
+    times 0x240 - ($ - g64_ipi) db 0x90
+    inc r14d                          ; NMI (vector 2)
+    iretq
+endguest g64_ipi
+
+; Interrupt window with APIC mode None (the VMM injects 0x41).
+guest g64_window
+    cli
+    out 0x10, al
+    sti
+    nop
+.w:
+    hlt
+    cmp r12d, 1
+    jb .w
+    out 0x11, al
+    hlt
+    times 0x200 - ($ - g64_window) db 0x90
+    inc r12d
+    iretq
+endguest g64_window
+
+; SMP map change: read [0x200000] until it is 2, bumping [0x200008] every
+; round (the test checks that no store reaches the old page afterwards).
+guest g64_remap
+    mov rbx, 0x200000
+.l:
+    inc qword [rbx+8]
+    mov eax, [rbx]
+    cmp eax, 2
+    jne .l
+    out 0x11, eax
+    hlt
+endguest g64_remap
+
+guest g64_dirty
+    mov byte [0x3000], 1
+    mov byte [0x5000], 2
+    hlt
+endguest g64_dirty
+
 section .note.GNU-stack noalloc noexec nowrite progbits

@@ -1421,6 +1421,11 @@ int hvp_cpu_reset(struct hvp_cpu *cpu, bool init)
     return 0;
 }
 
+void hvp_cpu_set_exception_bitmap(struct hvp_cpu *cpu, uint32_t bitmap)
+{
+    cpu->exc_bitmap = bitmap;
+}
+
 void hvp_cpu_kick(struct hvp_cpu *cpu)
 {
     atomic_fetch_or_explicit(&cpu->async, HVP_ASYNC_KICK, memory_order_release);
