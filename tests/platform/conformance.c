@@ -930,11 +930,11 @@ static int c_apic_timer_modes(struct t *t)
     CHECK(x.reason == HVP_EXIT_IO_PORT && x.io.access.addr == 0x13,
           "expected the current-count report, got %s", hvp_exit_name(x.reason));
     uint32_t cc = out_val(&x);
-    CHECK(cc > 0 && cc <= 200000, "current count right after the start: %u", cc);
+    CHECK(cc > 0 && cc <= 20000000, "current count right after the start: %u", cc);
     RUN(&x);
     double ms = ms_since(&t0);
     EXPECT_OUT(&x, 0x10, 0, 4);
-    CHECK(ms >= 0.2, "the 200 us one-shot fired after %.3f ms", ms);
+    CHECK(ms >= 20, "the 20 ms one-shot fired after %.3f ms", ms);
     struct timespec t1;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     RUN(&x);
@@ -945,9 +945,6 @@ static int c_apic_timer_modes(struct t *t)
     CHECK(ms >= 0.9, "3 periodic ticks of 300 us took %.3f ms", ms);
     RUN(&x);
     EXPECT_OUT(&x, 0x12, 0, 4); /* TSC-deadline fired; the MSR reads 0 */
-    RUN(&x);
-    CHECK(x.reason == HVP_EXIT_HALT || x.reason == HVP_EXIT_CANCELED, "after the timers: %s",
-          hvp_exit_name(x.reason));
     return PASS;
 }
 
@@ -1131,6 +1128,7 @@ static int c_window64(struct t *t)
     VOK(hvp_vcpu_set_registers(t->v, &n, 1, &pi));
     RUN(&x);
     EXPECT_OUT(&x, 0x11, x.io.access.data[0], 1);
+    VOK(hvp_vcpu_complete_io(t->v, NULL, 0));
     RUN(&x);
     CHECK(x.reason == HVP_EXIT_HALT, "APIC mode None: HLT is an exit, got %s",
           hvp_exit_name(x.reason));

@@ -219,6 +219,20 @@ guest g_long
 endguest g_long
 
 
+
+; Waits with STI;HLT (no lost wake-up) until reg >= n; leaves IF set.
+%macro wait_for 2
+%%w:
+    cli
+    cmp %1, %2
+    jae %%d
+    sti
+    hlt
+    jmp %%w
+%%d:
+    sti
+%endmacro
+
 ; ---- 64-bit guests for the platform-emulated LAPIC (they run on soft
 ; before its CPU has real mode). Linear = physical; the LAPIC page is at
 ; FEE00000 (mapped by the test's long-mode tables); handlers sit at fixed
@@ -230,22 +244,16 @@ guest g64_timer
     mov dword [rbx+0xf0], 0x1ff
     mov dword [rbx+0x3e0], 0xb        ; divide by 1
     mov dword [rbx+0x320], 0x40       ; one-shot
-    mov dword [rbx+0x380], 200000     ; 200 us
+    mov dword [rbx+0x380], 20000000   ; 20 ms (a loaded host must not miss the count)
     mov eax, [rbx+0x390]              ; current count: counting down
     out 0x13, eax
     sti
-.w1:
-    hlt
-    cmp r12d, 1
-    jb .w1
+    wait_for r12d, 1
     mov eax, [rbx+0x390]
     out 0x10, eax                     ; 0 after a one-shot
     mov dword [rbx+0x320], 0x20041    ; periodic
     mov dword [rbx+0x380], 300000     ; 300 us
-.w2:
-    hlt
-    cmp r13d, 3
-    jb .w2
+    wait_for r13d, 3
     mov dword [rbx+0x320], 0x30041    ; masked
     mov eax, r13d
     out 0x11, eax
@@ -258,10 +266,7 @@ guest g64_timer
     shr rdx, 32
     mov ecx, 0x6e0
     wrmsr
-.w3:
-    hlt
-    cmp r14d, 1
-    jb .w3
+    wait_for r14d, 1
     rdmsr
     out 0x12, eax                     ; the deadline MSR reads 0 once fired
     hlt
@@ -286,19 +291,13 @@ guest g64_inject
     mov dword [rbx+0xf0], 0x1ff
     out 0x10, al                      ; the test sends level 0x50
     sti
-.w1:
-    hlt
-    cmp r12d, 1
-    jb .w1
+    wait_for r12d, 1
     cli
     mov eax, 6
     mov cr8, rax
     out 0x12, al                      ; the test sends 0x60 and 0x70
     sti
-.w2:
-    hlt
-    cmp r13d, 1
-    jb .w2
+    wait_for r13d, 1
     mov eax, r14d
     out 0x13, eax                     ; 0x60 not taken yet: 0
     mov eax, [rbx+0x80]
@@ -358,10 +357,7 @@ guest g64_x2apic
     mov eax, 0x45
     wrmsr                             ; self IPI
     nop
-.w:
-    hlt
-    cmp r12d, 1
-    jb .w
+    wait_for r12d, 1
     out 0x14, al
     hlt
     times 0x200 - ($ - g64_x2apic) db 0x90
@@ -384,10 +380,7 @@ guest g64_ipi
     sti
     mov dword [rbx+0x310], 0x01000000
     mov dword [rbx+0x300], 0x4043     ; fixed, physical, vector 0x43
-.w0:
-    hlt
-    cmp r12d, 1
-    jb .w0
+    wait_for r12d, 1
     out 0x10, al
     hlt
     times 0x80 - ($ - g64_ipi) db 0x90
@@ -396,17 +389,11 @@ guest g64_ipi
     mov dword [rbx+0xd0], 0x02000000  ; LDR: logical 2
     out 0x12, al
     sti
-.w1:
-    hlt
-    cmp r13d, 1
-    jb .w1
+    wait_for r13d, 1
     mov dword [rbx+0x310], 0x01000000
     mov dword [rbx+0x300], 0x4844     ; fixed, logical, vector 0x44 -> vCPU 0
     mov dword [rbx+0x300], 0x44400    ; NMI to self (shorthand)
-.w2:
-    hlt
-    cmp r14d, 1
-    jb .w2
+    wait_for r14d, 1
     out 0x11, al
     hlt
     times 0x200 - ($ - g64_ipi) db 0x90
@@ -430,12 +417,9 @@ guest g64_window
     nop
 .w:
     hlt
-    cmp r12d, 1
-    jb .w
-    out 0x11, al
-    hlt
+    jmp .w
     times 0x200 - ($ - g64_window) db 0x90
-    inc r12d
+    out 0x11, al
     iretq
 endguest g64_window
 
