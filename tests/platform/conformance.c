@@ -47,6 +47,8 @@ GUEST(g64_ipi);
 GUEST(g64_window);
 GUEST(g64_remap);
 GUEST(g64_dirty);
+GUEST(g64_sipi);
+GUEST(g16_ap);
 
 enum { PASS = 0, FAIL = 1, SKIP = 77 };
 
@@ -1103,6 +1105,39 @@ static int c_apic_ipi64(struct t *t)
     return expect_out(t, &a.x, 0x11, a.x.io.access.data[0], 1);
 }
 
+static int c_init_sipi(struct t *t)
+{
+    struct hvp_vcpu *ap;
+    SETUP(two_vcpus(t, HVP_APIC_MODE_XAPIC, &ap));
+    SETUP(long_mode64(t, t->v, g64_sipi, g64_sipi_end, 0x1000));
+    SETUP(long_mode64(t, ap, g64_sipi, g64_sipi_end, 0x1080));
+    memcpy(t->ram + 0x8000, g16_ap, g16_ap_end - g16_ap);
+    struct ap64_run a = {.v = ap};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, ap64_thread, &a) == 0, "pthread_create");
+    struct timespec ts = {0, 20000000}; /* let vCPU 1 reach its HLT */
+    nanosleep(&ts, NULL);
+    struct hvp_exit x;
+    int r = run(t, &x);
+    int bsp_ok = r ? r : expect_out(t, &x, 0x10, x.io.access.data[0], 1);
+    for (int i = 0; i < 200 && !a.r && a.x.reason == 0; i++) {
+        struct timespec w = {0, 10000000};
+        nanosleep(&w, NULL);
+    }
+    hvp_vcpu_cancel(ap);
+    pthread_join(th, NULL);
+    if (bsp_ok) return bsp_ok;
+    t->v = ap;
+    CHECK(a.r == 0, "vCPU 1's run: %s", hvp_vcpu_error(ap));
+    if (unsupported(t, &a.x)) return SKIP;
+    CHECK(a.x.reason != HVP_EXIT_CANCELED, "vCPU 1 never started after INIT/SIPI");
+    if (expect_out(t, &a.x, 0x11, 0x5a, 1)) return FAIL;
+    CHECK(a.x.vp.cs.selector == 0x0800 && a.x.vp.cs.base == 0x8000 && !a.x.vp.cr0_pe,
+          "the AP started at CS %04x base 0x%llx PE %u, expected real mode 0800:0",
+          a.x.vp.cs.selector, (unsigned long long)a.x.vp.cs.base, a.x.vp.cr0_pe);
+    return PASS;
+}
+
 static int c_window64(struct t *t)
 {
     SETUP(make(t, NULL)); /* APIC mode None: the VMM injects */
@@ -1727,6 +1762,7 @@ static const struct tcase cases[] = {
     {"interrupt-window-64", c_window64},
     {"smp-remap", c_smp_remap},
     {"dirty-64", c_dirty64},
+    {"init-sipi", c_init_sipi},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

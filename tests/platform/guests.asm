@@ -436,6 +436,34 @@ guest g64_remap
     hlt
 endguest g64_remap
 
+
+; INIT/SIPI: vCPU 0 wakes vCPU 1 (halted with IF clear at 0x80) with
+; INIT, INIT de-assert and STARTUP 0x08; vCPU 1 starts in real mode at
+; 0x8000 (the test puts code there).
+guest g64_sipi
+    mov rbx, 0xfee00000
+    mov dword [rbx+0xf0], 0x1ff
+    mov dword [rbx+0x310], 0x01000000
+    mov dword [rbx+0x300], 0xc500     ; INIT, level, assert
+    mov dword [rbx+0x300], 0x8500     ; INIT, level, de-assert
+    mov dword [rbx+0x300], 0x4608     ; STARTUP, vector 0x08
+    out 0x10, al
+    hlt
+    times 0x80 - ($ - g64_sipi) db 0x90
+    cli
+.h:
+    hlt
+    jmp .h
+endguest g64_sipi
+
+bits 16
+guest g16_ap
+    mov al, 0x5a
+    out 0x11, al
+    hlt
+endguest g16_ap
+bits 64
+
 guest g64_dirty
     mov byte [0x3000], 1
     mov byte [0x5000], 2
