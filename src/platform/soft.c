@@ -1592,6 +1592,9 @@ static int translate(struct soft_vcpu *sv, const struct hvp_cpu_exit *cx, struct
             sv->notif.nmi = 0;
         else
             sv->notif.interrupt = 0;
+        /* the CPU drops both requests with one exit: keep the other one */
+        if (sv->notif.nmi || sv->notif.interrupt)
+            hvp_cpu_request_window(sv->cpu, sv->notif.interrupt, sv->notif.nmi);
         return 1;
     case HVP_CPU_EXIT_INTERNAL:
     default:
