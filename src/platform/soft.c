@@ -22,8 +22,9 @@
  *
  * Exits follow WHP: I/O exits report RIP at the instruction (the CPU has
  * already moved past it; the pending state shows the instruction until it
- * is completed), MMIO and MSR exits are completed by re-running the
- * instruction for exactly one step with the VMM's answer in the hook.
+ * is completed). IN, MSR and CPUID exits are completed by the CPU
+ * (hvp_cpu_complete); a decoded MMIO exit by running the instruction for
+ * exactly one step with the VMM's answer in the mmio hook.
  */
 #include "internal.h"
 #include "lapic.h"
@@ -60,7 +61,7 @@ struct view {
 };
 
 enum { PEND_NONE, PEND_IO, PEND_MMIO, PEND_MSR, PEND_CPUID };
-enum { ANS_MMIO = 1, ANS_MSR };
+enum { ANS_MMIO = 1 };
 
 struct soft_part;
 
@@ -96,7 +97,7 @@ struct soft_vcpu {
     } ans;
     bool retired_valid; /* an MMIO write made during a completion */
     struct hvp_access retired;
-    bool skip_cpuid_exit;
+    struct hvp_cpu_exit pend_cx; /* the CPU's exit of the pending I/O, MSR, CPUID */
     int hook_err;
     /* events (flags changed under apic.lock) */
     bool halted, halt_if, wait_sipi;
@@ -770,12 +771,6 @@ static int hook_msr(void *ctx, uint32_t index, bool write, uint64_t *val)
 {
     struct soft_vcpu *sv = ctx;
     struct hvp_partition *p = sv->sp->p;
-    if (sv->ans.kind == ANS_MSR && !sv->ans.used) {
-        sv->ans.used = true;
-        if (sv->ans.gp) return HVP_CPU_HOOK_GP;
-        if (!write) *val = sv->ans.val;
-        return 0;
-    }
     int act = msr_action(p, index, write);
     if (act == HVP_MSR_ACTION_EXIT) return HVP_CPU_HOOK_EXIT;
     if (act == HVP_MSR_ACTION_IGNORE_WRITE_READ_ZERO) {
@@ -819,10 +814,7 @@ static int hook_msr(void *ctx, uint32_t index, bool write, uint64_t *val)
 static int hook_cpuid(void *ctx, uint32_t leaf, uint32_t sub, uint32_t regs[4])
 {
     struct soft_vcpu *sv = ctx;
-    if (sv->skip_cpuid_exit)
-        sv->skip_cpuid_exit = false;
-    else if (cpuid_exits(sv->sp->p, leaf))
-        return HVP_CPU_HOOK_EXIT;
+    if (cpuid_exits(sv->sp->p, leaf)) return HVP_CPU_HOOK_EXIT;
     cpuid_effective(sv, leaf, sub, regs);
     return 0;
 }
@@ -1065,7 +1057,6 @@ static void clear_run_state(struct soft_vcpu *sv)
     sv->pending = PEND_NONE;
     sv->queued = false;
     sv->retired_valid = false;
-    sv->skip_cpuid_exit = false;
     sv->hook_err = 0;
     memset(sv->eoi_bits, 0, sizeof(sv->eoi_bits));
     memset(&sv->notif, 0, sizeof(sv->notif));
@@ -1505,6 +1496,7 @@ static int translate(struct soft_vcpu *sv, const struct hvp_cpu_exit *cx, struct
         if (cx->u.io.write) memcpy(io->access.data, &cx->u.io.data, cx->u.io.size);
         io->access.buf = io->access.data;
         sv->pending = PEND_IO;
+        sv->pend_cx = *cx;
         sv->pend_len = cx->insn_len;
         sv->pend_size = cx->u.io.size;
         sv->pend_write = cx->u.io.write;
@@ -1547,6 +1539,7 @@ static int translate(struct soft_vcpu *sv, const struct hvp_cpu_exit *cx, struct
         x->msr.rax = cx->u.msr.write ? (uint32_t)cx->u.msr.value : st.gpr[0];
         x->msr.rdx = cx->u.msr.write ? cx->u.msr.value >> 32 : st.gpr[2];
         sv->pending = PEND_MSR;
+        sv->pend_cx = *cx;
         sv->pend_write = cx->u.msr.write;
         return 1;
     case HVP_CPU_EXIT_CPUID:
@@ -1555,14 +1548,13 @@ static int translate(struct soft_vcpu *sv, const struct hvp_cpu_exit *cx, struct
         x->vp.instruction_length = 2;
         x->cpuid.rax = st.gpr[0], x->cpuid.rcx = st.gpr[1];
         x->cpuid.rdx = st.gpr[2], x->cpuid.rbx = st.gpr[3];
-        {
-            uint32_t d[4];
-            memcpy(d, cx->u.cpuid.regs, 16);
-            cpuid_effective(sv, cx->u.cpuid.leaf, cx->u.cpuid.subleaf, d);
-            x->cpuid.default_rax = d[0], x->cpuid.default_rbx = d[1];
-            x->cpuid.default_rcx = d[2], x->cpuid.default_rdx = d[3];
-        }
         sv->pending = PEND_CPUID;
+        sv->pend_cx = *cx;
+        cpuid_effective(sv, cx->u.cpuid.leaf, cx->u.cpuid.subleaf, sv->pend_cx.u.cpuid.regs);
+        x->cpuid.default_rax = sv->pend_cx.u.cpuid.regs[0];
+        x->cpuid.default_rbx = sv->pend_cx.u.cpuid.regs[1];
+        x->cpuid.default_rcx = sv->pend_cx.u.cpuid.regs[2];
+        x->cpuid.default_rdx = sv->pend_cx.u.cpuid.regs[3];
         return 1;
     case HVP_CPU_EXIT_EXCEPTION: {
         fill_vp(sv, x, &st);
@@ -1631,22 +1623,34 @@ static int complete_step(struct soft_vcpu *sv, int kind, uint64_t val, bool gp)
     return r < 0 ? hvp__verr(sv->v, r, "soft: completion: %s", hvp_cpu_error(sv->cpu)) : 0;
 }
 
-/* Puts size bytes into RAX as IN does (a 32-bit IN zero-extends). */
+/* Completes the pending IN, MSR or CPUID exit with the CPU's own
+ * completion (the value in the saved exit). */
+static int complete_cpu(struct soft_vcpu *sv)
+{
+    sv->pending = PEND_NONE;
+    int r = hvp_cpu_complete(sv->cpu, &sv->pend_cx);
+    return r < 0 ? hvp__verr(sv->v, r, "soft: completion: %s", hvp_cpu_error(sv->cpu)) : 0;
+}
+
 static int complete_in(struct soft_vcpu *sv, const void *data)
 {
-    struct hvp_cpu_state st;
-    uint64_t off, v = 0;
+    uint32_t v = 0;
     memcpy(&v, data, sv->pend_size);
-    sv->pending = PEND_NONE;
-    load_state(sv, &st, &off);
-    if (sv->pend_size == 4)
-        st.gpr[0] = (uint32_t)v;
-    else {
-        uint64_t m = sv->pend_size == 1 ? 0xff : 0xffff;
-        st.gpr[0] = (st.gpr[0] & ~m) | (v & m);
+    sv->pend_cx.u.io.data = v;
+    return complete_cpu(sv);
+}
+
+static int complete_msr(struct soft_vcpu *sv, uint64_t value, bool gp)
+{
+    if (gp) { /* #GP(0) instead of the instruction */
+        sv->pending = PEND_NONE;
+        struct hvp_cpu_event ev = {
+            .pending = true, .type = HVP_CPU_EVENT_EXCEPTION, .vector = 13, .has_error_code = true};
+        int r = hvp_cpu_set_event(sv->cpu, &ev);
+        return r < 0 ? hvp__verr(sv->v, r, "soft: #GP: %s", hvp_cpu_error(sv->cpu)) : 0;
     }
-    st.tsc = __rdtsc() + off;
-    return hvp_cpu_set_state(sv->cpu, &st);
+    sv->pend_cx.u.msr.value = value;
+    return complete_cpu(sv);
 }
 
 /* What a pending exit becomes when the VMM runs again without completing
@@ -1663,11 +1667,8 @@ static int finish_default(struct soft_vcpu *sv)
         }
         return complete_in(sv, zero);
     case PEND_MMIO: return complete_step(sv, ANS_MMIO, 0, false);
-    case PEND_MSR: return complete_step(sv, ANS_MSR, 0, false);
-    case PEND_CPUID:
-        sv->skip_cpuid_exit = true;
-        sv->pending = PEND_NONE;
-        return 0;
+    case PEND_MSR: return complete_msr(sv, 0, false);
+    case PEND_CPUID: return complete_cpu(sv); /* the table's answer */
     }
     return 0;
 }
@@ -1703,7 +1704,7 @@ static int soft_complete_msr(struct hvp_vcpu *v, uint64_t value, bool inject_gp)
     if (sv->pending != PEND_MSR)
         return hvp__verr(v, -EINVAL, "complete MSR: no MSR exit is pending");
     pthread_mutex_lock(&sv->run_lock);
-    int r = complete_step(sv, ANS_MSR, value, inject_gp);
+    int r = complete_msr(sv, value, inject_gp);
     pthread_mutex_unlock(&sv->run_lock);
     return r;
 }
