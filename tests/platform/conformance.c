@@ -49,6 +49,7 @@ GUEST(g64_remap);
 GUEST(g64_dirty);
 GUEST(g64_sipi);
 GUEST(g16_ap);
+GUEST(g64_exits);
 
 enum { PASS = 0, FAIL = 1, SKIP = 77 };
 
@@ -1138,6 +1139,69 @@ static int c_init_sipi(struct t *t)
     return PASS;
 }
 
+static int c_exits64(struct t *t)
+{
+    uint64_t caps = 0;
+    hvp_get_capability(t->h, HVP_CAP_EXTENDED_VM_EXITS, &caps, 8, NULL);
+    if (!(caps & HVP_EXTENDED_EXIT_CPUID) || !(caps & HVP_EXTENDED_EXIT_MSR))
+        return snprintf(t->why, sizeof(t->why), "%s offers no CPUID or no MSR exits", t->backend),
+               SKIP;
+    struct hvp_cpuid_result cr = {.function = 0x40000000, .eax = 0x12345678, .ebx = 0x68767068};
+    struct hvp_msr_action a[2] = {
+        {.index = 0x40000100, .read_action = HVP_MSR_ACTION_EXIT},
+        {.index = 0x40000101, .read_action = HVP_MSR_ACTION_IGNORE_WRITE_READ_ZERO}};
+    uint64_t ext = HVP_EXTENDED_EXIT_CPUID | HVP_EXTENDED_EXIT_MSR;
+    uint32_t leaf = 0x40000000;
+    OK(hvp_partition_create(t->h, &t->p), hvp_error(t->h));
+    POK(hvp_partition_set_property(t->p, HVP_PROP_EXTENDED_VM_EXITS, &ext, 8));
+    POK(hvp_partition_set_property(t->p, HVP_PROP_CPUID_EXIT_LIST, &leaf, 4));
+    POK(hvp_partition_set_property(t->p, HVP_PROP_CPUID_RESULT_LIST, &cr, sizeof(cr)));
+    POK(hvp_partition_set_property(t->p, HVP_PROP_MSR_ACTION_LIST, a, sizeof(a)));
+    POK(hvp_partition_setup(t->p));
+    t->ram_size = 1 << 20;
+    t->ram = mmap(NULL, t->ram_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(t->ram != MAP_FAILED, "mmap");
+    POK(hvp_map_gpa(t->p, t->ram, 0, t->ram_size, HVP_MAP_READ | HVP_MAP_WRITE | HVP_MAP_EXECUTE));
+    POK(hvp_vcpu_create(t->p, 0, &t->v));
+    SETUP(long_mode64(t, t->v, g64_exits, g64_exits_end, 0x1000));
+    gate(t, 13, 0x1200);
+    struct hvp_exit x;
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_CPUID && x.cpuid.rax == 0x40000000 &&
+              x.cpuid.default_rax == 0x12345678 && x.cpuid.default_rbx == 0x68767068,
+          "expected a CPUID exit for 0x40000000 with the table's answer, got %s rax 0x%llx "
+          "default 0x%llx",
+          hvp_exit_name(x.reason), (unsigned long long)x.cpuid.rax,
+          (unsigned long long)x.cpuid.default_rax);
+    /* WHP's way: the VMM writes the result and moves RIP. */
+    uint32_t names[3] = {HVP_REG_RAX, HVP_REG_RBX, HVP_REG_RIP};
+    union hvp_reg_value v[3] = {{.reg64 = 0x11111111}, {.reg64 = 0x22222222}};
+    v[2].reg64 = x.vp.rip + 2;
+    VOK(hvp_vcpu_set_registers(t->v, names, 3, v));
+    RUN(&x);
+    EXPECT_OUT(&x, 0x10, 0x11111111, 4);
+    RUN(&x);
+    EXPECT_OUT(&x, 0x11, 0x22222222, 4);
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_CPUID, "the second CPUID: %s", hvp_exit_name(x.reason));
+    RUN(&x); /* not completed: the table's answer */
+    EXPECT_OUT(&x, 0x16, 0x12345678, 4);
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_MSR_ACCESS && !x.msr.is_write && x.msr.index == 0x40000100,
+          "expected RDMSR 0x40000100, got %s 0x%x", hvp_exit_name(x.reason), x.msr.index);
+    VOK(hvp_vcpu_complete_msr(t->v, 0xaabbccdd00112233ull, false));
+    RUN(&x);
+    EXPECT_OUT(&x, 0x12, 0x00112233, 4);
+    RUN(&x);
+    EXPECT_OUT(&x, 0x13, 0xaabbccdd, 4);
+    RUN(&x);
+    EXPECT_OUT(&x, 0x14, 0, 4);
+    RUN(&x);
+    CHECK(x.reason == HVP_EXIT_IO_PORT && x.io.access.addr == 0x15,
+          "an unimplemented MSR did not raise #GP in the guest: %s", hvp_exit_name(x.reason));
+    return PASS;
+}
+
 static int c_window64(struct t *t)
 {
     SETUP(make(t, NULL)); /* APIC mode None: the VMM injects */
@@ -1763,6 +1827,7 @@ static const struct tcase cases[] = {
     {"smp-remap", c_smp_remap},
     {"dirty-64", c_dirty64},
     {"init-sipi", c_init_sipi},
+    {"cpuid-msr-exits-64", c_exits64},
 };
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
 

@@ -464,6 +464,33 @@ guest g16_ap
 endguest g16_ap
 bits 64
 
+; CPUID and MSR exits in 64-bit mode (the handler at 0x200 takes #GP).
+guest g64_exits
+    mov eax, 0x40000000
+    cpuid                             ; exits: the VMM answers
+    out 0x10, eax
+    mov eax, ebx
+    out 0x11, eax
+    mov eax, 0x40000000
+    cpuid                             ; exits: run again = the table's answer
+    out 0x16, eax
+    mov ecx, 0x40000100
+    rdmsr                             ; exits
+    out 0x12, eax
+    mov eax, edx
+    out 0x13, eax
+    mov ecx, 0x40000101               ; IgnoreWriteReadZero
+    mov eax, 0xdead
+    rdmsr
+    out 0x14, eax
+    mov ecx, 0x40000102               ; not implemented, no action: #GP
+    rdmsr
+    hlt
+    times 0x200 - ($ - g64_exits) db 0x90
+    out 0x15, al
+    hlt
+endguest g64_exits
+
 guest g64_dirty
     mov byte [0x3000], 1
     mov byte [0x5000], 2
