@@ -30,6 +30,7 @@
 #include "lapic.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,7 +271,13 @@ static int soft_partition_setup(struct hvp_partition *p)
     pthread_cond_init(&sp->tcv, &ca);
     pthread_condattr_destroy(&ca);
     if (p->apic_mode != HVP_APIC_MODE_NONE) {
-        if (pthread_create(&sp->timer, NULL, timer_main, sp) != 0) {
+        /* The library's thread takes no signal: they stay the VMM's. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int e = pthread_create(&sp->timer, NULL, timer_main, sp);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (e != 0) {
             pthread_cond_destroy(&sp->tcv);
             pthread_mutex_destroy(&sp->tlock);
             free(sp);
