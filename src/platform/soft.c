@@ -1296,6 +1296,9 @@ static int soft_set_registers(struct hvp_vcpu *v, const uint32_t *names, uint32_
             window = true;
         }
     }
+    if (r == 0 && state && (st.cr0 & 0x80000001) == 0x80000000)
+        r = hvp__verr(v, -EINVAL, "CR0 0x%llx: paging without protection cannot be entered",
+                      (unsigned long long)st.cr0);
     if (r == 0 && state) {
         if (!tsc_set) st.tsc = __rdtsc() + tsc_off;
         r = hvp_cpu_set_state(sv->cpu, &st);
@@ -1565,13 +1568,29 @@ static int translate(struct soft_vcpu *sv, const struct hvp_cpu_exit *cx, struct
         return 1;
     case HVP_CPU_EXIT_EXCEPTION: {
         fill_vp(sv, x, &st);
+        if (cx->u.exception.vector == 3 || cx->u.exception.vector == 4) {
+            /* INT3/INTO are traps in the CPU (RIP past them); WHP and VMX
+             * report them at the instruction, as a debugger wants. */
+            uint8_t b[15];
+            uint64_t off;
+            st.rip--;
+            if (fetch_bytes(sv, &st, b) && (b[0] == 0xcc || b[0] == 0xce)) {
+                load_state(sv, &st, &off);
+                st.rip--;
+                st.tsc = __rdtsc() + off;
+                hvp_cpu_set_state(sv->cpu, &st);
+                fill_vp(sv, x, &st);
+                x->vp.instruction_length = 1;
+            } else
+                st.rip++;
+        }
         struct hvp_exit_exception *e = &x->exception;
         x->reason = HVP_EXIT_EXCEPTION;
         e->vector = cx->u.exception.vector;
         e->error_code_valid = cx->u.exception.has_error_code;
         e->error_code = cx->u.exception.error_code;
         e->parameter = e->vector == 14 ? cx->u.exception.cr2 : e->vector == 1 ? st.dr[6] : 0;
-        if (cx->insn_len) {
+        if (cx->insn_len && e->vector != 3 && e->vector != 4) {
             memcpy(e->instruction_bytes, cx->insn_bytes, 16);
             e->instruction_byte_count = cx->insn_len;
         } else
