@@ -1005,6 +1005,18 @@ static int soft_vcpu_create(struct hvp_vcpu *v)
         .exception_exit_bitmap =
             p->extended_exits & HVP_EXTENDED_EXIT_EXCEPTION ? (uint32_t)p->exception_bitmap : 0,
     };
+    /* The CPU's own table knows the platform's APIC features too (it
+     * checks x2APIC enables against it); the cpuid hook adds the rest. */
+    struct hvp_cpuid_entry tab[32];
+    memcpy(tab, sp->def, sp->ndef * sizeof(tab[0]));
+    for (size_t i = 0; i < sp->ndef; i++) {
+        if (tab[i].leaf != 1) continue;
+        tab[i].ebx = (tab[i].ebx & 0x00ffffff) | v->index << 24;
+        if (p->apic_mode != HVP_APIC_MODE_NONE) tab[i].ecx |= 1u << 24;
+        if (p->apic_mode == HVP_APIC_MODE_X2APIC) tab[i].ecx |= 1u << 21;
+    }
+    cfg.cpuid = tab;
+    cfg.ncpuid = sp->ndef;
     int r = hvp_cpu_create(&cfg, &sv->cpu);
     if (r < 0) {
         free(sv);
