@@ -63,7 +63,8 @@ static size_t build_cpuid(struct hvp_cpuid_entry *out, uint32_t model)
          * local APIC behind the mmio/msr hooks), the hypervisor bit, one
          * logical processor. Not MCE/MCA, XSAVE, x2APIC, PCID. */
         if (model == HVP_CPU_MODEL_SYSTEM) {
-            out[i].edx |= (1u << 3) | (1u << 5) | (1u << 6) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 16);
+            out[i].edx |= (1u << 3) | (1u << 5) | (1u << 6) | (1u << 9) | (1u << 11) /* SEP */ |
+                          (1u << 12) | (1u << 13) | (1u << 16);
             out[i].ecx |= 1u << 31;
             out[i].ebx |= 1u << 16;
         }

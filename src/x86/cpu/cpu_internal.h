@@ -133,10 +133,11 @@
  *   the TLB is never filled for MMIO; hvp_rmw_slow returns NULL so RMW
  *   instructions read then write); msr/cpuid/tpr in their handlers.
  * - Debug registers: MOV DR with DR4/5 aliasing, GD (#DB fault, BD) and
- *   the DR6/DR7 fixed bits; the I/O permission bitmap in h_io.
+ *   the DR6/DR7 fixed bits; the I/O permission bitmap in h_io;
+ *   SYSENTER/SYSEXIT (Intel's: they work in long mode; SEP advertised).
  * - Not yet: hardware task switches and
  *   virtual-8086 mode (INTERNAL), LAR/LSL/VERR/VERW/LLDT/SLDT/ARPL;
- *   SYSENTER/SYSEXIT (SEP not advertised), INS/OUTS (#GP), DR0-3
+ *   INS/OUTS (#GP), DR0-3
  *   breakpoints (kept, never armed; RF is not loaded by IRET), INTO and
  *   BOUND's #OF/#BR in legacy modes only as the builders have them.
  * - Not yet modelled in user mode: RFLAGS.TF single-step (#DB), #SS for

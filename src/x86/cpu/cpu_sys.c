@@ -545,6 +545,44 @@ HVP_HANDLER(h_sys_syscall)
     return d + 1;
 }
 
+/* SYSENTER: to CPL 0 at SYSENTER_CS/EIP/ESP with flat segments (64-bit
+ * code under EFER.LMA, else 32-bit); IF, VM and RF cleared. #GP(0) in
+ * real mode or with a null SYSENTER_CS. */
+HVP_HANDLER(h_sysenter)
+{
+    uint16_t sel = (uint16_t)cpu->st.sysenter_cs & 0xfffc;
+    if (!(cpu->st.cr0 & CR0_PE) || !sel) hvp_raise_gp0(cpu);
+    bool lm = cpu->st.efer & EFER_LMA;
+    cpu->st.seg[HVP_SEG_CS] =
+        (struct hvp_cpu_segment){0, 0xffffffff, sel, (uint16_t)(lm ? 0xa09b : 0xc09b)};
+    cpu->st.seg[HVP_SEG_SS] = (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)(sel + 8), 0xc093};
+    uint64_t fl = hvp_flags_get(cpu) & ~(uint64_t)(HVP_IF | RF_BIT | 0x20000 /* VM */);
+    hvp_flags_set(cpu, fl);
+    cpu->rip = lm ? cpu->st.sysenter_eip : (uint32_t)cpu->st.sysenter_eip;
+    cpu->gpr[4] = lm ? cpu->st.sysenter_esp : (uint32_t)cpu->st.sysenter_esp;
+    hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
+/* SYSEXIT (d->osz 8 with REX.W): back to CPL 3 at RDX/RCX with the
+ * selectors after SYSENTER_CS (+32/+40 for 64-bit, +16/+24 for 32-bit). */
+HVP_HANDLER(h_sysexit)
+{
+    uint16_t sel = (uint16_t)cpu->st.sysenter_cs & 0xfffc;
+    if (!(cpu->st.cr0 & CR0_PE) || !sel || cpu->cpl) hvp_raise_gp0(cpu);
+    bool w = d->osz == 8;
+    if (w && !hvp_canonical(cpu->gpr[2])) hvp_raise_gp0(cpu);
+    cpu->st.seg[HVP_SEG_CS] =
+        w ? (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((sel + 32) | 3), 0xa0fb}
+          : (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((sel + 16) | 3), 0xc0fb};
+    cpu->st.seg[HVP_SEG_SS] =
+        (struct hvp_cpu_segment){0, 0xffffffff, (uint16_t)((sel + (w ? 40 : 24)) | 3), 0xc0f3};
+    cpu->rip = w ? cpu->gpr[2] : (uint32_t)cpu->gpr[2];
+    cpu->gpr[4] = w ? cpu->gpr[1] : (uint32_t)cpu->gpr[1];
+    hvp_sys_update_mode(cpu);
+    return d + 1;
+}
+
 HVP_HANDLER(h_sysret)
 {
     if (!(cpu->st.efer & EFER_SCE) || cpu->mode != 64) hvp_raise_ud(cpu);
@@ -763,6 +801,11 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
     case HVP_X86_OP_WRMSR: d->fn = h_wrmsr; return HVP_B_END;
     case HVP_X86_OP_SWAPGS: d->fn = h_swapgs; return HVP_B_OK;
     case HVP_X86_OP_SYSCALL: d->fn = h_sys_syscall; return HVP_B_END;
+    case HVP_X86_OP_SYSENTER: d->fn = h_sysenter; return HVP_B_END;
+    case HVP_X86_OP_SYSEXIT:
+        d->osz = xi->opsize;
+        d->fn = h_sysexit;
+        return HVP_B_END;
     case HVP_X86_OP_SYSRET:
         d->osz = xi->opsize;
         d->fn = h_sysret;
