@@ -359,6 +359,11 @@ static int kvm_partition_setup(struct hvp_partition *p)
                                                                             .ecx = c->ecx,
                                                                             .edx = c->edx};
     }
+    /* KVM's in-kernel LAPIC has the TSC-deadline timer, but
+     * KVM_GET_SUPPORTED_CPUID does not say so (QEMU sets the bit itself). */
+    if (k->irqchip && ioctl(s->fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0)
+        for (uint32_t j = 0; j < k->cpuid->nent; j++)
+            if (k->cpuid->entries[j].function == 1) k->cpuid->entries[j].ecx |= 1u << 24;
     return 0;
 fail:
     if (k->vm > 0) close(k->vm);
