@@ -21,8 +21,8 @@
  * the CPU accepts in long mode; CPL 0 or 3; random registers and RFLAGS;
  * random code. Four rounds in ten then turn the state into a legacy
  * mode: compatibility mode, 32- or 16-bit protected mode (now and then
- * with CR0.PG: 32-bit paging, which the CPU refuses cleanly), or real
- * mode (big real mode too). Several CPUs with different exception-exit
+ * with CR0.PG: PAE or, without CR4.PAE, 32-bit paging over the same
+ * random tables), or real mode (big real mode too). Several CPUs with different exception-exit
  * bitmaps take turns. INTERNAL exits (the CPU refusing a mode it does not implement
  * yet) are counted by message and allowed unless --strict.
  * Prints the seed first; on failure the seed and round to replay. */
@@ -307,8 +307,8 @@ static void random_state(struct world *w, struct hvp_cpu_state *st)
     st->nmi_masked = 0;
 }
 
-/* Turns a long-mode state into a legacy one now and then (the modes
- * hvp_cpu implements, and 32-bit paging, which it refuses cleanly):
+/* Turns a long-mode state into a legacy one now and then (paging off,
+ * or PAE / 32-bit paging over the random tables):
  * compatibility mode, 32- and 16-bit protected mode, real mode. Returns
  * the mode's name for the tally. */
 static const char *legacy_mode(struct world *w, struct hvp_cpu_state *st)
@@ -325,7 +325,7 @@ static const char *legacy_mode(struct world *w, struct hvp_cpu_state *st)
     }
     st->efer &= ~0x500ull; /* LME, LMA */
     st->cr0 &= ~0x80000000ull;
-    if (chance(&w->s, 5)) st->cr0 |= 0x80000000ull; /* 32-bit paging: refused */
+    if (chance(&w->s, 5)) st->cr0 |= 0x80000000ull; /* PAE or 32-bit paging */
     if (chance(&w->s, 3)) st->cr4 &= ~0x20ull;
     st->rip &= 0xffffffffu;
     if (r < 90) { /* protected mode, CPL 0 (3 with random DPL 3 descriptors) */
