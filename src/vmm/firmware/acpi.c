@@ -70,7 +70,7 @@ static void put64(struct bytes *b, uint64_t v)
 static void zeros(struct bytes *b, size_t n)
 {
     reserve(b, n);
-    if (b->err) return;
+    if (b->err || !n) return; /* memset(NULL, 0, 0) is undefined (UBSan) */
     memset(b->p + b->len, 0, n);
     b->len += n;
 }
