@@ -71,7 +71,7 @@ enum hvp_cpu_model {
      * JMP/CALL/RET (call gates included), IRET in every mode, interrupt
      * and trap gates in 32-bit and 64-bit IDTs (with stack switches
      * through the TSS), long-mode 4-level paging, SYSCALL/SYSRET, MSRs,
-     * CRs, 32-bit paging (4 MiB pages with CR4.PSE) and PAE paging (PDPTEs
+     * CRs, LLDT/SLDT/LAR/LSL/VERR/VERW/ARPL, 32-bit paging (4 MiB pages with CR4.PSE) and PAE paging (PDPTEs
      * loaded by the MOV to CR0/CR3/CR4, NX). Not yet: hardware task
      * switching (TSS/task-gate transfers, IRET with NT) and virtual-8086
      * mode: these exit with HVP_CPU_EXIT_INTERNAL and say so in

@@ -136,7 +136,7 @@
  *   the DR6/DR7 fixed bits; the I/O permission bitmap in h_io;
  *   SYSENTER/SYSEXIT (Intel's: they work in long mode; SEP advertised).
  * - Not yet: hardware task switches and
- *   virtual-8086 mode (INTERNAL), LAR/LSL/VERR/VERW/LLDT/SLDT/ARPL;
+ *   virtual-8086 mode (INTERNAL);
  *   INS/OUTS (#GP), DR0-3
  *   breakpoints (kept, never armed; RF is not loaded by IRET), INTO and
  *   BOUND's #OF/#BR in legacy modes only as the builders have them.

@@ -984,6 +984,125 @@ HVP_HANDLER(h_lxlat)
     return NEXT(cpu, d);
 }
 
+/* ---- LLDT, SLDT, LAR, LSL, VERR, VERW, ARPL ---- */
+
+static uint16_t sel_operand(struct hvp_cpu *cpu, const struct hvp_dinsn *d, unsigned k)
+{
+    bool mem = d->fl & (k == 0 ? HVP_DF_M0 : HVP_DF_M1);
+    return (uint16_t)(mem ? hvp_rd16(cpu, hvp_ea(cpu, d)) : cpu->gpr[k == 0 ? d->r0 : d->r1]);
+}
+
+HVP_HANDLER(h_lldt)
+{
+    if (cpu->cpl) hvp_raise_gp0(cpu);
+    uint16_t sel = sel_operand(cpu, d, 0);
+    if (!(sel & ~3u)) { /* a null LDT: LDT references then #GP */
+        cpu->st.ldtr = (struct hvp_cpu_segment){0, 0, sel, 0};
+        return NEXT(cpu, d);
+    }
+    if (sel & 4) hvp_raise(cpu, 13, sel & 0xfffc);
+    uint64_t a = desc_addr(cpu, sel, 13, 0), lo, hi = 0;
+    hvp_sys_access(cpu, a, &lo, 8, false);
+    if (((lo >> 40) & 0x1f) != 2) hvp_raise(cpu, 13, sel & 0xfffc);
+    if (!(lo >> 47 & 1)) hvp_raise(cpu, 11, sel & 0xfffc);
+    if (lma(cpu)) {
+        if ((uint32_t)(sel & ~7u) + 15 > cpu->st.gdtr.limit) hvp_raise(cpu, 13, sel & 0xfffc);
+        hvp_sys_access(cpu, a + 8, &hi, 8, false);
+    }
+    struct hvp_cpu_segment l = seg_from_desc(sel, lo);
+    l.base |= (hi & 0xffffffff) << 32;
+    cpu->st.ldtr = l;
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_sldt)
+{
+    if (d->fl & HVP_DF_M0)
+        hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.ldtr.selector);
+    else
+        hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.ldtr.selector);
+    return NEXT(cpu, d);
+}
+
+static void set_zf(struct hvp_cpu *cpu, bool z)
+{
+    uint64_t f = hvp_flags_get(cpu);
+    hvp_flags_set(cpu, z ? f | HVP_ZF : f & ~(uint64_t)HVP_ZF);
+}
+
+/* The descriptor of sel for LAR/LSL/VERR/VERW, without faults for a bad
+ * selector (those clear ZF): false when null or beyond the table. */
+static bool desc_peek(struct hvp_cpu *cpu, uint16_t sel, uint64_t *d)
+{
+    if (!(sel & ~3u)) return false;
+    const struct hvp_cpu_segment *l = &cpu->st.ldtr;
+    uint64_t base = (sel & 4) ? l->base : cpu->st.gdtr.base;
+    uint32_t limit = (sel & 4) ? l->limit : cpu->st.gdtr.limit;
+    if ((sel & 4) && (!(l->selector & ~3u) || !(l->attr & A_P))) return false;
+    if ((uint32_t)(sel & ~7u) + 7 > limit) return false;
+    hvp_sys_access(cpu, (lma(cpu) ? base : (uint32_t)base) + (sel & ~7u), d, 8, false);
+    return true;
+}
+
+/* aux: 0 LAR, 1 LSL, 2 VERR, 3 VERW */
+HVP_HANDLER(h_lar_lsl_ver)
+{
+    if (!pmode(cpu)) hvp_raise_ud(cpu);
+    uint16_t sel = sel_operand(cpu, d, d->aux < 2 ? 1 : 0);
+    uint64_t desc;
+    bool ok = desc_peek(cpu, sel, &desc);
+    unsigned type = (unsigned)(desc >> 40) & 0x1f, dpl = (unsigned)(desc >> 45) & 3;
+    unsigned need = (sel & 3) > cpu->cpl ? sel & 3 : cpu->cpl;
+    if (ok) {
+        bool conf_code = (type & 0x1c) == 0x1c;
+        if (!conf_code && dpl < need) ok = false;
+        if (!(type & 0x10)) {
+            unsigned t = type & 0xf;
+            /* system types LAR/LSL accept (64-bit mode: LDT, TSS, call gate) */
+            bool sys_ok = lma(cpu) ? (t == 2 || t == 9 || t == 0xb || (d->aux == 0 && t == 0xc))
+                                   : (t == 1 || t == 2 || t == 3 || t == 9 || t == 0xb ||
+                                      (d->aux == 0 && (t == 4 || t == 5 || t == 0xc)));
+            if (d->aux >= 2 || !sys_ok) ok = false;
+        } else if (d->aux == 2) {
+            ok = ok && (!(type & 8) || (type & 2)); /* data, or readable code */
+        } else if (d->aux == 3) {
+            ok = ok && !(type & 8) && (type & 2); /* writable data */
+        }
+    }
+    set_zf(cpu, ok);
+    if (ok && d->aux == 0) hvp_reg_wr(cpu, d->r0, d->osz, (desc >> 32) & 0x00f0ff00);
+    if (ok && d->aux == 1) {
+        uint32_t lim = (uint32_t)((desc & 0xffff) | ((desc >> 32) & 0xf0000));
+        if (desc & (1ull << 55)) lim = (lim << 12) | 0xfff;
+        hvp_reg_wr(cpu, d->r0, d->osz, lim);
+    }
+    return NEXT(cpu, d);
+}
+
+HVP_HANDLER(h_arpl)
+{
+    if (!pmode(cpu)) hvp_raise_ud(cpu);
+    uint64_t a = 0;
+    uint16_t dst;
+    if (d->fl & HVP_DF_M0) {
+        a = hvp_ea(cpu, d);
+        dst = (uint16_t)hvp_rd16(cpu, a);
+    } else {
+        dst = (uint16_t)cpu->gpr[d->r0];
+    }
+    uint16_t src = (uint16_t)cpu->gpr[d->r1];
+    bool adj = (dst & 3) < (src & 3);
+    if (adj) {
+        dst = (uint16_t)((dst & ~3u) | (src & 3));
+        if (d->fl & HVP_DF_M0)
+            hvp_wr16(cpu, a, dst);
+        else
+            hvp_reg_wr(cpu, d->r0, 2, dst);
+    }
+    set_zf(cpu, adj);
+    return NEXT(cpu, d);
+}
+
 static unsigned sreg_of(unsigned reg)
 {
     return reg >= HVP_X86_REG_ES && reg < HVP_X86_REG_ES + 6 ? reg - HVP_X86_REG_ES + 1u : 0;
@@ -1078,6 +1197,19 @@ int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         if (!legacy) return HVP_B_NONE;
         d->fn = h_lpop;
         return HVP_B_OK;
+    case HVP_X86_OP_LLDT: d->fn = h_lldt; return HVP_B_OK;
+    case HVP_X86_OP_SLDT:
+        d->osz = (uint8_t)o0->size;
+        d->fn = h_sldt;
+        return HVP_B_OK;
+    case HVP_X86_OP_LAR:
+    case HVP_X86_OP_LSL:
+    case HVP_X86_OP_VERR:
+    case HVP_X86_OP_VERW:
+        d->aux = op == HVP_X86_OP_LAR ? 0 : op == HVP_X86_OP_LSL ? 1 : op == HVP_X86_OP_VERR ? 2 : 3;
+        if (d->aux < 2) d->osz = (uint8_t)o0->size;
+        d->fn = h_lar_lsl_ver;
+        return HVP_B_OK;
     default: break;
     }
     if (!legacy) return HVP_B_NONE;
@@ -1122,6 +1254,9 @@ int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->imm = xi->imm;
         d->fn = h_lloop;
         return HVP_B_END;
+    case HVP_X86_OP_ARPL:
+        d->fn = h_arpl;
+        return HVP_B_OK;
     case HVP_X86_OP_XLAT:
         d->seg = (uint8_t)(HVP_SEG_LEGACY | (xi->mem.seg - HVP_X86_REG_ES));
         d->fn = h_lxlat;

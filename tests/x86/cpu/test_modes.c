@@ -673,3 +673,39 @@ Test(modes, call_gate_privilege)
     expect_exc(&v, 13, S_GATE, CODE2);
     vm_fini(&v);
 }
+
+/* ---- LLDT/SLDT, LAR/LSL/VERR/VERW, ARPL ---- */
+
+/* 64-bit: LLDT with a null selector (what Linux's clear_LDT does), SLDT;
+ * LAR/LSL of the small data segment; VERR/VERW of read-only data; LAR of
+ * a selector past the GDT (ZF clear, destination kept). */
+SNIP(s_lsl, "xor eax, eax\n lldt ax\n mov eax, 0x30\n lar ecx, eax\n setz r8b\n lsl edx, eax\n"
+            " mov eax, 0x50\n verr ax\n setz r9b\n verw ax\n setz r10b\n"
+            " mov eax, 0x1000\n mov esi, 0x77\n lar esi, eax\n setz r11b\n sldt ebx\n hlt\n");
+SNIP(s_arpl, ".code32\n mov eax, 0x10\n mov ecx, 0x13\n arpl ax, cx\n setz bl\n arpl ax, cx\n"
+             " setz bh\n hlt\n");
+
+Test(modes, lar_lsl_verr_lldt_arpl)
+{
+    struct vm v;
+    vm_init(&v, s_lsl, s_lsl_end, M_LONG64);
+    v.st.ldtr.selector = 0x1234; /* LLDT 0 must clear it */
+    hvp_cpu_set_state(v.cpu, &v.st);
+    vm_run(&v);
+    expect_hlt(&v);
+    cr_expect_eq(v.st.gpr[8] & 0xff, 1, "LAR: ZF");
+    cr_expect_eq(v.st.gpr[1], 0x00409300, "LAR: access rights (type 3, P, DPL 0, B)");
+    cr_expect_eq(v.st.gpr[2], 0xfff, "LSL: the byte-granular limit");
+    cr_expect_eq(v.st.gpr[9] & 0xff, 1, "VERR of read-only data");
+    cr_expect_eq(v.st.gpr[10] & 0xff, 0, "VERW of read-only data");
+    cr_expect_eq(v.st.gpr[11] & 0xff, 0, "LAR past the GDT: ZF clear");
+    cr_expect_eq(v.st.gpr[6], 0x77, "... and the destination kept");
+    cr_expect_eq(v.st.gpr[3], 0, "SLDT after LLDT 0");
+    vm_fini(&v);
+    vm_init(&v, s_arpl, s_arpl_end, M_PROT32);
+    vm_run(&v);
+    expect_hlt(&v);
+    cr_expect_eq(v.st.gpr[0] & 0xffff, 0x13, "ARPL raised the RPL");
+    cr_expect_eq(v.st.gpr[3] & 0xffff, 0x0001, "ZF set, then clear");
+    vm_fini(&v);
+}
