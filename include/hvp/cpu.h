@@ -58,8 +58,15 @@ enum hvp_cpu_model {
      * HVP_CPU_EXIT_SHUTDOWN.
      * Details the embedder can rely on:
      * - HLT exits with RIP past it.
-     * - IN/OUT exit (HVP_CPU_EXIT_IO) with RIP past the instruction; for
-     *   IN the embedder puts the value into AL/AX/EAX before resuming.
+     * - IN/OUT go to hooks.pio, else exit (HVP_CPU_EXIT_IO) with RIP past
+     *   the instruction; for IN the embedder puts the value into
+     *   AL/AX/EAX before resuming (hvp_cpu_complete). At CPL > IOPL the
+     *   TSS I/O permission bitmap is checked first (#GP(0)). INS/OUTS
+     *   are not implemented yet (#GP(0)).
+     * - RFLAGS.TF single-steps (#DB trap, DR6.BS); MOV DR implements
+     *   DR0-DR7 (DR7.GD included) but DR0-3 breakpoints are not armed yet.
+     * - SYSENTER/SYSEXIT follow Intel (usable in long mode).
+     * - MSRs: see hooks.msr; MTRRs and MISC_ENABLE are kept in the state.
      * - An access whose guest-physical address no mapping backs (or whose
      *   mapping forbids it) exits with HVP_CPU_EXIT_MMIO: RIP at the
      *   instruction, which did not retire; the embedder emulates it from
