@@ -396,7 +396,7 @@ Test(modes, real_mode_ivt_and_unreal)
     memcpy(v.ram + CODE + 0x200, s_real_h, (size_t)(s_real_h_end - s_real_h));
     *(uint32_t *)(void *)(v.ram + 0x30 * 4) = (uint32_t)((CODE >> 4) << 16) | 0x200;
     *(uint16_t *)(void *)(v.ram + 0x500) = S_GDT_END - 1;
-    *(uint32_t *)(void *)(v.ram + 0x502) = GDT;
+    memcpy(v.ram + 0x502, &(uint32_t){GDT}, 4); /* unaligned in the pseudo-descriptor */
     *(uint32_t *)(void *)(v.ram + 0x200000) = 0xfeedf00d;
     v.st.gpr[4] = 0x8000;
     v.st.rflags = 0x202;
