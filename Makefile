@@ -39,6 +39,7 @@ run: deps guest $(BUILD)/build.ninja
 	@scripts/run.sh $(BUILD)
 
 test: test-deps $(BUILD)/build.ninja $(ASAN)/build.ninja
+	-@scripts/guest.sh >/dev/null
 	ninja -C $(BUILD)
 	ninja -C $(ASAN)
 	@scripts/run-tests.sh $(BUILD) $(ASAN)
