@@ -1015,12 +1015,15 @@ HVP_HANDLER(h_lldt)
     return NEXT(cpu, d);
 }
 
-HVP_HANDLER(h_sldt)
+/* SLDT (aux 0) and STR (aux 1): the selector, zero-extended into a
+ * register, or 16 bits to memory. */
+HVP_HANDLER(h_sldt_str)
 {
+    uint16_t sel = d->aux ? cpu->st.tr.selector : cpu->st.ldtr.selector;
     if (d->fl & HVP_DF_M0)
-        hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.ldtr.selector);
+        hvp_wr16(cpu, hvp_ea(cpu, d), sel);
     else
-        hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.ldtr.selector);
+        hvp_reg_wr(cpu, d->r0, d->osz, sel);
     return NEXT(cpu, d);
 }
 
@@ -1199,8 +1202,10 @@ int hvp_cpu_build_seg(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         return HVP_B_OK;
     case HVP_X86_OP_LLDT: d->fn = h_lldt; return HVP_B_OK;
     case HVP_X86_OP_SLDT:
+    case HVP_X86_OP_STR:
         d->osz = (uint8_t)o0->size;
-        d->fn = h_sldt;
+        d->aux = op == HVP_X86_OP_STR;
+        d->fn = h_sldt_str;
         return HVP_B_OK;
     case HVP_X86_OP_LAR:
     case HVP_X86_OP_LSL:

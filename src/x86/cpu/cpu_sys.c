@@ -654,15 +654,6 @@ HVP_HANDLER(h_ltr)
     return NEXT(cpu, d);
 }
 
-HVP_HANDLER(h_str)
-{
-    if (d->fl & HVP_DF_M0)
-        hvp_wr16(cpu, hvp_ea(cpu, d), cpu->st.tr.selector);
-    else
-        hvp_reg_wr(cpu, d->r0, d->osz, cpu->st.tr.selector);
-    return NEXT(cpu, d);
-}
-
 HVP_HANDLER(h_mov_from_sreg)
 {
     uint16_t sel = cpu->st.seg[d->aux].selector;
@@ -825,7 +816,6 @@ int hvp_cpu_build_sys(struct hvp_cpu *cpu, const struct hvp_x86_insn *xi, struct
         d->fn = h_sgdt_sidt;
         return HVP_B_OK;
     case HVP_X86_OP_LTR: d->fn = h_ltr; return HVP_B_OK;
-    case HVP_X86_OP_STR: d->fn = h_str; return HVP_B_OK;
     default: return HVP_B_NONE;
     }
 }
